@@ -1,0 +1,291 @@
+//! Authentication: the OAuth 2.0 token endpoint (`POST /api/m2m/oauth/token`).
+//!
+//! First stage of the service-account path: a request is bounded and parsed ([`request`]),
+//! rate-limited by source address and client id ([`ratelimit`]), authenticated against the
+//! in-memory account snapshot with either a keyed secret hash or an RFC 7523 assertion
+//! ([`assertion`], [`replay`]), and answered with an access token minted by [`crate::token`].
+//! The database is never touched on this path.
+
+pub mod assertion;
+pub mod ratelimit;
+pub mod replay;
+pub mod request;
+
+use crate::config::OAuthSettings;
+use crate::error::{Body, OAuthError, json, no_store};
+use crate::iam::{Credential, LastLogins, SecretHasher, ServiceAccount};
+use crate::store::snapshot::AccountSnapshot;
+use crate::token::Issuer;
+use crate::util::unix_now;
+use assertion::{Assertion, AssertionRules};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use ratelimit::FailureLimiter;
+use replay::{MemoryReplay, ReplayCheck};
+use request::ClientAuth;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The one message for every failure that depends on which accounts or keys exist.
+const AUTH_FAILED: &str = "client authentication failed";
+
+/// Everything the token endpoint needs, shared across requests.
+pub struct TokenEndpoint {
+    accounts: AccountSnapshot,
+    hasher: Arc<SecretHasher>,
+    issuer: Issuer,
+    rules: AssertionRules,
+    replay: MemoryReplay,
+    by_client: FailureLimiter,
+    by_address: FailureLimiter,
+    last_logins: LastLogins,
+    max_body: usize,
+    /// Verified against when the client or key is unknown, so that path costs an RSA verify too.
+    dummy_key: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEndpoint").finish_non_exhaustive()
+    }
+}
+
+/// The accepted assertion audiences: configured ones, or `console-client-credentials`, the
+/// issuer and the token endpoint URL.
+pub fn default_audiences(issuer: &str, token_endpoint: &str) -> Vec<String> {
+    vec![
+        "console-client-credentials".to_owned(),
+        issuer.to_owned(),
+        token_endpoint.to_owned(),
+    ]
+}
+
+impl TokenEndpoint {
+    /// Builds the endpoint. `audiences` are the accepted assertion audiences.
+    pub fn new(
+        settings: &OAuthSettings,
+        audiences: Vec<String>,
+        accounts: AccountSnapshot,
+        hasher: Arc<SecretHasher>,
+        issuer: Issuer,
+        last_logins: LastLogins,
+    ) -> Result<Self, crate::token::TokenError> {
+        let jwk = issuer.keys.current().active().public_jwk();
+        let dummy_key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap_or_default(),
+            jwk["e"].as_str().unwrap_or_default(),
+        )
+        .map_err(|e| crate::token::TokenError::Key {
+            what: "dummy".to_owned(),
+            detail: e.to_string(),
+        })?;
+        let rl = &settings.rate_limit;
+        let skew = i64::try_from(settings.clock_skew.as_secs()).unwrap_or(30);
+        Ok(Self {
+            accounts,
+            hasher,
+            issuer,
+            rules: AssertionRules {
+                audiences,
+                skew,
+                max_lifetime: i64::try_from(settings.max_assertion_lifetime.as_secs())
+                    .unwrap_or(3600),
+            },
+            replay: MemoryReplay::new(settings.replay_cache_capacity),
+            by_client: FailureLimiter::new(rl.max_failures_per_client, rl.window, 100_000),
+            by_address: FailureLimiter::new(rl.max_failures_per_address, rl.window, 100_000),
+            last_logins,
+            max_body: settings.max_request_bytes,
+            dummy_key,
+        })
+    }
+
+    /// Handles one token request from `peer`.
+    pub async fn handle<B>(&self, req: Request<B>, peer: IpAddr) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match self.process(req, peer).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn process<B>(&self, req: Request<B>, peer: IpAddr) -> Result<Response<Body>, OAuthError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if req.method() != Method::POST {
+            return Err(OAuthError::method_not_allowed());
+        }
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(OAuthError::too_large());
+        }
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    OAuthError::too_large()
+                } else {
+                    OAuthError::invalid_request("could not read the request body")
+                }
+            })?
+            .to_bytes();
+
+        let addr_key = peer.to_string();
+        if let Some(wait) = self.by_address.blocked(&addr_key).await {
+            return Err(OAuthError::too_many(wait));
+        }
+        let treq = request::parse(&parts.headers, parts.uri.query(), &body)?;
+        let now = unix_now();
+        let (method, result) = match treq.auth {
+            ClientAuth::Basic { client_id, secret } => (
+                "client_secret_basic",
+                self.authenticate_basic(&client_id, &secret).await,
+            ),
+            ClientAuth::Assertion {
+                assertion,
+                client_id,
+            } => (
+                "private_key_jwt",
+                self.authenticate_assertion(&assertion, client_id.as_deref(), now)
+                    .await,
+            ),
+        };
+        match result {
+            Ok(account) => {
+                let minted = self
+                    .issuer
+                    .mint(&account.client_id, &account.permissions, now)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "token signing failed");
+                        OAuthError::server_error()
+                    })?;
+                self.last_logins.note(&account.client_id, now);
+                tracing::debug!(client_id = %account.client_id, method, "token issued");
+                let body = serde_json::json!({
+                    "access_token": minted.token,
+                    "token_type": "Bearer",
+                    "expires_in": minted.expires_in,
+                });
+                let mut resp = json(StatusCode::OK, body.to_string());
+                no_store(resp.headers_mut());
+                Ok(resp)
+            }
+            Err((e, client)) => {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    self.by_address.fail(&addr_key).await;
+                    if let Some(c) = client.as_deref().or(treq.claimed_client_id.as_deref()) {
+                        self.by_client.fail(c).await;
+                    }
+                }
+                tracing::info!(
+                    client_id = client.as_deref().or(treq.claimed_client_id.as_deref()).unwrap_or("-"),
+                    method,
+                    %peer,
+                    status = e.status.as_u16(),
+                    error = e.code.as_str(),
+                    reason = %e.description,
+                    "token request refused"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn client_gate(&self, client_id: &str) -> Result<(), OAuthError> {
+        match self.by_client.blocked(client_id).await {
+            Some(wait) => Err(OAuthError::too_many(wait)),
+            None => Ok(()),
+        }
+    }
+
+    async fn authenticate_basic(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Arc<ServiceAccount>, (OAuthError, Option<String>)> {
+        let fail = |e: OAuthError| (e, Some(client_id.to_owned()));
+        self.client_gate(client_id).await.map_err(fail)?;
+        let account = self.accounts.get(client_id);
+        let stored = account.as_deref().and_then(|a| match &a.credential {
+            Credential::Secret(h) => Some(h),
+            Credential::Keys(_) => None,
+        });
+        // Always one HMAC and one constant-time compare, whatever the account state.
+        if self.hasher.verify(secret.as_bytes(), stored)
+            && let Some(a) = account
+        {
+            return Ok(a);
+        }
+        Err(fail(
+            OAuthError::invalid_client(AUTH_FAILED).with_basic_challenge(),
+        ))
+    }
+
+    async fn authenticate_assertion(
+        &self,
+        token: &str,
+        client_param: Option<&str>,
+        now: i64,
+    ) -> Result<Arc<ServiceAccount>, (OAuthError, Option<String>)> {
+        let param = client_param.map(str::to_owned);
+        let a = Assertion::parse(token, &self.rules, now)
+            .map_err(|d| (OAuthError::invalid_client(d), param.clone()))?;
+        let fail = |e: OAuthError| (e, Some(a.client_id.clone()));
+        if client_param.is_some_and(|c| c != a.client_id) {
+            return Err(fail(OAuthError::invalid_client(
+                "client_id does not match the assertion's iss and sub",
+            )));
+        }
+        self.client_gate(&a.client_id).await.map_err(fail)?;
+        let account = self.accounts.get(&a.client_id);
+        let key = account.as_deref().and_then(|acc| match &acc.credential {
+            Credential::Keys(keys) => match &a.kid {
+                // The kid selects exactly one key; other keys are never tried.
+                Some(kid) => keys.iter().find(|k| &k.kid == kid),
+                None if keys.len() == 1 => keys.first(),
+                None => None,
+            },
+            Credential::Secret(_) => None,
+        });
+        let verifying = key.map_or(&self.dummy_key, |k| k.decoding_key());
+        let valid = jsonwebtoken::crypto::verify(
+            a.signature,
+            a.signing_input.as_bytes(),
+            verifying,
+            Algorithm::RS256,
+        )
+        .unwrap_or(false);
+        let account = match (valid, key.is_some(), account) {
+            (true, true, Some(acc)) => acc,
+            _ => return Err(fail(OAuthError::invalid_client(AUTH_FAILED))),
+        };
+        // Recorded only now: an assertion that fails any other check cannot burn a jti.
+        match self.replay.check_and_record(
+            &a.client_id,
+            &a.jti,
+            a.exp.saturating_add(self.rules.skew),
+            now,
+        ) {
+            ReplayCheck::Fresh => Ok(account),
+            ReplayCheck::Replayed => Err(fail(OAuthError::invalid_client(
+                "client_assertion jti has already been used",
+            ))),
+            ReplayCheck::Full => Err(fail(OAuthError::unavailable(
+                "assertion replay record is full; retry shortly",
+            ))),
+        }
+    }
+}

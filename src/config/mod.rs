@@ -1,0 +1,568 @@
+//! Configuration: the first thing `iamgate serve` touches, before any socket opens.
+//!
+//! A YAML file is read into a serde model that rejects unknown fields, environment overrides are
+//! applied on top, and [`RawConfig::validate`] turns the result into typed [`Settings`] while
+//! collecting *every* problem, so an operator fixes a broken file in one round trip.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a configuration could not be used. Lists every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config` or `IAMGATE_CONFIG`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML did not match the model (syntax, unknown field, wrong type).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// The model parsed but values are unusable.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// A secret value from config or the environment. Its `Debug` never prints the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself; call only where it is used, never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The file model. Every section is optional; defaults work out of the box.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Listen address, `host:port`. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Public base URL of the gateway, used for the issuer and the metadata document.
+    pub public_url: Option<String>,
+    /// Directory for the SQLite file, generated keys and bootstrap credentials. Default `./data`.
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite:PATH` or `postgres://…`. Default: `sqlite:<data_dir>/iamgate.db`.
+    pub database_url: Option<Secret>,
+    /// First-start bootstrap of a root service account.
+    pub bootstrap: RawBootstrap,
+    /// Token endpoint and access token settings.
+    pub oauth: RawOAuth,
+    /// Access-token signing keys.
+    pub signing: RawSigning,
+    /// Server-side pepper for client-secret hashes.
+    pub secret_pepper: Option<Secret>,
+    /// Seconds between flushes of coalesced `lastLogin` updates. Default 10.
+    pub last_login_flush_secs: Option<u64>,
+    /// Logging.
+    pub log: RawLog,
+}
+
+/// `bootstrap:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBootstrap {
+    /// Create `bootstrap-admin` on first start with an empty store. Default true.
+    pub enabled: Option<bool>,
+    /// Name of the bootstrap account. Default `bootstrap-admin`.
+    pub name: Option<String>,
+}
+
+/// `oauth:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOAuth {
+    /// `iss` of access tokens. Default: the public URL.
+    pub issuer: Option<String>,
+    /// `aud` of access tokens. Default: the public URL.
+    pub access_token_audience: Option<String>,
+    /// Access token lifetime in seconds. Default 3600.
+    pub access_token_lifetime_secs: Option<u64>,
+    /// Accepted client-assertion audiences. Default: `console-client-credentials`, the issuer and
+    /// the token endpoint URL.
+    pub assertion_audiences: Option<Vec<String>>,
+    /// Longest accepted assertion lifetime (`exp - now`), seconds, before skew. Default 3600.
+    pub max_assertion_lifetime_secs: Option<u64>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`, seconds. Default 30.
+    pub clock_skew_secs: Option<u64>,
+    /// How many unexpired `(client_id, jti)` pairs are remembered. Default 100000.
+    pub replay_cache_capacity: Option<usize>,
+    /// Largest accepted token request body, bytes. Default 16384.
+    pub max_request_bytes: Option<usize>,
+    /// Brute-force protection.
+    pub rate_limit: RawRateLimit,
+}
+
+/// `oauth.rate_limit:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    /// Window length, seconds. Default 60.
+    pub window_secs: Option<u64>,
+    /// Failures per client id per window before 429. Default 20.
+    pub max_failures_per_client: Option<u32>,
+    /// Failures per source address per window before 429. Default 100.
+    pub max_failures_per_address: Option<u32>,
+}
+
+/// `signing:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSigning {
+    /// PEM key files. When empty, keys are generated and rotated under `<data_dir>/keys`.
+    pub keys: Vec<RawKeyFile>,
+    /// Seconds between checks of the generated key set for rotations. Default 5.
+    pub reload_secs: Option<u64>,
+}
+
+/// One configured signing key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyFile {
+    /// PKCS#8 or PKCS#1 RSA private key PEM.
+    pub path: PathBuf,
+    /// `active` (exactly one), `next` or `retired`.
+    pub status: String,
+    /// Key id; default the RFC 7638 thumbprint.
+    pub kid: Option<String>,
+}
+
+/// `log:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `json` (default) or `text`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `iamgate=debug`. Default `info`.
+    pub level: Option<String>,
+}
+
+/// Where accounts and keys persist.
+#[derive(Debug, Clone)]
+pub enum DatabaseSettings {
+    /// Embedded SQLite file.
+    Sqlite(PathBuf),
+    /// PostgreSQL URL.
+    Postgres(Secret),
+}
+
+/// Validated, typed settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Public base URL without trailing slash; `None` = derive from the bound address.
+    pub public_url: Option<String>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database.
+    pub database: DatabaseSettings,
+    /// Bootstrap account on first start, with its name; `None` when disabled.
+    pub bootstrap: Option<String>,
+    /// Token endpoint settings.
+    pub oauth: OAuthSettings,
+    /// Signing keys.
+    pub signing: SigningSettings,
+    /// Pepper for client-secret HMACs; `None` = generated file in the data dir.
+    pub secret_pepper: Option<Secret>,
+    /// Interval of `lastLogin` flushes.
+    pub last_login_flush: Duration,
+    /// Log output is JSON.
+    pub log_json: bool,
+    /// Tracing filter.
+    pub log_level: String,
+}
+
+/// Token endpoint settings.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// Access token `iss`; `None` = public URL.
+    pub issuer: Option<String>,
+    /// Access token `aud`; `None` = public URL.
+    pub access_token_audience: Option<String>,
+    /// Access token lifetime.
+    pub access_token_lifetime: Duration,
+    /// Accepted assertion audiences; `None` = the defaults.
+    pub assertion_audiences: Option<Vec<String>>,
+    /// Maximum `exp - now` of an assertion (skew is added on top).
+    pub max_assertion_lifetime: Duration,
+    /// Clock skew.
+    pub clock_skew: Duration,
+    /// Replay cache capacity.
+    pub replay_cache_capacity: usize,
+    /// Request body limit.
+    pub max_request_bytes: usize,
+    /// Rate limiting.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Failure rate limiting.
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    /// Fixed window.
+    pub window: Duration,
+    /// Failures per client id per window.
+    pub max_failures_per_client: u32,
+    /// Failures per source address per window.
+    pub max_failures_per_address: u32,
+}
+
+/// Signing key sources.
+#[derive(Debug, Clone)]
+pub struct SigningSettings {
+    /// Configured PEM files; empty = managed key set in `<data_dir>/keys`.
+    pub keys: Vec<KeyFileSettings>,
+    /// Reload interval for the managed key set.
+    pub reload: Duration,
+}
+
+/// A configured key file.
+#[derive(Debug, Clone)]
+pub struct KeyFileSettings {
+    /// PEM path.
+    pub path: PathBuf,
+    /// Its role in the key set.
+    pub status: crate::token::KeyStatus,
+    /// Explicit kid.
+    pub kid: Option<String>,
+}
+
+/// Reads `path` (if any) into the model; a missing explicit file is an error.
+pub fn load_file(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(RawConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_yaml(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Parses YAML text into the model. An empty document is the default config.
+pub fn parse_yaml(text: &str) -> Result<RawConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    yaml_serde::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Source of environment variables, injectable for tests.
+pub trait Env {
+    /// The variable's value, if set and non-empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl RawConfig {
+    /// Applies `IAMGATE_*` overrides. Secrets may only come from here or the file.
+    pub fn apply_env(&mut self, env: &dyn Env) {
+        if let Some(v) = env.var("IAMGATE_LISTEN") {
+            self.listen = Some(v);
+        }
+        if let Some(v) = env.var("IAMGATE_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = env.var("IAMGATE_DATA_DIR") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("IAMGATE_DATABASE_URL") {
+            self.database_url = Some(Secret(v));
+        }
+        if let Some(v) = env.var("IAMGATE_SECRET_PEPPER") {
+            self.secret_pepper = Some(Secret(v));
+        }
+        if let Some(v) = env.var("IAMGATE_LOG_LEVEL") {
+            self.log.level = Some(v);
+        }
+        if let Some(v) = env.var("IAMGATE_LOG_FORMAT") {
+            self.log.format = Some(v);
+        }
+    }
+
+    /// Checks every value and returns typed settings, or every problem at once.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut errs: Vec<String> = Vec::new();
+
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            errs.push(format!(
+                "listen: `{listen_text}` is not an address like 127.0.0.1:8080"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+
+        let public_url = self
+            .public_url
+            .map(|u| check_url("public_url", u.trim_end_matches('/'), &mut errs));
+
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        if data_dir.as_os_str().is_empty() {
+            errs.push("data_dir: must not be empty".to_owned());
+        }
+
+        let database = match self.database_url {
+            None => DatabaseSettings::Sqlite(data_dir.join("iamgate.db")),
+            Some(url) => {
+                let u = url.expose();
+                if let Some(path) = u.strip_prefix("sqlite://").or(u.strip_prefix("sqlite:")) {
+                    if path.is_empty() {
+                        errs.push("database_url: sqlite URL names no file".to_owned());
+                    }
+                    DatabaseSettings::Sqlite(PathBuf::from(path))
+                } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+                    errs.push(
+                        "database_url: PostgreSQL is not available in this build yet; use sqlite"
+                            .to_owned(),
+                    );
+                    DatabaseSettings::Postgres(url)
+                } else {
+                    errs.push(
+                        "database_url: must start with sqlite: or postgres:// (value not shown)"
+                            .to_owned(),
+                    );
+                    DatabaseSettings::Sqlite(data_dir.join("iamgate.db"))
+                }
+            }
+        };
+
+        let bootstrap_name = self
+            .bootstrap
+            .name
+            .unwrap_or_else(|| "bootstrap-admin".to_owned());
+        if bootstrap_name.trim().is_empty() || bootstrap_name.len() > 200 {
+            errs.push("bootstrap.name: must be 1 to 200 characters".to_owned());
+        }
+        let bootstrap = self
+            .bootstrap
+            .enabled
+            .unwrap_or(true)
+            .then_some(bootstrap_name);
+
+        let o = self.oauth;
+        let issuer = o
+            .issuer
+            .map(|u| check_url("oauth.issuer", u.trim_end_matches('/'), &mut errs));
+        let access_token_audience = o.access_token_audience;
+        if access_token_audience.as_deref() == Some("") {
+            errs.push("oauth.access_token_audience: must not be empty".to_owned());
+        }
+        let lifetime = secs_in(
+            "oauth.access_token_lifetime_secs",
+            o.access_token_lifetime_secs,
+            3600,
+            60..=86_400,
+            &mut errs,
+        );
+        if let Some(a) = &o.assertion_audiences
+            && (a.is_empty() || a.iter().any(|s| s.is_empty()))
+        {
+            errs.push(
+                "oauth.assertion_audiences: needs at least one non-empty audience".to_owned(),
+            );
+        }
+        let max_assertion = secs_in(
+            "oauth.max_assertion_lifetime_secs",
+            o.max_assertion_lifetime_secs,
+            3600,
+            1..=86_400,
+            &mut errs,
+        );
+        let skew = secs_in(
+            "oauth.clock_skew_secs",
+            o.clock_skew_secs,
+            30,
+            0..=600,
+            &mut errs,
+        );
+        let replay_cache_capacity = o.replay_cache_capacity.unwrap_or(100_000);
+        if !(1..=100_000_000).contains(&replay_cache_capacity) {
+            errs.push("oauth.replay_cache_capacity: must be 1..=100000000".to_owned());
+        }
+        let max_request_bytes = o.max_request_bytes.unwrap_or(16 * 1024);
+        if !(1024..=1024 * 1024).contains(&max_request_bytes) {
+            errs.push("oauth.max_request_bytes: must be 1024..=1048576".to_owned());
+        }
+        let window = secs_in(
+            "oauth.rate_limit.window_secs",
+            o.rate_limit.window_secs,
+            60,
+            1..=86_400,
+            &mut errs,
+        );
+        let per_client = o.rate_limit.max_failures_per_client.unwrap_or(20);
+        let per_addr = o.rate_limit.max_failures_per_address.unwrap_or(100);
+        if per_client == 0 || per_addr == 0 {
+            errs.push("oauth.rate_limit: failure limits must be at least 1".to_owned());
+        }
+
+        let mut keys = Vec::new();
+        let mut actives = 0;
+        for (i, k) in self.signing.keys.into_iter().enumerate() {
+            match k.status.parse::<crate::token::KeyStatus>() {
+                Ok(status) => {
+                    if status == crate::token::KeyStatus::Active {
+                        actives += 1;
+                    }
+                    keys.push(KeyFileSettings {
+                        path: k.path,
+                        status,
+                        kid: k.kid,
+                    });
+                }
+                Err(()) => errs.push(format!(
+                    "signing.keys[{i}].status: `{}` is not one of active, next, retired",
+                    k.status
+                )),
+            }
+        }
+        if !keys.is_empty() && actives != 1 {
+            errs.push(format!(
+                "signing.keys: exactly one key must be active, found {actives}"
+            ));
+        }
+        let reload = secs_in(
+            "signing.reload_secs",
+            self.signing.reload_secs,
+            5,
+            1..=3600,
+            &mut errs,
+        );
+
+        if let Some(p) = &self.secret_pepper
+            && p.expose().len() < 16
+        {
+            errs.push("secret_pepper: must be at least 16 characters".to_owned());
+        }
+        let flush = secs_in(
+            "last_login_flush_secs",
+            self.last_login_flush_secs,
+            10,
+            1..=3600,
+            &mut errs,
+        );
+
+        let log_json = match self.log.format.as_deref() {
+            None | Some("json") => true,
+            Some("text") => false,
+            Some(other) => {
+                errs.push(format!("log.format: `{other}` is not json or text"));
+                true
+            }
+        };
+        let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            errs.push(format!("log.level: `{log_level}` is not a tracing filter"));
+        }
+
+        if !errs.is_empty() {
+            return Err(ConfigError::Invalid(errs));
+        }
+        Ok(Settings {
+            listen,
+            public_url,
+            data_dir,
+            database,
+            bootstrap,
+            oauth: OAuthSettings {
+                issuer,
+                access_token_audience,
+                access_token_lifetime: lifetime,
+                assertion_audiences: o.assertion_audiences,
+                max_assertion_lifetime: max_assertion,
+                clock_skew: skew,
+                replay_cache_capacity,
+                max_request_bytes,
+                rate_limit: RateLimitSettings {
+                    window,
+                    max_failures_per_client: per_client,
+                    max_failures_per_address: per_addr,
+                },
+            },
+            signing: SigningSettings { keys, reload },
+            secret_pepper: self.secret_pepper,
+            last_login_flush: flush,
+            log_json,
+            log_level,
+        })
+    }
+}
+
+impl Settings {
+    /// Loads the file (explicit path, else `IAMGATE_CONFIG`), applies the environment, validates.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Settings, ConfigError> {
+        let from_env = env.var("IAMGATE_CONFIG").map(PathBuf::from);
+        let path = path.map(Path::to_path_buf).or(from_env);
+        let mut raw = load_file(path.as_deref())?;
+        raw.apply_env(env);
+        raw.validate()
+    }
+}
+
+fn check_url(field: &str, url: &str, errs: &mut Vec<String>) -> String {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.contains(['?', '#', ' '])
+        && url.len() > "https://".len();
+    if !ok {
+        errs.push(format!(
+            "{field}: `{url}` must be an http(s) URL without query or fragment"
+        ));
+    }
+    url.to_owned()
+}
+
+fn secs_in(
+    field: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    errs: &mut Vec<String>,
+) -> Duration {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        errs.push(format!(
+            "{field}: {v} is outside {}..={}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Duration::from_secs(v)
+}

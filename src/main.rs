@@ -1,0 +1,261 @@
+//! The `iamgate` command line: a thin shell over the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use iamgate::config::{ProcessEnv, Settings};
+use iamgate::iam::{AuthMethod, NewAccount, Owner, SecretHasher};
+use iamgate::store::Store;
+use iamgate::token::SigningKey;
+use iamgate::token::keyset::ManagedKeys;
+use iamgate::util::unix_now;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "iamgate",
+    version,
+    about = "Authorization gateway for Console-style platforms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (YAML); also IAMGATE_CONFIG. Defaults work without one.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Administration without a running server.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print a fresh signed client assertion for private_key_jwt.
+    Assertion {
+        /// The service account's client id (iss and sub).
+        #[arg(long)]
+        client_id: String,
+        /// The private key PEM file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The key id registered for the account.
+        #[arg(long)]
+        kid: String,
+        /// Audience.
+        #[arg(long, default_value = "console-client-credentials")]
+        aud: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        lifetime: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a root service account directly in the store; prints the creation JSON.
+    CreateRootSa {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Account name.
+        #[arg(long)]
+        name: String,
+        /// Root permission (repeatable).
+        #[arg(long = "permission", required = true)]
+        permissions: Vec<String>,
+        /// client_secret_basic (default) or private_key_jwt.
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// Public key file (PEM or JWK JSON) for private_key_jwt.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate an RSA-2048 key pair for a private_key_jwt client: writes the private key PEM
+    /// and prints the public JWK (with kid) and PEM.
+    Generate {
+        /// Where to write the private key (mode 0600).
+        #[arg(long, default_value = "client-private-key.pem")]
+        out: PathBuf,
+    },
+    /// Rotate the managed access-token signing keys (next becomes active, active retires).
+    Rotate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Admin {
+            command:
+                AdminCommand::CreateRootSa {
+                    config,
+                    name,
+                    permissions,
+                    auth_method,
+                    public_key,
+                },
+        } => create_root_sa(config, name, permissions, auth_method, public_key),
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => keys_generate(out),
+        Command::Keys {
+            command: KeysCommand::Rotate { config },
+        } => keys_rotate(config),
+        Command::Assertion {
+            client_id,
+            key,
+            kid,
+            aud,
+            lifetime,
+        } => assertion(client_id, key, kid, aud, lifetime),
+    }
+}
+
+fn load_settings(config: Option<PathBuf>) -> Result<Settings> {
+    Ok(Settings::load(config.as_deref(), &ProcessEnv)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(config: Option<PathBuf>) -> Result<()> {
+    let settings = load_settings(config)?;
+    iamgate::telemetry::init(&settings.log_level, settings.log_json);
+    runtime()?.block_on(async move {
+        let running = iamgate::server::start(settings).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown(Duration::from_secs(30)).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn create_root_sa(
+    config: Option<PathBuf>,
+    name: String,
+    permissions: Vec<String>,
+    auth_method: String,
+    public_key: Option<PathBuf>,
+) -> Result<()> {
+    let settings = load_settings(config)?;
+    let method = AuthMethod::parse(&auth_method).with_context(|| {
+        format!("--auth-method `{auth_method}` is not client_secret_basic or private_key_jwt")
+    })?;
+    let public_key = match public_key {
+        Some(p) => Some(serde_json::Value::String(
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+        )),
+        None => None,
+    };
+    if method == AuthMethod::PrivateKeyJwt && public_key.is_none() {
+        bail!("--public-key is required with private_key_jwt");
+    }
+    runtime()?.block_on(async move {
+        let store: Arc<dyn Store> = iamgate::store::open(&settings.database).await?;
+        let pepper =
+            iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
+        let accounts =
+            iamgate::iam::Accounts::load(store, Arc::new(SecretHasher::new(&pepper))).await?;
+        let created = accounts
+            .create(
+                NewAccount {
+                    name,
+                    owner: Owner::Root,
+                    method,
+                    public_key,
+                    permissions,
+                },
+                unix_now(),
+            )
+            .await?;
+        println!("{}", serde_json::to_string_pretty(&created)?);
+        Ok(())
+    })
+}
+
+fn keys_generate(out: PathBuf) -> Result<()> {
+    let key = SigningKey::generate(None)?;
+    iamgate::util::write_private_file(&out, key.to_pkcs8_pem()?.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let doc = serde_json::json!({
+        "privateKeyFile": out.display().to_string(),
+        "kid": key.kid(),
+        "publicKeyJwk": key.public_jwk(),
+        "publicKeyPem": key.public_pem()?,
+    });
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+fn keys_rotate(config: Option<PathBuf>) -> Result<()> {
+    let settings = load_settings(config)?;
+    if !settings.signing.keys.is_empty() {
+        bail!("signing keys come from configured PEM files; rotate them by editing the config");
+    }
+    let retain =
+        settings.oauth.access_token_lifetime.as_secs() + settings.oauth.clock_skew.as_secs();
+    let managed = ManagedKeys::new(settings.data_dir.join("keys"), i64::try_from(retain)?);
+    let m = managed.rotate(unix_now())?;
+    println!("{}", serde_json::to_string_pretty(&m)?);
+    Ok(())
+}
+
+fn assertion(
+    client_id: String,
+    key: PathBuf,
+    kid: String,
+    aud: String,
+    lifetime: i64,
+) -> Result<()> {
+    let pem =
+        std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+    let signer = SigningKey::from_pem(&pem, Some(kid.clone()))?;
+    let now = unix_now();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": aud,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": now, "exp": now + lifetime,
+    });
+    let token = signer.sign_with_header(
+        &iamgate::util::b64url(serde_json::to_vec(&header)?),
+        &serde_json::to_vec(&claims)?,
+    )?;
+    println!("{token}");
+    Ok(())
+}

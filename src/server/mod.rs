@@ -1,0 +1,276 @@
+//! The server: builds every component from [`Settings`], binds the listener and serves HTTP/1.1
+//! and HTTP/2 through hyper-util's auto builder, draining in-flight requests on shutdown.
+//!
+//! [`start`] is what both `iamgate serve` and the integration tests call, so the tests exercise
+//! exactly the production wiring on a real socket.
+
+mod routes;
+
+use crate::authn::{TokenEndpoint, default_audiences};
+use crate::config::Settings;
+use crate::iam::{Accounts, LastLogins, SecretHasher};
+use crate::token::keyset::{ManagedKeys, load_configured};
+use crate::token::{Issuer, KeyRing, metadata};
+use crate::util::unix_now;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use routes::App;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Listener or file I/O.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened or loaded.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Signing keys.
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
+    /// Bootstrap account.
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] crate::iam::IamError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The public base URL.
+    pub public_url: String,
+    /// Where bootstrap credentials were written on this start, if they were.
+    pub bootstrap_file: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests (bounded by `grace`), flushes state.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.task).await;
+    }
+}
+
+/// Builds every component and starts serving on the configured address.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| StartError::Io { what, source }
+    };
+    std::fs::create_dir_all(&settings.data_dir).map_err(io("create data dir"))?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(io("bind listener"))?;
+    let addr = listener.local_addr().map_err(io("listener address"))?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let issuer_id = settings
+        .oauth
+        .issuer
+        .clone()
+        .unwrap_or_else(|| public_url.clone());
+    let token_endpoint_url = format!("{public_url}{}", metadata::TOKEN_PATH);
+
+    let store = crate::store::open(&settings.database).await?;
+    let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
+        .map_err(io("secret pepper"))?;
+    let hasher = Arc::new(SecretHasher::new(&pepper));
+    let accounts = Accounts::load(store.clone(), hasher.clone()).await?;
+
+    let lifetime = settings.oauth.access_token_lifetime.as_secs();
+    let retain = i64::try_from(lifetime + settings.oauth.clock_skew.as_secs()).unwrap_or(i64::MAX);
+    let managed = settings
+        .signing
+        .keys
+        .is_empty()
+        .then(|| ManagedKeys::new(settings.data_dir.join("keys"), retain));
+    let keyset = match &managed {
+        Some(m) => m.load_or_init(unix_now())?,
+        None => load_configured(&settings.signing.keys)?,
+    };
+    let keys = KeyRing::new(keyset);
+
+    let bootstrap_file = match &settings.bootstrap {
+        Some(name) => {
+            let f = crate::iam::bootstrap(&accounts, name, &settings.data_dir, unix_now()).await?;
+            if let Some(path) = &f {
+                tracing::warn!(path = %path.display(), "created bootstrap root service account; its credentials are in this file (mode 0600)");
+            }
+            f
+        }
+        None => None,
+    };
+
+    let issuer = Issuer {
+        issuer: Arc::from(issuer_id.as_str()),
+        audience: Arc::from(
+            settings
+                .oauth
+                .access_token_audience
+                .clone()
+                .unwrap_or_else(|| public_url.clone())
+                .as_str(),
+        ),
+        lifetime_secs: lifetime,
+        keys: keys.clone(),
+    };
+    let audiences = settings
+        .oauth
+        .assertion_audiences
+        .clone()
+        .unwrap_or_else(|| default_audiences(&issuer_id, &token_endpoint_url));
+    let last_logins = LastLogins::default();
+    let token = TokenEndpoint::new(
+        &settings.oauth,
+        audiences,
+        accounts.snapshot().clone(),
+        hasher,
+        issuer,
+        last_logins.clone(),
+    )?;
+    let app = Arc::new(App {
+        token,
+        keys: keys.clone(),
+        metadata: metadata::document(&issuer_id, &public_url),
+        store: store.clone(),
+    });
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_login_flusher(
+        last_logins,
+        store,
+        settings.last_login_flush,
+        shutdown_rx.clone(),
+    );
+    if let Some(m) = managed {
+        spawn_key_reloader(m, keys, settings.signing.reload, shutdown_rx.clone());
+    }
+    let task = tokio::spawn(serve(listener, app, shutdown_rx));
+    tracing::info!(%addr, %public_url, "iamgate listening");
+    Ok(Running {
+        addr,
+        public_url,
+        bootstrap_file,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let svc = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app.route(req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period elapsed with connections still open");
+    }
+}
+
+fn spawn_login_flusher(
+    logins: LastLogins,
+    store: Arc<dyn crate::store::Store>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            if let Err(e) = logins.flush(store.as_ref()).await {
+                tracing::warn!(error = %e, "could not record last logins; will retry");
+            }
+            if stop {
+                break;
+            }
+        }
+    });
+}
+
+fn spawn_key_reloader(
+    managed: ManagedKeys,
+    ring: KeyRing,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut last = managed.manifest_bytes();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let now_bytes = managed.manifest_bytes();
+            // Also rebuild when unchanged so retired keys drop out once their tokens expired.
+            let changed = now_bytes != last;
+            match managed.reload(unix_now()) {
+                Ok(set) => {
+                    if changed {
+                        tracing::info!(active = set.active().kid(), "signing key set reloaded");
+                    }
+                    ring.replace(set);
+                    last = now_bytes;
+                }
+                Err(e) if changed => {
+                    tracing::error!(error = %e, "new signing key set rejected; keeping the current one")
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}

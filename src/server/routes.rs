@@ -1,0 +1,74 @@
+//! Routing of the gateway's own endpoints: token endpoint, JWKS, metadata, health. (The proxied
+//! Console routes and the tower stack around them arrive with the gateway request path.)
+
+use crate::authn::TokenEndpoint;
+use crate::error::{ApiError, Body, json};
+use crate::store::Store;
+use crate::token::{KeyRing, metadata};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Shared state of the gateway's own endpoints.
+pub struct App {
+    /// Token endpoint.
+    pub token: TokenEndpoint,
+    /// Signing keys (JWKS).
+    pub keys: KeyRing,
+    /// RFC 8414 document.
+    pub metadata: Bytes,
+    /// Store, for readiness.
+    pub store: Arc<dyn Store>,
+}
+
+fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(max_age));
+    resp
+}
+
+impl App {
+    /// Dispatches one request.
+    pub async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = req.uri().path();
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        match path {
+            metadata::TOKEN_PATH => self.token.handle(req, peer.ip()).await,
+            metadata::JWKS_PATH if get => cacheable(
+                json(StatusCode::OK, self.keys.current().jwks()),
+                "public, max-age=300",
+            ),
+            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration"
+                if get =>
+            {
+                cacheable(
+                    json(StatusCode::OK, self.metadata.clone()),
+                    "public, max-age=3600",
+                )
+            }
+            "/-/healthz" if get => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            "/-/ready" if get => match self.store.ping().await {
+                Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness check failed");
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+                        .into_response()
+                }
+            },
+            metadata::JWKS_PATH
+            | "/.well-known/oauth-authorization-server"
+            | "/.well-known/openid-configuration"
+            | "/-/healthz"
+            | "/-/ready" => {
+                let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                r
+            }
+            _ => ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response(),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The embedded SQLite store: one file in the data directory, migrated on open.
+//!
+//! rusqlite is synchronous, so each call runs on tokio's blocking pool holding one connection
+//! behind a mutex; SQLite serialises writers anyway, and reads on the hot path come from the
+//! snapshot, not from here. WAL mode keeps readers (the CLI) from blocking the server.
+
+use super::{Store, StoreError, StoreFuture};
+use crate::iam::{ClientKey, Credential, Owner, SecretHash, ServiceAccount};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Ordered schema migrations; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE service_accounts (
+    client_id   TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    company_id  TEXT,
+    auth_method TEXT NOT NULL CHECK (auth_method IN ('client_secret_basic','private_key_jwt')),
+    secret_hash BLOB,
+    permissions TEXT NOT NULL DEFAULT '[]',
+    created_at  INTEGER NOT NULL,
+    last_login  INTEGER,
+    CHECK ((auth_method = 'client_secret_basic') = (secret_hash IS NOT NULL))
+);
+CREATE INDEX service_accounts_company ON service_accounts(company_id);
+CREATE TABLE service_account_keys (
+    client_id  TEXT NOT NULL REFERENCES service_accounts(client_id) ON DELETE CASCADE,
+    kid        TEXT NOT NULL,
+    n          TEXT NOT NULL,
+    e          TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (client_id, kid)
+);
+"#];
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Synchronous open, for the CLI.
+    pub fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
+        )
+        .map_err(unavailable)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("connection lock poisoned".to_owned()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    let done = usize::try_from(version).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {done} is newer than this binary ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction().map_err(unavailable)?;
+        tx.execute_batch(sql).map_err(unavailable)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
+    let mut keys: std::collections::HashMap<String, Vec<ClientKey>> = Default::default();
+    {
+        let mut stmt = conn
+            .prepare(
+                "SELECT client_id, kid, n, e FROM service_account_keys ORDER BY created_at, kid",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(unavailable)?;
+        for row in rows {
+            let (cid, kid, n, e) = row.map_err(unavailable)?;
+            let key = ClientKey::from_stored(kid, n, e)
+                .map_err(|e| StoreError::Corrupt(format!("key of {cid}: {e}")))?;
+            keys.entry(cid).or_default().push(key);
+        }
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login FROM service_accounts ORDER BY created_at, client_id",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (client_id, name, company, method, hash, perms, created_at, last_login) =
+            row.map_err(unavailable)?;
+        let credential = match (method.as_str(), hash) {
+            ("client_secret_basic", Some(h)) => {
+                let arr: [u8; 32] = h
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("secret hash of {client_id}")))?;
+                Credential::Secret(SecretHash(arr))
+            }
+            ("private_key_jwt", _) => Credential::Keys(keys.remove(&client_id).unwrap_or_default()),
+            _ => return Err(StoreError::Corrupt(format!("auth method of {client_id}"))),
+        };
+        let permissions: Vec<String> = serde_json::from_str(&perms)
+            .map_err(|_| StoreError::Corrupt(format!("permissions of {client_id}")))?;
+        out.push(ServiceAccount {
+            client_id,
+            name,
+            owner: company.map_or(Owner::Root, Owner::Company),
+            credential,
+            permissions,
+            created_at,
+            last_login,
+        });
+    }
+    Ok(out)
+}
+
+fn insert(conn: &mut Connection, a: &ServiceAccount) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    let company = match &a.owner {
+        Owner::Root => None,
+        Owner::Company(c) => Some(c.as_str()),
+    };
+    let hash = match &a.credential {
+        Credential::Secret(h) => Some(h.0.to_vec()),
+        Credential::Keys(_) => None,
+    };
+    let perms =
+        serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM service_accounts WHERE client_id = ?1",
+            params![a.client_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    if exists.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "client id {} exists",
+            a.client_id
+        )));
+    }
+    tx.execute(
+        "INSERT INTO service_accounts (client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![a.client_id, a.name, company, a.credential.method().as_str(), hash, perms, a.created_at, a.last_login],
+    )
+    .map_err(unavailable)?;
+    if let Credential::Keys(keys) = &a.credential {
+        for k in keys {
+            tx.execute(
+                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.client_id, k.kid, k.n, k.e, a.created_at],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Conflict(format!("duplicate kid {}", k.kid))
+                }
+                other => unavailable(other),
+            })?;
+        }
+    }
+    tx.commit().map_err(unavailable)
+}
+
+impl Store for SqliteStore {
+    fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>> {
+        Box::pin(self.run(load_all))
+    }
+
+    fn insert_account(&self, account: ServiceAccount) -> StoreFuture<'_, ()> {
+        Box::pin(self.run(move |c| insert(c, &account)))
+    }
+
+    fn delete_account(&self, client_id: String) -> StoreFuture<'_, bool> {
+        Box::pin(self.run(move |c| {
+            let n = c
+                .execute(
+                    "DELETE FROM service_accounts WHERE client_id = ?1",
+                    params![client_id],
+                )
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        }))
+    }
+
+    fn record_logins(&self, logins: Vec<(String, i64)>) -> StoreFuture<'_, ()> {
+        Box::pin(self.run(move |c| {
+            let tx = c.transaction().map_err(unavailable)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE service_accounts SET last_login = MAX(COALESCE(last_login, 0), ?2) WHERE client_id = ?1",
+                    )
+                    .map_err(unavailable)?;
+                for (id, ts) in &logins {
+                    stmt.execute(params![id, ts]).map_err(unavailable)?;
+                }
+            }
+            tx.commit().map_err(unavailable)
+        }))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::{ClientKey, SecretHasher};
+    use crate::token::SigningKey;
+
+    fn secret_account(id: &str) -> ServiceAccount {
+        ServiceAccount {
+            client_id: id.to_owned(),
+            name: format!("sa {id}"),
+            owner: Owner::Root,
+            credential: Credential::Secret(SecretHasher::new(b"pepper-pepper-pepper").hash("x")),
+            permissions: vec!["console.root.view".to_owned()],
+            created_at: 100,
+            last_login: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_survive_reopen_and_delete_cascades_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.insert_account(secret_account("a")).await.unwrap();
+        let sk = SigningKey::generate(None).unwrap();
+        let key = ClientKey::from_jwk(&sk.public_jwk()).unwrap();
+        let jwt_account = ServiceAccount {
+            client_id: "b".into(),
+            name: "jwt".into(),
+            owner: Owner::Company("acme".into()),
+            credential: Credential::Keys(vec![key.clone()]),
+            permissions: vec![],
+            created_at: 101,
+            last_login: None,
+        };
+        store.insert_account(jwt_account.clone()).await.unwrap();
+        assert!(matches!(
+            store.insert_account(secret_account("a")).await,
+            Err(StoreError::Conflict(_))
+        ));
+        store.record_logins(vec![("a".into(), 500)]).await.unwrap();
+        drop(store);
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let all = store.load_accounts().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].last_login, Some(500));
+        assert_eq!(all[1], jwt_account);
+
+        assert!(store.delete_account("b".into()).await.unwrap());
+        assert!(!store.delete_account("b".into()).await.unwrap());
+        let orphans: i64 = store
+            .run(|c| {
+                c.query_row("SELECT COUNT(*) FROM service_account_keys", [], |r| {
+                    r.get(0)
+                })
+                .map_err(unavailable)
+            })
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0);
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        assert!(matches!(
+            SqliteStore::open(&path).await,
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,107 @@
+//! Access tokens: what the token endpoint hands out once `authn` has authenticated a client.
+//!
+//! [`signer`] signs with a pre-parsed RSA key and a pre-encoded JWS header, [`keyset`] holds the
+//! active / next / retired keys and the JWKS they publish (and rotates them), [`metadata`] builds
+//! the RFC 8414 document. [`Issuer`] ties them to the configured `iss`, `aud` and lifetime.
+
+pub mod keyset;
+pub mod metadata;
+pub mod signer;
+
+pub use keyset::{KeyRing, KeySet, KeyStatus};
+pub use signer::SigningKey;
+
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Why a token could not be issued. Internal faults only: a client never causes these.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The RSA signing operation failed.
+    #[error("signing failed")]
+    Sign,
+    /// Claims could not be serialised.
+    #[error("claims serialisation failed: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// A key file could not be read, parsed or written.
+    #[error("signing key {what}: {detail}")]
+    Key {
+        /// Which key or file.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// Claims of an access token (RFC 9068 plus the Console's `permissions`).
+#[derive(Debug, Serialize)]
+pub struct AccessClaims<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// Audience.
+    pub aud: &'a str,
+    /// Subject: the client id.
+    pub sub: &'a str,
+    /// Client id (RFC 9068 §2.2).
+    pub client_id: &'a str,
+    /// Issued at.
+    pub iat: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Unique id.
+    pub jti: &'a str,
+    /// Root permissions; `[]` for company accounts.
+    pub permissions: &'a [String],
+}
+
+/// A freshly minted access token.
+#[derive(Debug)]
+pub struct Minted {
+    /// The compact JWS.
+    pub token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Mints access tokens with the active key of a [`KeyRing`].
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Access token `iss`.
+    pub issuer: Arc<str>,
+    /// Access token `aud`.
+    pub audience: Arc<str>,
+    /// Lifetime in seconds.
+    pub lifetime_secs: u64,
+    /// Keys.
+    pub keys: KeyRing,
+}
+
+impl Issuer {
+    /// Signs a token for `client_id` carrying `permissions`, issued at `now`.
+    pub fn mint(
+        &self,
+        client_id: &str,
+        permissions: &[String],
+        now: i64,
+    ) -> Result<Minted, TokenError> {
+        let jti = uuid::Uuid::new_v4();
+        let mut jti_buf = uuid::Uuid::encode_buffer();
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            aud: &self.audience,
+            sub: client_id,
+            client_id,
+            iat: now,
+            exp: now.saturating_add(i64::try_from(self.lifetime_secs).unwrap_or(3600)),
+            jti: jti.hyphenated().encode_lower(&mut jti_buf),
+            permissions,
+        };
+        let payload = serde_json::to_vec(&claims)?;
+        let set = self.keys.current();
+        let token = set.active().sign(&payload)?;
+        Ok(Minted {
+            token,
+            expires_in: self.lifetime_secs,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! Small encoding helpers shared by the token signer, the client-key parser and the CLI: base64url
+//! without padding (the JOSE alphabet), PEM armour, randomness, and the clock. They sit below every
+//! pipeline stage and hold no state.
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Encodes bytes as base64url without padding (RFC 7515 §2).
+pub fn b64url(data: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+/// Decodes base64url without padding; `None` on any non-alphabet byte or padding.
+pub fn b64url_decode(data: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(data).ok()
+}
+
+/// Appends the base64url encoding of `data` to `out` without an intermediate allocation.
+pub fn b64url_into(data: impl AsRef<[u8]>, out: &mut String) {
+    URL_SAFE_NO_PAD.encode_string(data, out);
+}
+
+/// `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], aws_lc_rs::error::Unspecified> {
+    let mut buf = [0u8; N];
+    SystemRandom::new().fill(&mut buf)?;
+    Ok(buf)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One PEM block: its label (`PUBLIC KEY`, `RSA PRIVATE KEY`, …) and DER contents.
+#[derive(Debug)]
+pub struct PemBlock {
+    /// The label between `-----BEGIN ` and `-----`.
+    pub label: String,
+    /// The decoded body.
+    pub der: Vec<u8>,
+}
+
+/// Parses the first PEM block of `text`. Returns `None` when there is no well-formed block.
+///
+/// Written here rather than taken from `rustls-pki-types` because that parser does not know the
+/// `RSA PUBLIC KEY` (PKCS#1) label, which SPEC §1 requires us to accept.
+pub fn pem_decode(text: &str) -> Option<PemBlock> {
+    let start = text.find("-----BEGIN ")?;
+    let rest = &text[start + "-----BEGIN ".len()..];
+    let label_end = rest.find("-----")?;
+    let label = rest[..label_end].to_owned();
+    let body_start = &rest[label_end + 5..];
+    let end_marker = format!("-----END {label}-----");
+    let end = body_start.find(&end_marker)?;
+    let b64: String = body_start[..end]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let der = STANDARD.decode(b64).ok()?;
+    Some(PemBlock { label, der })
+}
+
+/// Wraps DER bytes in PEM armour with 64-column lines.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Writes `contents` to `path` atomically (temporary file + rename) with mode 0600 on Unix, so a
+/// crash never leaves a half-written key or credential file and no other user can read it.
+pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_round_trip_keeps_label_and_bytes() {
+        let der: Vec<u8> = (0..=255u8).collect();
+        let pem = pem_encode("RSA PUBLIC KEY", &der);
+        let block = pem_decode(&pem).unwrap();
+        assert_eq!(block.label, "RSA PUBLIC KEY");
+        assert_eq!(block.der, der);
+    }
+
+    #[test]
+    fn pem_decode_rejects_mismatched_end_and_garbage() {
+        assert!(pem_decode("-----BEGIN A-----\nAAAA\n-----END B-----\n").is_none());
+        assert!(pem_decode("-----BEGIN A-----\n!!!!\n-----END A-----\n").is_none());
+        assert!(pem_decode("no pem here").is_none());
+    }
+
+    #[test]
+    fn b64url_has_no_padding() {
+        assert_eq!(b64url([0xfbu8, 0xff]), "-_8");
+        assert_eq!(b64url_decode("-_8").unwrap(), vec![0xfb, 0xff]);
+        assert!(b64url_decode("-_8=").is_none());
+    }
+}
