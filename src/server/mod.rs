@@ -56,6 +56,8 @@ pub struct Running {
     pub public_url: String,
     /// Where bootstrap credentials were written on this start, if they were.
     pub bootstrap_file: Option<PathBuf>,
+    /// The account service of this server (for embedding and tests).
+    pub accounts: Accounts,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -74,7 +76,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let what = what.to_owned();
         move |source| StartError::Io { what, source }
     };
-    std::fs::create_dir_all(&settings.data_dir).map_err(io("create data dir"))?;
+    create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(io("bind listener"))?;
@@ -170,9 +172,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         addr,
         public_url,
         bootstrap_file,
+        accounts,
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Creates the data directory owner-only: it holds the database, keys and the pepper.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {

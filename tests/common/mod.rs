@@ -1,0 +1,337 @@
+//! Test harness: starts the real gateway on `127.0.0.1:0` with a temporary data directory and
+//! talks to it over real sockets. Every network wait is bounded.
+#![allow(
+    dead_code,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaEncoding, RsaKeyPair};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use iamgate::config::{RawConfig, parse_yaml};
+use iamgate::iam::{AuthMethod, Created, NewAccount, Owner};
+use iamgate::server::Running;
+use iamgate::util::{b64url, unix_now};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tempfile::TempDir;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Builder for a test gateway.
+pub struct GatewayBuilder {
+    yaml: String,
+    dir: Option<TempDir>,
+}
+
+pub fn gateway() -> GatewayBuilder {
+    GatewayBuilder {
+        // Generous failure limits so that tests which fail on purpose do not trip the limiter;
+        // the rate-limit test sets its own.
+        yaml: "listen: 127.0.0.1:0\nlog: {level: warn, format: text}\noauth:\n  rate_limit: {max_failures_per_client: 10000, max_failures_per_address: 10000}\n".to_owned(),
+        dir: None,
+    }
+}
+
+impl GatewayBuilder {
+    /// Replaces the YAML (keep `listen: 127.0.0.1:0`).
+    pub fn yaml(mut self, yaml: &str) -> Self {
+        self.yaml = yaml.to_owned();
+        self
+    }
+
+    /// Reuses a data directory (restart tests).
+    pub fn data_dir(mut self, dir: TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub async fn start(self) -> Gateway {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let mut raw: RawConfig = parse_yaml(&self.yaml).unwrap();
+        raw.data_dir = Some(dir.path().join("data"));
+        let settings = raw.validate().unwrap();
+        let running = tokio::time::timeout(WAIT, iamgate::server::start(settings))
+            .await
+            .expect("server start timed out")
+            .expect("server start failed");
+        let base = format!("http://{}", running.addr);
+        Gateway {
+            running: Some(running),
+            dir: Some(dir),
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+pub struct Gateway {
+    pub running: Option<Running>,
+    pub dir: Option<TempDir>,
+    pub base: String,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts an OAuth error with `status` and `error` code and returns the body.
+    pub fn oauth_error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status.as_u16(), status, "body: {body}");
+        assert_eq!(body["error"], code, "body: {body}");
+        assert_eq!(body["statusCode"], status);
+        assert!(body["error_description"].is_string());
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        body
+    }
+}
+
+impl Gateway {
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn data_path(&self) -> std::path::PathBuf {
+        self.dir.as_ref().unwrap().path().join("data")
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body.into())).unwrap();
+        let resp = tokio::time::timeout(WAIT, self.client.request(req))
+            .await
+            .expect("request timed out")
+            .expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(WAIT, body.collect())
+            .await
+            .expect("body timed out")
+            .expect("body failed")
+            .to_bytes();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// POSTs a form body to the token endpoint with extra headers.
+    pub async fn token(&self, headers: &[(&str, &str)], form: &str) -> Resp {
+        let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+        h.extend_from_slice(headers);
+        self.request(Method::POST, "/api/m2m/oauth/token", &h, form.to_owned())
+            .await
+    }
+
+    pub async fn token_basic(&self, id: &str, secret: &str) -> Resp {
+        let auth = format!("Basic {}", base64_std(&format!("{id}:{secret}")));
+        self.token(&[("authorization", &auth)], "grant_type=client_credentials")
+            .await
+    }
+
+    pub async fn token_assertion(&self, assertion: &str) -> Resp {
+        self.token(&[], &assertion_form(assertion, None)).await
+    }
+
+    pub async fn create(
+        &self,
+        method: AuthMethod,
+        public_key: Option<Value>,
+        permissions: &[&str],
+    ) -> Created {
+        self.running()
+            .accounts
+            .create(
+                NewAccount {
+                    name: format!("test-{}", uuid::Uuid::new_v4()),
+                    owner: Owner::Root,
+                    method,
+                    public_key,
+                    permissions: permissions.iter().map(|s| s.to_string()).collect(),
+                },
+                unix_now(),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn secret_client(&self) -> (String, String) {
+        let c = self
+            .create(AuthMethod::ClientSecretBasic, None, &["console.root.view"])
+            .await;
+        (c.client_id, c.client_secret.unwrap().expose().to_owned())
+    }
+
+    pub async fn jwt_client(&self, key: &TestKey) -> String {
+        self.create(AuthMethod::PrivateKeyJwt, Some(key.jwk()), &[])
+            .await
+            .client_id
+    }
+
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(r) = self.running.take() {
+            r.shutdown(Duration::from_secs(5)).await;
+        }
+        self.dir.take().unwrap()
+    }
+
+    /// The JWKS as served.
+    pub async fn jwks(&self) -> Value {
+        let r = self.get("/.well-known/jwks.json").await;
+        assert_eq!(r.status, 200);
+        r.json()
+    }
+}
+
+pub fn base64_std(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+pub fn assertion_form(assertion: &str, client_id: Option<&str>) -> String {
+    let mut f = form_urlencoded::Serializer::new(String::new());
+    f.append_pair("grant_type", "client_credentials");
+    f.append_pair(
+        "client_assertion_type",
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    );
+    f.append_pair("client_assertion", assertion);
+    if let Some(c) = client_id {
+        f.append_pair("client_id", c);
+    }
+    f.finish()
+}
+
+/// A client's RSA key, able to sign assertions with any header and algorithm.
+pub struct TestKey {
+    pub pair: RsaKeyPair,
+    pub kid: String,
+}
+
+impl TestKey {
+    pub fn new(kid: &str) -> Self {
+        Self {
+            pair: RsaKeyPair::generate(KeySize::Rsa2048).unwrap(),
+            kid: kid.to_owned(),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        let p = self.pair.public_key();
+        json!({
+            "kty": "RSA", "kid": self.kid, "alg": "RS256", "use": "sig",
+            "n": b64url(p.modulus().big_endian_without_leading_zero()),
+            "e": b64url(p.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    pub fn public_pem(&self) -> String {
+        use aws_lc_rs::encoding::AsDer;
+        iamgate::util::pem_encode(
+            "PUBLIC KEY",
+            self.pair.public_key().as_der().unwrap().as_ref(),
+        )
+    }
+
+    /// Signs `header` and `claims` as given with `alg` padding.
+    pub fn sign_raw(
+        &self,
+        header: &Value,
+        claims: &Value,
+        alg: &'static dyn RsaEncoding,
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            b64url(serde_json::to_vec(header).unwrap()),
+            b64url(serde_json::to_vec(claims).unwrap())
+        );
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(alg, &SystemRandom::new(), input.as_bytes(), &mut sig)
+            .unwrap();
+        format!("{input}.{}", b64url(sig))
+    }
+
+    pub fn header(&self) -> Value {
+        json!({"alg": "RS256", "typ": "JWT", "kid": self.kid})
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_raw(&self.header(), claims, &RSA_PKCS1_SHA256)
+    }
+
+    /// A valid assertion for `client_id`.
+    pub fn assertion(&self, client_id: &str) -> String {
+        self.sign(&claims(client_id))
+    }
+}
+
+/// Valid assertion claims for `client_id`, with a fresh jti.
+pub fn claims(client_id: &str) -> Value {
+    let now = unix_now();
+    json!({
+        "iss": client_id, "sub": client_id, "aud": "console-client-credentials",
+        "jti": uuid::Uuid::new_v4().to_string(), "iat": now, "exp": now + 300,
+    })
+}
+
+/// Verifies an access token against the gateway's JWKS and returns header and claims.
+pub async fn verify_access_token(gw: &Gateway, token: &str) -> (jsonwebtoken::Header, Value) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let jwks = gw.jwks().await;
+    let kid = header.kid.clone().unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("kid in JWKS");
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_issuer(&[gw.running().public_url.as_str()]);
+    v.set_audience(&[gw.running().public_url.as_str()]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<Value>(token, &key, &v).expect("token verifies against JWKS");
+    (header, data.claims)
+}
