@@ -139,13 +139,15 @@ async fn replayed_assertions_are_refused_sequentially_and_concurrently() {
     assert_eq!(ok, 1, "exactly one of 20 concurrent copies gets a token");
 }
 
+type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[tokio::test]
 async fn assertion_claim_rules() {
     let gw = gateway().start().await;
     let key = TestKey::new("k1");
     let id = gw.jwt_client(&key).await;
     let now = unix_now();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "missing jti",
             Box::new(|c| {
@@ -612,8 +614,8 @@ async fn deleted_account_gets_no_token_and_last_login_is_recorded() {
     loop {
         let all = store.load_accounts().await.unwrap();
         let a = all.iter().find(|a| a.client_id == id).unwrap();
-        if a.last_login.is_some() {
-            assert!((a.last_login.unwrap() - unix_now()).abs() < 10);
+        if let Some(t) = a.last_login {
+            assert!((t - unix_now()).abs() < 10);
             break;
         }
         assert!(
