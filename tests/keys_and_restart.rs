@@ -1,0 +1,113 @@
+//! Durability and key rotation: a restart keeps accounts and signing keys, tokens issued before
+//! it still verify, and a rotation (by the real `iamgate keys rotate` command) keeps the retired
+//! key published while new tokens are signed with the promoted one.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+// A fixed public URL: the issuer must not change with the ephemeral port across the restart.
+const YAML: &str = "listen: 127.0.0.1:0\npublic_url: http://iamgate.test\nlog: {level: warn}\nsigning: {reload_secs: 1}\n";
+
+async fn token(gw: &Gateway, id: &str, secret: &str) -> String {
+    let r = gw.token_basic(id, secret).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn restart_keeps_accounts_keys_and_tokens_and_rotation_keeps_old_tokens_valid() {
+    let gw = gateway().yaml(YAML).start().await;
+    assert!(
+        gw.running().bootstrap_file.is_some(),
+        "first start bootstraps"
+    );
+    let (id, secret) = gw.secret_client().await;
+    let before = token(&gw, &id, &secret).await;
+    let jwks_before = gw.jwks().await;
+    let dir = gw.stop().await;
+
+    let gw = gateway().yaml(YAML).data_dir(dir).start().await;
+    assert!(gw.running().bootstrap_file.is_none(), "no second bootstrap");
+    assert_eq!(gw.jwks().await, jwks_before, "same keys after restart");
+    verify_access_token(&gw, &before).await;
+    let after = token(&gw, &id, &secret).await;
+    assert_eq!(kid_of(&after), kid_of(&before));
+
+    // Rotate with the CLI while the server runs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
+        .args(["keys", "rotate"])
+        .env("IAMGATE_DATA_DIR", gw.data_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rotated = loop {
+        let t = token(&gw, &id, &secret).await;
+        if kid_of(&t) != kid_of(&before) {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server never picked up the rotation"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let jwks = gw.jwks().await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 3, "retired + active + new next: {kids:?}");
+    assert!(
+        kids.contains(&kid_of(&before).as_str()),
+        "retired key still published"
+    );
+    // The promoted key was published as `next` before it signed anything.
+    let was_published = jwks_before["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == kid_of(&rotated).as_str());
+    assert!(was_published);
+    verify_access_token(&gw, &before).await;
+    verify_access_token(&gw, &rotated).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn configured_pem_keys_are_used_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = iamgate::token::SigningKey::generate(Some("cfg-active".into())).unwrap();
+    let retired = iamgate::token::SigningKey::generate(Some("cfg-retired".into())).unwrap();
+    std::fs::write(dir.path().join("a.pem"), active.to_pkcs8_pem().unwrap()).unwrap();
+    std::fs::write(dir.path().join("r.pem"), retired.to_pkcs8_pem().unwrap()).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlog: {{level: warn}}\nsigning:\n  keys:\n    - {{path: {a}, status: active, kid: cfg-active}}\n    - {{path: {r}, status: retired, kid: cfg-retired}}\n",
+        a = dir.path().join("a.pem").display(),
+        r = dir.path().join("r.pem").display()
+    );
+    let gw = gateway().yaml(&yaml).start().await;
+    let (id, secret) = gw.secret_client().await;
+    let t = token(&gw, &id, &secret).await;
+    assert_eq!(kid_of(&t), "cfg-active");
+    let jwks = gw.jwks().await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert!(
+        !gw.data_path().join("keys").exists(),
+        "no managed keys when keys are configured"
+    );
+}
