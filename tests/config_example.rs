@@ -1,0 +1,9 @@
+//! The shipped example configuration parses and validates: documentation that cannot drift.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[test]
+fn example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/iamgate.example.yaml")).unwrap();
+    let settings = iamgate::config::parse_yaml(&text).unwrap().validate().unwrap();
+    assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+}
