@@ -3,7 +3,14 @@
 
 #[test]
 fn example_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/iamgate.example.yaml")).unwrap();
-    let settings = iamgate::config::parse_yaml(&text).unwrap().validate().unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/iamgate.example.yaml"
+    ))
+    .unwrap();
+    let settings = iamgate::config::parse_yaml(&text)
+        .unwrap()
+        .validate()
+        .unwrap();
     assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
 }

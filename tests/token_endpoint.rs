@@ -399,98 +399,113 @@ async fn oversized_and_malformed_requests() {
     assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
 
     let both = format!("Basic {}", base64_std(&format!("{sid}:{secret}")));
-    gw.token(
-        &[("authorization", &both)],
-        &assertion_form(&key.assertion(&id), None),
-    )
-    .await
-    .oauth_error(400, "invalid_request");
-    gw.token(
-        &[],
-        &format!("grant_type=client_credentials&client_id={sid}&client_secret={secret}"),
-    )
-    .await
-    .oauth_error(401, "invalid_client");
-    gw.token(
-        &[("authorization", &both)],
-        &format!("grant_type=client_credentials&client_secret={secret}"),
-    )
-    .await
-    .oauth_error(400, "invalid_request");
-    gw.token(&[("authorization", &both)], "grant_type=password")
-        .await
-        .oauth_error(400, "unsupported_grant_type");
-    gw.token(
-        &[("authorization", &both)],
-        "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer",
-    )
-    .await
-    .oauth_error(400, "unsupported_grant_type");
-    gw.token(&[("authorization", &both)], "")
-        .await
-        .oauth_error(400, "invalid_request");
-    gw.token(
-        &[("authorization", &both)],
-        "grant_type=client_credentials&grant_type=client_credentials",
-    )
-    .await
-    .oauth_error(400, "invalid_request");
+    let assertion = assertion_form(&key.assertion(&id), None);
+    let with_secret =
+        format!("grant_type=client_credentials&client_id={sid}&client_secret={secret}");
+    let auth: &[(&str, &str)] = &[("authorization", &both)];
+    let cc = "grant_type=client_credentials";
+    // (what, headers beyond the form content type, body, status, error)
+    let cases: &[(&str, &[(&str, &str)], &str, u16, &str)] = &[
+        (
+            "Basic plus assertion",
+            auth,
+            &assertion,
+            400,
+            "invalid_request",
+        ),
+        (
+            "client_secret in the body",
+            &[],
+            &with_secret,
+            401,
+            "invalid_client",
+        ),
+        (
+            "Basic plus body secret",
+            auth,
+            &with_secret,
+            400,
+            "invalid_request",
+        ),
+        (
+            "password grant",
+            auth,
+            "grant_type=password",
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            "JWT profile grant",
+            auth,
+            "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer",
+            400,
+            "unsupported_grant_type",
+        ),
+        ("no grant_type", auth, "", 400, "invalid_request"),
+        (
+            "repeated parameter",
+            auth,
+            "grant_type=client_credentials&grant_type=client_credentials",
+            400,
+            "invalid_request",
+        ),
+        (
+            "two Authorization headers",
+            &[("authorization", &both), ("authorization", &both)],
+            cc,
+            400,
+            "invalid_request",
+        ),
+        (
+            "Bearer scheme",
+            &[("authorization", "Bearer abc")],
+            cc,
+            401,
+            "invalid_client",
+        ),
+        ("no authentication", &[], cc, 401, "invalid_client"),
+        (
+            "wrong assertion type",
+            &[],
+            "grant_type=client_credentials&client_assertion_type=urn:x&client_assertion=a.b.c",
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (what, headers, body, status, code) in cases {
+        let r = gw.token(headers, body).await;
+        assert_eq!(r.status.as_u16(), *status, "{what}: {:?}", r.body);
+        r.oauth_error(*status, code);
+    }
 
     let r = gw
-        .request(
-            Method::GET,
-            "/api/m2m/oauth/token",
-            &[("authorization", &both)],
-            "",
-        )
+        .request(Method::GET, "/api/m2m/oauth/token", auth, "")
         .await;
     r.oauth_error(405, "invalid_request");
     assert_eq!(r.header("allow"), Some("POST"));
+    let json_ct = [auth[0], ("content-type", "application/json")];
     let r = gw
         .request(
             Method::POST,
             "/api/m2m/oauth/token",
-            &[
-                ("authorization", &both),
-                ("content-type", "application/json"),
-            ],
+            &json_ct,
             r#"{"grant_type":"client_credentials"}"#,
         )
         .await;
     r.oauth_error(400, "invalid_request");
+    let form_ct = [
+        auth[0],
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
     let r = gw
         .request(
             Method::POST,
             "/api/m2m/oauth/token?client_secret=x",
-            &[
-                ("authorization", &both),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            "grant_type=client_credentials",
+            &form_ct,
+            cc,
         )
         .await;
     r.oauth_error(400, "invalid_request");
-    gw.token(
-        &[("authorization", &both), ("authorization", &both)],
-        "grant_type=client_credentials",
-    )
-    .await
-    .oauth_error(400, "invalid_request");
-    gw.token(
-        &[("authorization", "Bearer abc")],
-        "grant_type=client_credentials",
-    )
-    .await
-    .oauth_error(401, "invalid_client");
-    gw.token(&[], "grant_type=client_credentials")
-        .await
-        .oauth_error(401, "invalid_client");
-    gw.token(
-        &[],
-        "grant_type=client_credentials&client_assertion_type=urn:x&client_assertion=a.b.c",
-    )
-    .await
-    .oauth_error(400, "invalid_request");
     // Non-UTF-8 garbage in the body is a clear error, not a crash.
     let r = gw
         .request(
