@@ -361,6 +361,8 @@ async fn assertion_header_and_signature_rules() {
     assert_eq!(gw.token_assertion(&good).await.status, 200);
 }
 
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+
 #[tokio::test]
 async fn oversized_and_malformed_requests() {
     let gw = gateway().start().await;
@@ -405,7 +407,7 @@ async fn oversized_and_malformed_requests() {
     let auth: &[(&str, &str)] = &[("authorization", &both)];
     let cc = "grant_type=client_credentials";
     // (what, headers beyond the form content type, body, status, error)
-    let cases: &[(&str, &[(&str, &str)], &str, u16, &str)] = &[
+    let cases: &[Case] = &[
         (
             "Basic plus assertion",
             auth,
