@@ -11,6 +11,7 @@ pub mod authn;
 pub mod config;
 pub mod error;
 pub mod iam;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -4,12 +4,14 @@
 //! in-memory snapshot the hot path reads.
 
 pub mod account;
+pub mod binding;
 pub mod client_key;
 
 pub use account::{
     AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,
     generate_client_id,
 };
+pub use binding::{Binding, BindingResource};
 pub use client_key::{ClientKey, KeyError};
 
 use crate::store::snapshot::AccountSnapshot;

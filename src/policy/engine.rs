@@ -1,0 +1,274 @@
+//! Compiled policy snapshots and decisions, with a decision cache.
+//!
+//! The cache key holds every dimension a permission-route decision depends on (policy revision,
+//! directory version, subject, groups, root permissions, method, route, resource, grants), as
+//! values rather than a hash, so two different requests can never share an entry. Routes that
+//! name a custom rule are never cached: such a rule may read anything in the input.
+
+use super::input::{DecisionInput, GrantInput, ResourceInput};
+use super::source::PolicySource;
+use super::{PolicyError, testing};
+use arc_swap::ArcSwap;
+use moka::future::Cache;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The rule the gateway evaluates for every request.
+pub const ENTRYPOINT: &str = "data.iamgate.authz.decision";
+/// The rule behind `--explain`.
+pub const EXPLAIN: &str = "data.iamgate.authz.explain";
+
+/// A decision. `reason` is a stable id (`granted`, `permission_denied`, `unknown_resource`,
+/// `escalation`, `policy_error`, …) safe to return to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed?
+    pub allow: bool,
+    /// Reason id.
+    pub reason: Arc<str>,
+    /// Policy revision that decided.
+    pub revision: Arc<str>,
+}
+
+/// A compiled policy and where it came from.
+pub struct Snapshot {
+    compiled: regorus::CompiledPolicy,
+    revision: Arc<str>,
+    source: Arc<PolicySource>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Compiles `source` (without its test files) for the decision entrypoint.
+    pub fn compile(source: PolicySource) -> Result<Self, PolicyError> {
+        let mut engine = source.engine(false)?;
+        let entry: regorus::Rc<str> = ENTRYPOINT.into();
+        let compiled = engine
+            .compile_with_entrypoint(&entry)
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        Ok(Self {
+            compiled,
+            revision: Arc::from(source.revision.as_str()),
+            source: Arc::new(source),
+        })
+    }
+
+    /// Compiles and runs the policy's tests; `Err` when any fails.
+    pub fn compile_tested(source: PolicySource) -> Result<Self, PolicyError> {
+        let report = testing::run(&source)?;
+        if !report.ok() {
+            let names: Vec<String> = report
+                .failed
+                .iter()
+                .map(|f| format!("{} ({})", f.name, f.reason))
+                .collect();
+            return Err(PolicyError::Tests(format!(
+                "{}: {}",
+                report.summary(),
+                names.join("; ")
+            )));
+        }
+        Self::compile(source)
+    }
+
+    /// The revision (content hash).
+    pub fn revision(&self) -> &Arc<str> {
+        &self.revision
+    }
+
+    /// The source it was compiled from.
+    pub fn source(&self) -> &PolicySource {
+        &self.source
+    }
+
+    /// Evaluates the decision for `input`. Errors and timeouts deny.
+    pub fn decide(&self, input: &DecisionInput) -> Decision {
+        let deny = |reason: &str| Decision {
+            allow: false,
+            reason: Arc::from(reason),
+            revision: self.revision.clone(),
+        };
+        let value = match input.to_value() {
+            Ok(v) => v,
+            Err(_) => return deny("policy_error"),
+        };
+        match self.compiled.eval_with_input(value) {
+            Ok(v) => interpret(&v, &self.revision),
+            Err(e) => {
+                let msg = e.to_string();
+                let reason = if msg.contains("time") && msg.contains("limit") {
+                    "policy_timeout"
+                } else {
+                    "policy_error"
+                };
+                tracing::warn!(revision = %self.revision, error = %msg, "policy evaluation failed; denying");
+                deny(reason)
+            }
+        }
+    }
+
+    /// Evaluates the `explain` rule (with tests excluded) for `input`.
+    pub fn explain(&self, input: &DecisionInput) -> Result<serde_json::Value, PolicyError> {
+        let mut engine = self.source.engine(false)?;
+        engine.set_input(
+            input
+                .to_value()
+                .map_err(|e| PolicyError::Load(e.to_string()))?,
+        );
+        let v = engine
+            .eval_rule(EXPLAIN.to_owned())
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        serde_json::from_str(
+            &v.to_json_str()
+                .map_err(|e| PolicyError::Compile(e.to_string()))?,
+        )
+        .map_err(|e| PolicyError::Compile(e.to_string()))
+    }
+}
+
+/// Reads `{"allow": bool, "reason": string}`; anything else is a deny.
+fn interpret(v: &regorus::Value, revision: &Arc<str>) -> Decision {
+    let field = |name: &str| match v {
+        regorus::Value::Object(o) => o.get(&regorus::Value::from(name)).cloned(),
+        _ => None,
+    };
+    let allow = matches!(field("allow"), Some(regorus::Value::Bool(true)));
+    let reason: Arc<str> = match field("reason") {
+        Some(regorus::Value::String(s)) => Arc::from(s.as_ref()),
+        _ if allow => Arc::from("granted"),
+        _ => Arc::from("permission_denied"),
+    };
+    Decision {
+        allow,
+        reason,
+        revision: revision.clone(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    revision: Arc<str>,
+    directory_version: u64,
+    subject: String,
+    kind: String,
+    groups: Vec<String>,
+    permissions: Vec<String>,
+    method: String,
+    route: String,
+    permission: String,
+    resource: ResourceInput,
+    grants: Option<Vec<GrantInput>>,
+}
+
+/// Decision-cache settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Entries.
+    pub capacity: u64,
+    /// Time to live.
+    pub ttl: Duration,
+}
+
+/// The live policy: the current snapshot and a decision cache.
+pub struct PolicyEngine {
+    current: ArcSwap<Snapshot>,
+    cache: Option<Cache<CacheKey, (bool, Arc<str>)>>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("revision", &self.revision())
+            .finish()
+    }
+}
+
+static TIMER: OnceLock<()> = OnceLock::new();
+
+/// Sets the per-decision time limit for every compiled policy in the process (first call wins).
+pub fn set_decision_timeout(limit: Duration) {
+    TIMER.get_or_init(|| {
+        let config = regorus::utils::limits::ExecutionTimerConfig {
+            limit,
+            check_interval: std::num::NonZeroU32::MIN,
+        };
+        regorus::utils::limits::set_fallback_execution_timer_config(Some(config));
+    });
+}
+
+impl PolicyEngine {
+    /// An engine serving `snapshot`, with an optional decision cache.
+    pub fn new(snapshot: Snapshot, cache: Option<CacheSettings>) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            cache: cache.map(|c| {
+                Cache::builder()
+                    .max_capacity(c.capacity)
+                    .time_to_live(c.ttl)
+                    .build()
+            }),
+        }
+    }
+
+    /// The snapshot in service.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The revision in service.
+    pub fn revision(&self) -> Arc<str> {
+        self.current.load().revision.clone()
+    }
+
+    /// Puts a new snapshot in service and drops cached decisions of the old one.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+        if let Some(c) = &self.cache {
+            c.invalidate_all();
+        }
+    }
+
+    /// Decides `input`, through the cache for permission routes. `directory_version` changes
+    /// whenever accounts, bindings or the directory change.
+    pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
+        let snapshot = self.current.load_full();
+        let (Some(cache), Some(permission), None) =
+            (&self.cache, &input.route.permission, &input.route.rule)
+        else {
+            return snapshot.decide(input);
+        };
+        let key = CacheKey {
+            revision: snapshot.revision.clone(),
+            directory_version,
+            subject: input.user.id.clone(),
+            kind: input.user.kind.clone(),
+            groups: input.user.groups.clone(),
+            permissions: input.user.permissions.clone(),
+            method: input.request.method.clone(),
+            route: input.route.id.clone(),
+            permission: permission.clone(),
+            resource: input.resource.clone(),
+            grants: input.grants.clone(),
+        };
+        if let Some((allow, reason)) = cache.get(&key).await {
+            return Decision {
+                allow,
+                reason,
+                revision: snapshot.revision.clone(),
+            };
+        }
+        let d = snapshot.decide(input);
+        // Errors are not cached: a transient timeout must not stick.
+        if !matches!(&*d.reason, "policy_error" | "policy_timeout") {
+            cache.insert(key, (d.allow, d.reason.clone())).await;
+        }
+        d
+    }
+}

@@ -1,0 +1,62 @@
+//! Policy decision point: Rego policies from `policies/`, compiled with regorus, decide every
+//! request after authentication and route matching.
+//!
+//! A compiled [`engine::Snapshot`] (with its revision, the content hash of the folder) sits
+//! behind an `ArcSwap` in the [`engine::PolicyEngine`]; requests read it without locks. The
+//! [`reload`] watcher recompiles a changed folder, runs every `test_*` rule through the
+//! [`testing`] runner and swaps only when all pass. A deny is a [`engine::Decision`], not an
+//! error; evaluation errors and timeouts become denies too (fail closed).
+
+pub mod engine;
+pub mod input;
+pub mod reload;
+pub mod source;
+pub mod testing;
+
+pub use engine::{Decision, PolicyEngine, Snapshot};
+pub use input::DecisionInput;
+pub use source::PolicySource;
+
+use std::path::Path;
+
+/// Why a policy could not be loaded. (A deny is not an error.)
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// Files could not be read.
+    #[error("cannot read policy: {0}")]
+    Load(String),
+    /// Rego did not parse or compile.
+    #[error("policy does not compile: {0}")]
+    Compile(String),
+    /// The policy's own tests failed.
+    #[error("policy tests failed: {0}")]
+    Tests(String),
+}
+
+impl PolicyError {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        Self::Load(format!("{}: {e}", path.display()))
+    }
+}
+
+/// The shipped default policy, compiled into the binary so that `iamgate serve` works from any
+/// directory; a policy folder on disk (hot-reloaded) takes precedence when present.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("authz.rego", include_str!("../../policies/authz.rego")),
+    (
+        "authz_test.rego",
+        include_str!("../../policies/authz_test.rego"),
+    ),
+    ("roles.json", include_str!("../../policies/roles.json")),
+];
+
+/// The embedded default policy as a source.
+pub fn embedded_source() -> PolicySource {
+    PolicySource::from_files(
+        Path::new("<embedded>"),
+        EMBEDDED
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect(),
+    )
+}

@@ -1,0 +1,102 @@
+//! Hot reload: the policy folder is polled; a change is read, compiled and tested, and swapped
+//! in only when every `test_*` rule passes. A broken change leaves the running policy deciding,
+//! is logged with its reason and counted.
+
+use super::engine::{PolicyEngine, Snapshot};
+use super::source::PolicySource;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// Reload counters and the last rejection, for metrics and readiness.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Policies swapped in.
+    pub applied: AtomicU64,
+    /// Changes refused (did not compile or tests failed).
+    pub rejected: AtomicU64,
+    /// Why the last change was refused, until a later one is applied.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// A cheap fingerprint of a folder: names, sizes and modification times.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() && depth < 4 {
+                stack.push((e.path(), depth + 1));
+            } else {
+                out.push((e.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Tries to load `dir` into `engine`; returns whether a new revision was applied.
+pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bool {
+    let result = PolicySource::read(dir).and_then(|source| {
+        if *source.revision == *engine.revision() {
+            return Ok(None);
+        }
+        Snapshot::compile_tested(source).map(Some)
+    });
+    match result {
+        Ok(None) => false,
+        Ok(Some(snapshot)) => {
+            tracing::info!(revision = %snapshot.revision(), "policy reloaded");
+            engine.swap(snapshot);
+            stats.applied.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut e) = stats.last_error.lock() {
+                *e = None;
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, running = %engine.revision(), "policy change rejected; the running policy stays in service");
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = stats.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+            false
+        }
+    }
+}
+
+/// Polls `dir` every `every` until `shutdown` flips.
+pub fn spawn(
+    engine: Arc<PolicyEngine>,
+    dir: PathBuf,
+    every: Duration,
+    stats: Arc<ReloadStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut last = fingerprint(&dir);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let now = fingerprint(&dir);
+            if now == last {
+                continue;
+            }
+            last = now;
+            let (engine, dir, stats) = (engine.clone(), dir.clone(), stats.clone());
+            // Compiling and testing is CPU work: keep it off the request threads' queue.
+            let _ = tokio::task::spawn_blocking(move || reload_once(&engine, &dir, &stats)).await;
+        }
+    });
+}
