@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Print a fresh signed client assertion for private_key_jwt.
     Assertion {
         /// The service account's client id (iss and sub).
@@ -83,6 +88,28 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run every `test_*` rule in the policy folder; prints failures and `N passed, N failed`.
+    Test {
+        /// The policy folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Evaluate the decision for an input document (JSON, see policies/README.md).
+    Eval {
+        /// Input JSON file, or `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// The policy folder.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+        /// Also print which bindings, roles and permissions granted or failed the check.
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Generate an RSA-2048 key pair for a private_key_jwt client: writes the private key PEM
     /// and prints the public JWK (with kid) and PEM.
@@ -102,6 +129,17 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => policy_test(dir),
+        Command::Policy {
+            command:
+                PolicyCommand::Eval {
+                    input,
+                    dir,
+                    explain,
+                },
+        } => policy_eval(input, dir, explain),
         Command::Admin {
             command:
                 AdminCommand::CreateRootSa {
@@ -206,6 +244,40 @@ fn create_root_sa(
         println!("{}", serde_json::to_string_pretty(&created)?);
         Ok(())
     })
+}
+
+fn policy_test(dir: PathBuf) -> Result<()> {
+    let source = iamgate::policy::PolicySource::read(&dir)?;
+    let report = iamgate::policy::testing::run(&source)?;
+    for f in &report.failed {
+        println!("FAIL {}: {}", f.name, f.reason);
+    }
+    println!("{}", report.summary());
+    if !report.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn policy_eval(input: PathBuf, dir: PathBuf, explain: bool) -> Result<()> {
+    let text = if input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?
+    };
+    let doc: iamgate::policy::DecisionInput =
+        serde_json::from_str(&text).context("input is not a valid policy input document")?;
+    let source = iamgate::policy::PolicySource::read(&dir)?;
+    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
+    let snapshot = iamgate::policy::Snapshot::compile(source)?;
+    let d = snapshot.decide(&doc);
+    let mut out =
+        serde_json::json!({"allow": d.allow, "reason": &*d.reason, "revision": &*d.revision});
+    if explain {
+        out["explain"] = snapshot.explain(&doc)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 fn keys_generate(out: PathBuf) -> Result<()> {

@@ -83,6 +83,34 @@ pub struct RawConfig {
     pub last_login_flush_secs: Option<u64>,
     /// Logging.
     pub log: RawLog,
+    /// Policy engine.
+    pub policy: RawPolicy,
+}
+
+/// `policy:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    /// Policy folder. Default `./policies` when it exists, else the policy built into the binary.
+    pub dir: Option<PathBuf>,
+    /// Milliseconds between checks of the folder for changes. Default 500.
+    pub reload_ms: Option<u64>,
+    /// Time limit of one decision, milliseconds; over it the request is denied. Default 50.
+    pub decision_timeout_ms: Option<u64>,
+    /// Decision cache.
+    pub cache: RawPolicyCache,
+}
+
+/// `policy.cache:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicyCache {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Entries. Default 100000.
+    pub capacity: Option<u64>,
+    /// Seconds an entry lives. Default 60.
+    pub ttl_secs: Option<u64>,
 }
 
 /// `bootstrap:` section.
@@ -198,6 +226,21 @@ pub struct Settings {
     pub log_json: bool,
     /// Tracing filter.
     pub log_level: String,
+    /// Policy engine.
+    pub policy: PolicySettings,
+}
+
+/// Policy engine settings.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// The configured folder; `None` = `./policies` if present, else the embedded policy.
+    pub dir: Option<PathBuf>,
+    /// Reload poll interval.
+    pub reload: Duration,
+    /// Per-decision time limit.
+    pub decision_timeout: Duration,
+    /// Decision cache; `None` = disabled.
+    pub cache: Option<crate::policy::engine::CacheSettings>,
 }
 
 /// Token endpoint settings.
@@ -493,6 +536,43 @@ impl RawConfig {
             errs.push(format!("log.level: `{log_level}` is not a tracing filter"));
         }
 
+        let reload_ms = self.policy.reload_ms.unwrap_or(500);
+        if !(50..=60_000).contains(&reload_ms) {
+            errs.push(format!(
+                "policy.reload_ms: {reload_ms} is outside 50..=60000"
+            ));
+        }
+        let timeout_ms = self.policy.decision_timeout_ms.unwrap_or(50);
+        if !(1..=10_000).contains(&timeout_ms) {
+            errs.push(format!(
+                "policy.decision_timeout_ms: {timeout_ms} is outside 1..=10000"
+            ));
+        }
+        let cache_capacity = self.policy.cache.capacity.unwrap_or(100_000);
+        if cache_capacity == 0 {
+            errs.push(
+                "policy.cache.capacity: must be at least 1 (or set enabled: false)".to_owned(),
+            );
+        }
+        let cache_ttl = secs_in(
+            "policy.cache.ttl_secs",
+            self.policy.cache.ttl_secs,
+            60,
+            1..=86_400,
+            &mut errs,
+        );
+        let policy = PolicySettings {
+            dir: self.policy.dir,
+            reload: Duration::from_millis(reload_ms),
+            decision_timeout: Duration::from_millis(timeout_ms),
+            cache: self.policy.cache.enabled.unwrap_or(true).then_some(
+                crate::policy::engine::CacheSettings {
+                    capacity: cache_capacity,
+                    ttl: cache_ttl,
+                },
+            ),
+        };
+
         if !errs.is_empty() {
             return Err(ConfigError::Invalid(errs));
         }
@@ -522,6 +602,7 @@ impl RawConfig {
             last_login_flush: flush,
             log_json,
             log_level,
+            policy,
         })
     }
 }

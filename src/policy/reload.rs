@@ -81,7 +81,9 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        let mut last = fingerprint(&dir);
+        // Start from "unknown" so the first tick compares the folder with the revision in
+        // service: a change written between start-up and this task's first run is not missed.
+        let mut last = Vec::new();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

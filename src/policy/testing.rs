@@ -4,6 +4,9 @@
 use super::PolicyError;
 use super::source::PolicySource;
 
+/// Time limit of one test rule.
+pub const TEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One failed test.
 #[derive(Debug, Clone)]
 pub struct TestFailure {
@@ -37,6 +40,12 @@ impl TestReport {
 /// Runs every test of `source`.
 pub fn run(source: &PolicySource) -> Result<TestReport, PolicyError> {
     let mut engine = source.engine(true)?;
+    // A test evaluates many decisions; give it far more than the per-decision limit, but still
+    // a bound, so a runaway test cannot stall a reload forever.
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: TEST_TIME_LIMIT,
+        check_interval: std::num::NonZeroU32::MIN,
+    });
     let mut report = TestReport::default();
     for (package, rule) in source.tests() {
         let name = format!("data.{package}.{rule}");

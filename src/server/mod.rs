@@ -45,6 +45,35 @@ pub enum StartError {
     /// Bootstrap account.
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] crate::iam::IamError),
+    /// The policy did not load, compile or pass its tests.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+}
+
+/// Loads the policy (configured folder, `./policies`, or the embedded default), tested before
+/// use. Returns the engine and the folder to watch, if any.
+fn load_policy(
+    settings: &crate::config::PolicySettings,
+) -> Result<(Arc<crate::policy::PolicyEngine>, Option<PathBuf>), StartError> {
+    use crate::policy::{PolicyEngine, PolicySource, Snapshot};
+    crate::policy::engine::set_decision_timeout(settings.decision_timeout);
+    let default_dir = PathBuf::from("policies");
+    let dir = match &settings.dir {
+        Some(d) => Some(d.clone()),
+        None if default_dir.join("authz.rego").is_file() => Some(default_dir),
+        None => None,
+    };
+    let source = match &dir {
+        Some(d) => PolicySource::read(d)?,
+        None => crate::policy::embedded_source(),
+    };
+    let snapshot = Snapshot::compile_tested(source)?;
+    tracing::info!(
+        revision = %snapshot.revision(),
+        source = %dir.as_deref().map_or("embedded".into(), |d| d.display().to_string()),
+        "policy loaded"
+    );
+    Ok((Arc::new(PolicyEngine::new(snapshot, settings.cache)), dir))
 }
 
 /// A running server.
@@ -58,6 +87,10 @@ pub struct Running {
     pub bootstrap_file: Option<PathBuf>,
     /// The account service of this server (for embedding and tests).
     pub accounts: Accounts,
+    /// The live policy.
+    pub policy: Arc<crate::policy::PolicyEngine>,
+    /// Policy reload counters.
+    pub policy_stats: Arc<crate::policy::reload::ReloadStats>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -91,6 +124,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .clone()
         .unwrap_or_else(|| public_url.clone());
     let token_endpoint_url = format!("{public_url}{}", metadata::TOKEN_PATH);
+
+    let (policy, policy_dir) = load_policy(&settings.policy)?;
+    let policy_stats = Arc::new(crate::policy::reload::ReloadStats::default());
 
     let store = crate::store::open(&settings.database).await?;
     let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
@@ -166,6 +202,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     if let Some(m) = managed {
         spawn_key_reloader(m, keys, settings.signing.reload, shutdown_rx.clone());
     }
+    if let Some(dir) = policy_dir {
+        crate::policy::reload::spawn(
+            policy.clone(),
+            dir,
+            settings.policy.reload,
+            policy_stats.clone(),
+            shutdown_rx.clone(),
+        );
+    }
     let task = tokio::spawn(serve(listener, app, shutdown_rx));
     tracing::info!(%addr, %public_url, "iamgate listening");
     Ok(Running {
@@ -173,6 +218,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         public_url,
         bootstrap_file,
         accounts,
+        policy,
+        policy_stats,
         shutdown: shutdown_tx,
         task,
     })

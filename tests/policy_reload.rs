@@ -1,0 +1,195 @@
+//! The policy at runtime: a running gateway keeps deciding with its policy when a broken or
+//! failing-test change is written, picks up a good change within 2 seconds without a restart,
+//! and a policy that errors or runs too long denies.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use iamgate::iam::{Binding, BindingResource};
+use iamgate::policy::input::{ResourceInput, RouteInput, UserInput};
+use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn copy_policies(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn deploy_by_company_maintainer() -> DecisionInput {
+    DecisionInput {
+        user: UserInput {
+            id: "sa-1".into(),
+            kind: "serviceaccount".into(),
+            bindings: Arc::new(vec![Binding {
+                binding_id: "b".into(),
+                subjects: vec!["sa-1".into()],
+                groups: vec![],
+                roles: vec!["maintainer".into()],
+                permissions: vec![],
+                resource: Some(BindingResource {
+                    resource_type: "company".into(),
+                    resource_id: "c1".into(),
+                }),
+            }]),
+            ..Default::default()
+        },
+        resource: ResourceInput {
+            company_id: Some("c1".into()),
+            project_id: Some("p1".into()),
+            env_id: Some("dev".into()),
+        },
+        route: RouteInput {
+            id: "deploy".into(),
+            permission: Some("console.environment.deploy.trigger".into()),
+            rule: None,
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_seconds() {
+    let pol = tempfile::tempdir().unwrap();
+    copy_policies(pol.path());
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}, reload_ms: 100}}\n",
+        pol.path().display()
+    );
+    let gw = gateway().yaml(&yaml).start().await;
+    let engine = gw.running().policy.clone();
+    let stats = gw.running().policy_stats.clone();
+    let input = deploy_by_company_maintainer();
+    let original = engine.revision();
+    assert!(engine.decide(&input, 1).await.allow);
+
+    // 1. A syntax error.
+    let authz = pol.path().join("authz.rego");
+    let good = std::fs::read_to_string(&authz).unwrap();
+    std::fs::write(&authz, format!("{good}\nthis is not rego {{{{\n")).unwrap();
+    wait_for(
+        || stats.rejected.load(Ordering::Relaxed) >= 1,
+        "syntax error rejected",
+    )
+    .await;
+    assert_eq!(engine.revision(), original);
+    assert!(
+        engine.decide(&input, 2).await.allow,
+        "running policy still decides"
+    );
+    assert!(
+        stats
+            .last_error
+            .lock()
+            .unwrap()
+            .as_deref()
+            .unwrap()
+            .contains("compile")
+    );
+
+    // 2. Compiles, but breaks inheritance: its own tests catch it and it is refused.
+    let no_company_env = good.replace(
+        "on_company(concat(\"\", [\"console.company.project.environment.\", suffix]))",
+        "false",
+    );
+    assert_ne!(no_company_env, good, "mutation applied");
+    std::fs::write(&authz, &no_company_env).unwrap();
+    wait_for(
+        || stats.rejected.load(Ordering::Relaxed) >= 2,
+        "failing tests rejected",
+    )
+    .await;
+    assert_eq!(engine.revision(), original);
+    assert!(engine.decide(&input, 3).await.allow);
+    assert!(
+        stats
+            .last_error
+            .lock()
+            .unwrap()
+            .as_deref()
+            .unwrap()
+            .contains("tests failed")
+    );
+
+    // 3. A good change (the original plus a rule) applies within 2 s.
+    let written = Instant::now();
+    std::fs::write(&authz, format!("{good}\nrevision_marker := 2\n")).unwrap();
+    while engine.revision() == original {
+        assert!(
+            written.elapsed() < Duration::from_secs(2),
+            "good policy not applied within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("good policy applied after {:?}", written.elapsed());
+    assert!(engine.decide(&input, 4).await.allow);
+    assert_eq!(stats.applied.load(Ordering::Relaxed), 1);
+    assert!(stats.last_error.lock().unwrap().is_none());
+    gw.stop().await;
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn custom(rego: &str) -> Snapshot {
+    let source =
+        PolicySource::from_files(Path::new("<test>"), vec![("p.rego".into(), rego.into())]);
+    Snapshot::compile(source).unwrap()
+}
+
+#[tokio::test]
+async fn erroring_long_running_and_malformed_policies_deny() {
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(50));
+    let input = deploy_by_company_maintainer();
+
+    // Two values for one complete rule: an evaluation error.
+    let conflict = custom(
+        "package iamgate.authz\nimport rego.v1\ndecision := {\"allow\": true} if input.route.id\ndecision := {\"allow\": false} if input.route.id\n",
+    );
+    let d = conflict.decide(&input);
+    assert!(!d.allow);
+    assert_eq!(&*d.reason, "policy_error");
+
+    // A decision that would allow, after far more work than the time limit allows.
+    let slow = custom(
+        "package iamgate.authz\nimport rego.v1\ndecision := {\"allow\": true} if { count([1 | some x in numbers.range(1, 5000); some y in numbers.range(1, 5000); x != y]) > 0 }\n",
+    );
+    let started = Instant::now();
+    let d = slow.decide(&input);
+    assert!(!d.allow, "timeout must deny");
+    assert_eq!(&*d.reason, "policy_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Not a proper decision object.
+    for body in [
+        "decision := true",
+        "decision := {\"allow\": \"yes\"}",
+        "decision := {\"allow\": 1}",
+    ] {
+        let d = custom(&format!("package iamgate.authz\nimport rego.v1\n{body}\n")).decide(&input);
+        assert!(!d.allow, "{body}");
+    }
+
+    // No decision rule at all: refused when loading, so it can never serve.
+    let source = PolicySource::from_files(
+        Path::new("<test>"),
+        vec![(
+            "p.rego".into(),
+            "package iamgate.authz\nimport rego.v1\nother := 1\n".into(),
+        )],
+    );
+    assert!(Snapshot::compile(source).is_err());
+}
