@@ -29,7 +29,21 @@ decision := {"allow": true, "reason": "granted"} if {
 }
 
 # A route names one permission at its resource, or a rule in package iamgate.rules.
-route_allowed if permitted(input.route.permission)
+# One pass over the caller's bindings: each binding's slot (where it sits) selects the
+# permissions that would grant the route there; only those are looked up in its roles.
+route_allowed if {
+	some b in input.user.bindings
+	slot := concat("/", [object.get(b, ["resource", "resourceType"], "*"), object.get(b, ["resource", "resourceId"], "")])
+	some p in wanted[slot]
+	carries(b, p)
+	applies(b)
+}
+
+# Root permissions held directly by a root service account.
+route_allowed if {
+	some p in root_candidates
+	p in input.user.permissions
+}
 
 route_allowed if {
 	name := input.route.rule
@@ -37,9 +51,11 @@ route_allowed if {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Which bindings apply to the caller (rule 3: all of them count, at every level)
+# Bindings: which apply (rule 3), what they carry, where they sit
 # ---------------------------------------------------------------------------------------------
 
+# A binding applies to the caller through its subjects or through a shared group. All applicable
+# bindings count, individual and group, at every level: roles only add.
 applies(b) if input.user.id in b.subjects
 
 applies(b) if {
@@ -47,148 +63,122 @@ applies(b) if {
 	g in input.user.groups
 }
 
-applicable contains b if {
-	some b in input.user.bindings
-	applies(b)
+# b carries permission p through one of its roles or directly.
+carries(b, p) if {
+	some r in b.roles
+	p in data.roles[r].permissions
 }
 
-# Permissions a binding carries: those of its roles plus its direct permissions.
-binding_permissions(b) := {p | some r in b.roles; some p in data.roles[r].permissions} | {p | some p in b.permissions}
+carries(b, p) if p in b.permissions
 
 # ---------------------------------------------------------------------------------------------
-# Scope match (rule 1)
+# Scope match (rule 1) and downward inheritance (rule 2)
 # ---------------------------------------------------------------------------------------------
+#
+# `wanted` maps each slot a binding can sit at ("company/<id>", "project/<id>",
+# "environment/<project>:<env>", "*/" for no resource) to the permissions that grant the route's
+# permission there. Each level is asked only for permissions of its own scope, which is rule 1:
+# console.company.* and marketplace.company.* on companies, console.project.* on projects,
+# console.environment.* on environments, root permissions on bindings without a resource.
 
-scope(p) := "company" if startswith(p, "console.company.")
+perm := input.route.permission
 
-scope(p) := "company" if startswith(p, "marketplace.company.")
+is_root(p) if startswith(p, "console.root.")
 
-scope(p) := "project" if startswith(p, "console.project.")
+is_root(p) if startswith(p, "marketplace.root.")
 
-scope(p) := "environment" if startswith(p, "console.environment.")
+is_company(p) if startswith(p, "console.company.")
 
-scope(p) := "root" if startswith(p, "console.root.")
-
-scope(p) := "root" if startswith(p, "marketplace.root.")
-
-# grants: [permission, resourceType, resourceId] the caller holds, each counted only where its
-# scope matches the binding's resource type.
-grants contains [p, t, id] if {
-	some b in applicable
-	t := b.resource.resourceType
-	id := b.resource.resourceId
-	some p in binding_permissions(b)
-	scope(p) == t
-}
-
-# A binding without a resource carrying a non-root role is a console-level role: it applies on
-# every company ("*").
-grants contains [p, "company", "*"] if {
-	some b in applicable
-	not b.resource
-	some p in binding_permissions(b)
-	scope(p) == "company"
-}
-
-# Root permissions: held directly by root service accounts, or through bindings without a
-# resource (console-super-user). Never from a resource binding.
-root_permissions contains p if {
-	some p in input.user.permissions
-	scope(p) == "root"
-}
-
-root_permissions contains p if {
-	some b in applicable
-	not b.resource
-	some p in binding_permissions(b)
-	scope(p) == "root"
-}
-
-# ---------------------------------------------------------------------------------------------
-# Downward inheritance (rule 2)
-# ---------------------------------------------------------------------------------------------
-
-company_id := input.resource.companyId
-
-project_id := input.resource.projectId
+is_company(p) if startswith(p, "marketplace.company.")
 
 env_key := concat(":", [input.resource.projectId, input.resource.envId])
 
+# Classification of the route's permission by scope, evaluated once per decision.
+perm_is_company if startswith(perm, "console.company.")
+
+perm_is_company if startswith(perm, "marketplace.company.")
+
+perm_is_root if startswith(perm, "console.root.")
+
+perm_is_root if startswith(perm, "marketplace.root.")
+
 # The resource is resolved: project and environment checks need the owning company, which the
 # gateway's directory sets only for known projects (rule 6: unknown project -> deny).
-resource_known if {
-	scope(input.route.permission) in {"company", "root"}
-}
+resource_known if perm_is_company
+
+resource_known if perm_is_root
 
 resource_known if {
-	scope(input.route.permission) in {"project", "environment"}
 	is_string(input.resource.companyId)
 	is_string(input.resource.projectId)
 }
 
 resource_known if input.route.rule
 
-on_company(p) if [p, "company", company_id] in grants
-
-on_company(p) if [p, "company", "*"] in grants
-
-permitted(p) if {
-	scope(p) == "root"
-	p in root_permissions
-}
-
-permitted(p) if {
-	scope(p) == "company"
-	is_string(company_id)
-	on_company(p)
-}
-
-permitted(p) if {
-	scope(p) == "project"
+project_check if {
+	startswith(perm, "console.project.")
 	resource_known
-	[p, "project", project_id] in grants
 }
 
-permitted(p) if {
-	scope(p) == "project"
-	resource_known
-	suffix := substring(p, count("console.project."), -1)
-	on_company(concat("", ["console.company.project.", suffix]))
-}
-
-permitted(p) if {
-	scope(p) == "environment"
+environment_check if {
+	startswith(perm, "console.environment.")
 	resource_known
 	is_string(input.resource.envId)
-	[p, "environment", env_key] in grants
 }
 
-permitted(p) if {
-	scope(p) == "environment"
-	resource_known
-	is_string(input.resource.envId)
-	suffix := substring(p, count("console.environment."), -1)
-	[concat("", ["console.project.environment.", suffix]), "project", project_id] in grants
-}
+# Company-scoped permissions that grant the route's permission.
+company_level contains perm if perm_is_company
 
-permitted(p) if {
-	scope(p) == "environment"
-	resource_known
-	is_string(input.resource.envId)
-	suffix := substring(p, count("console.environment."), -1)
-	on_company(concat("", ["console.company.project.environment.", suffix]))
-}
+# company -> project: console.company.project.X on the company grants console.project.X.
+company_level contains concat("", ["console.company.project.", substring(perm, 16, -1)]) if project_check
+
+# company -> environment: console.company.project.environment.X grants console.environment.X.
+company_level contains concat("", ["console.company.project.environment.", substring(perm, 20, -1)]) if environment_check
+
+# Project-scoped permissions on the project that grant the route's permission.
+project_level contains perm if project_check
+
+# project -> environment: console.project.environment.X on the project grants console.environment.X.
+project_level contains concat("", ["console.project.environment.", substring(perm, 20, -1)]) if environment_check
+
+environment_level contains perm if environment_check
+
+# Bindings without a resource: console-level roles and root permissions.
+console_level contains p if some p in root_candidates
+
+# A binding without a resource carrying a non-root role is a console-level role: it applies on
+# every company.
+console_level contains p if some p in company_level
+
+# wanted[slot]: the permissions that grant the route's permission to a binding at that slot.
+wanted[concat("/", ["company", input.resource.companyId])] := company_level
+
+wanted[concat("/", ["project", input.resource.projectId])] := project_level if resource_known
+
+wanted[concat("/", ["environment", env_key])] := environment_level if environment_check
+
+wanted[console_slot] := console_level
+
+console_slot := "*/"
+
+root_candidates contains perm if perm_is_root
 
 # Root reach (rule 5): console.root.view grants every view permission everywhere;
 # console.root.user.bind lets its holder manage identities and bindings in every company.
-permitted(p) if {
-	endswith(p, ".view")
-	"console.root.view" in root_permissions
+root_candidates contains "console.root.view" if endswith(perm, ".view")
+
+root_candidates contains "console.root.user.bind" if {
+	perm in {"console.company.users.manage", "console.project.users.manage", "console.company.project.users.manage"}
 }
 
-permitted(p) if {
-	p in {"console.company.users.manage", "console.project.users.manage", "console.company.project.users.manage"}
-	"console.root.user.bind" in root_permissions
+# Root permissions the caller holds (used for grants of root permissions and by explain).
+holds_root(p) if p in input.user.permissions
+
+holds_root(p) if {
+	some b in input.user.bindings
+	not b.resource
+	carries(b, p)
+	applies(b)
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -222,17 +212,17 @@ grant_ok(g) if {
 grant_ok(g) if {
 	is_array(g.permissions)
 	every p in g.permissions {
-		scope(p) == "root"
-		p in root_permissions
+		is_root(p)
+		holds_root(p)
 	}
 }
 
 removal_ok := true
 
-assigner_may_assign(_) if "console.root.user.bind" in root_permissions
+assigner_may_assign(_) if holds_root("console.root.user.bind")
 
 # Company owners may assign any role in their company.
-assigner_may_assign(_) if effective_rank(company_id, "", "") >= data.roles["company-owner"].rank
+assigner_may_assign(_) if effective_rank(input.resource.companyId, "", "") >= data.roles["company-owner"].rank
 
 assigner_may_assign(g) if {
 	g.resourceType == "company"
@@ -241,19 +231,20 @@ assigner_may_assign(g) if {
 
 assigner_may_assign(g) if {
 	g.resourceType == "project"
-	effective_rank(company_id, g.resourceId, "") >= data.roles[g.role].rank
+	effective_rank(input.resource.companyId, g.resourceId, "") >= data.roles[g.role].rank
 }
 
 assigner_may_assign(g) if {
 	g.resourceType == "environment"
 	[pid, eid] := split(g.resourceId, ":")
-	effective_rank(company_id, pid, eid) >= data.roles[g.role].rank
+	effective_rank(input.resource.companyId, pid, eid) >= data.roles[g.role].rank
 }
 
 # The caller's highest role rank on a resource, counting roles bound above it.
 ranks_on(c, p, e) := {data.roles[r].rank |
-	some b in applicable
+	some b in input.user.bindings
 	covers(b, c, p, e)
+	applies(b)
 	some r in b.roles
 	rank_counts(b, r)
 }
@@ -295,18 +286,19 @@ explain := {
 	"decision": decision,
 	"permission": input.route.permission,
 	"resource": input.resource,
-	"applicable_bindings": [b.bindingId | some b in applicable],
-	"matching_grants": [g | some g in grants; g[0] in related_permissions],
-	"root_permissions": root_permissions,
+	"resource_known": resource_known_or_false,
+	"applicable_bindings": [b.bindingId | some b in input.user.bindings; applies(b)],
+	"wanted": wanted,
+	"granted_by": [{"bindingId": b.bindingId, "permission": p, "slot": slot} |
+		some b in input.user.bindings
+		slot := concat("/", [object.get(b, ["resource", "resourceType"], "*"), object.get(b, ["resource", "resourceId"], "")])
+		some p in wanted[slot]
+		carries(b, p)
+		applies(b)
+	],
+	"root_permissions": [p | some p in data.root_permissions; holds_root(p)],
 }
 
-related_permissions contains input.route.permission
+default resource_known_or_false := false
 
-related_permissions contains concat("", ["console.company.project.", substring(input.route.permission, count("console.project."), -1)]) if {
-	scope(input.route.permission) == "project"
-}
-
-related_permissions contains concat("", [prefix, substring(input.route.permission, count("console.environment."), -1)]) if {
-	scope(input.route.permission) == "environment"
-	some prefix in {"console.project.environment.", "console.company.project.environment."}
-}
+resource_known_or_false if resource_known

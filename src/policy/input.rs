@@ -112,9 +112,181 @@ pub struct DecisionInput {
     pub grants: Option<Vec<GrantInput>>,
 }
 
+use regorus::Value;
+use std::collections::BTreeMap as Map;
+
+fn s(v: &str) -> Value {
+    Value::String(v.into())
+}
+
+fn strings(v: &[String]) -> Value {
+    Value::from(v.iter().map(|x| s(x)).collect::<Vec<_>>())
+}
+
+fn string_map(m: &BTreeMap<String, String>) -> Value {
+    Value::from(m.iter().map(|(k, v)| (s(k), s(v))).collect::<Map<_, _>>())
+}
+
+fn object<const N: usize>(pairs: [(&str, Option<Value>); N]) -> Value {
+    Value::from(
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (s(k), v)))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// A binding as a policy value (field names as in the Rönd data model).
+pub fn binding_value(b: &Binding) -> Value {
+    object([
+        ("bindingId", Some(s(&b.binding_id))),
+        ("subjects", Some(strings(&b.subjects))),
+        ("groups", Some(strings(&b.groups))),
+        ("roles", Some(strings(&b.roles))),
+        ("permissions", Some(strings(&b.permissions))),
+        (
+            "resource",
+            b.resource.as_ref().map(|r| {
+                object([
+                    ("resourceType", Some(s(&r.resource_type))),
+                    ("resourceId", Some(s(&r.resource_id))),
+                ])
+            }),
+        ),
+    ])
+}
+
 impl DecisionInput {
-    /// Converts to the engine's value type.
-    pub fn to_value(&self) -> Result<regorus::Value, serde_json::Error> {
-        Ok(regorus::Value::from(serde_json::to_value(self)?))
+    /// Builds the engine's input value directly (no JSON round trip: this runs per request).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        let r = &self.request;
+        let u = &self.user;
+        let properties = match &u.properties {
+            serde_json::Value::Null => Value::new_object(),
+            other => Value::from(other.clone()),
+        };
+        let grants = self.grants.as_ref().map(|gs| {
+            Value::from(
+                gs.iter()
+                    .map(|g| {
+                        object([
+                            ("role", g.role.as_deref().map(s)),
+                            ("resourceType", g.resource_type.as_deref().map(s)),
+                            ("resourceId", g.resource_id.as_deref().map(s)),
+                            ("permissions", g.permissions.as_deref().map(strings)),
+                        ])
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        Ok(object([
+            (
+                "request",
+                Some(object([
+                    ("method", Some(s(&r.method))),
+                    ("path", Some(s(&r.path))),
+                    ("pathParams", Some(string_map(&r.path_params))),
+                    ("query", Some(string_map(&r.query))),
+                    ("headers", Some(string_map(&r.headers))),
+                ])),
+            ),
+            (
+                "user",
+                Some(object([
+                    ("id", Some(s(&u.id))),
+                    ("type", Some(s(&u.kind))),
+                    ("groups", Some(strings(&u.groups))),
+                    ("permissions", Some(strings(&u.permissions))),
+                    (
+                        "bindings",
+                        Some(Value::from(
+                            u.bindings.iter().map(binding_value).collect::<Vec<_>>(),
+                        )),
+                    ),
+                    ("properties", Some(properties)),
+                ])),
+            ),
+            (
+                "resource",
+                Some(object([
+                    ("companyId", self.resource.company_id.as_deref().map(s)),
+                    ("projectId", self.resource.project_id.as_deref().map(s)),
+                    ("envId", self.resource.env_id.as_deref().map(s)),
+                ])),
+            ),
+            (
+                "route",
+                Some(object([
+                    ("id", Some(s(&self.route.id))),
+                    ("permission", self.route.permission.as_deref().map(s)),
+                    ("rule", self.route.rule.as_deref().map(s)),
+                ])),
+            ),
+            ("grants", grants),
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::BindingResource;
+
+    #[test]
+    fn direct_conversion_equals_the_serde_json_form() {
+        let input = DecisionInput {
+            request: RequestInput {
+                method: "GET".into(),
+                path: "/p".into(),
+                path_params: [("projectId".to_owned(), "p1".to_owned())].into(),
+                ..Default::default()
+            },
+            user: UserInput {
+                id: "u".into(),
+                kind: "user".into(),
+                groups: vec!["g".into()],
+                permissions: vec!["console.root.view".into()],
+                bindings: Arc::new(vec![
+                    Binding {
+                        binding_id: "b".into(),
+                        subjects: vec!["u".into()],
+                        groups: vec![],
+                        roles: vec!["guest".into()],
+                        permissions: vec![],
+                        resource: Some(BindingResource {
+                            resource_type: "project".into(),
+                            resource_id: "p1".into(),
+                        }),
+                    },
+                    Binding {
+                        binding_id: "c".into(),
+                        subjects: vec![],
+                        groups: vec!["g".into()],
+                        roles: vec![],
+                        permissions: vec!["x".into()],
+                        resource: None,
+                    },
+                ]),
+                properties: serde_json::json!({"a": 1}),
+            },
+            resource: ResourceInput {
+                company_id: Some("c1".into()),
+                project_id: Some("p1".into()),
+                env_id: None,
+            },
+            route: RouteInput {
+                id: "r".into(),
+                permission: Some("console.project.view".into()),
+                rule: None,
+            },
+            grants: Some(vec![GrantInput {
+                role: Some("guest".into()),
+                resource_type: Some("project".into()),
+                resource_id: Some("p1".into()),
+                permissions: None,
+            }]),
+        };
+        let via_json = Value::from(serde_json::to_value(&input).unwrap());
+        assert_eq!(input.to_value().unwrap(), via_json);
     }
 }

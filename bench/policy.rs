@@ -1,0 +1,109 @@
+//! Decision benchmarks with the shipped policy: uncached (compiled policy evaluation) and cached
+//! (decision cache hit), for a company maintainer deploying to an environment.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use iamgate::iam::{Binding, BindingResource};
+use iamgate::policy::engine::CacheSettings;
+use iamgate::policy::input::{RequestInput, ResourceInput, RouteInput, UserInput};
+use iamgate::policy::{DecisionInput, PolicyEngine, PolicySource, Snapshot};
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn input() -> DecisionInput {
+    let b = |id: &str, role: &str, t: &str, rid: &str| Binding {
+        binding_id: id.into(),
+        subjects: vec!["sa-1".into()],
+        groups: vec![],
+        roles: vec![role.into()],
+        permissions: vec![],
+        resource: Some(BindingResource {
+            resource_type: t.into(),
+            resource_id: rid.into(),
+        }),
+    };
+    DecisionInput {
+        request: RequestInput {
+            method: "POST".into(),
+            path: "/api/deploy/project/p1/trigger/pipeline/".into(),
+            ..Default::default()
+        },
+        user: UserInput {
+            id: "sa-1".into(),
+            kind: "serviceaccount".into(),
+            groups: vec!["ci".into()],
+            bindings: Arc::new(vec![
+                b("b1", "maintainer", "company", "c1"),
+                b("b2", "reporter", "project", "p7"),
+                b("b3", "developer", "company", "c2"),
+            ]),
+            ..Default::default()
+        },
+        resource: ResourceInput {
+            company_id: Some("c1".into()),
+            project_id: Some("p1".into()),
+            env_id: Some("dev".into()),
+        },
+        route: RouteInput {
+            id: "deploy".into(),
+            permission: Some("console.environment.deploy.trigger".into()),
+            rule: None,
+        },
+        grants: None,
+    }
+}
+
+fn decisions(c: &mut Criterion) {
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(50));
+    let source =
+        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let snapshot = Snapshot::compile(source.clone()).unwrap();
+    let i = input();
+    assert!(snapshot.decide(&i).allow);
+    c.bench_function("decision_uncached", |b| {
+        b.iter(|| black_box(snapshot.decide(black_box(&i))))
+    });
+
+    let mut deny = input();
+    deny.resource.company_id = Some("c2".into());
+    c.bench_function("decision_uncached_deny", |b| {
+        b.iter(|| black_box(snapshot.decide(black_box(&deny))))
+    });
+
+    let engine = PolicyEngine::new(
+        Snapshot::compile(source).unwrap(),
+        Some(CacheSettings {
+            capacity: 10_000,
+            ttl: Duration::from_secs(60),
+        }),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(engine.decide(&i, 1)).allow);
+    c.bench_function("decision_cached", |b| {
+        b.iter(|| black_box(rt.block_on(engine.decide(black_box(&i), 1))))
+    });
+}
+
+criterion_group!(benches, decisions);
+
+fn baseline(c: &mut Criterion) {
+    let trivial = Snapshot::compile(PolicySource::from_files(
+        Path::new("<bench>"),
+        vec![("p.rego".into(), "package iamgate.authz\nimport rego.v1\ndecision := {\"allow\": true, \"reason\": \"granted\"}\n".into())],
+    ))
+    .unwrap();
+    let i = input();
+    c.bench_function("decision_trivial_policy", |b| {
+        b.iter(|| black_box(trivial.decide(black_box(&i))))
+    });
+    c.bench_function("input_to_value", |b| {
+        b.iter(|| black_box(i.to_value().unwrap()))
+    });
+}
+
+criterion_group!(overhead, baseline);
+criterion_main!(benches, overhead);
