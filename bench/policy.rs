@@ -65,6 +65,11 @@ fn decisions(c: &mut Criterion) {
     c.bench_function("decision_uncached", |b| {
         b.iter(|| black_box(snapshot.decide(black_box(&i))))
     });
+    // The alternative: regorus' tree-walking interpreter on the same compiled policy.
+    assert!(snapshot.decide_interpreted(&i).allow);
+    c.bench_function("decision_uncached_interpreter", |b| {
+        b.iter(|| black_box(snapshot.decide_interpreted(black_box(&i))))
+    });
 
     let mut deny = input();
     deny.resource.company_id = Some("c2".into());
