@@ -5,11 +5,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use iamgate::iam::{Binding, BindingResource};
 use iamgate::policy::engine::CacheSettings;
-use iamgate::policy::input::{RequestInput, ResourceInput, RouteInput, UserInput};
+use iamgate::policy::input::{BindingSet, RequestInput, ResourceInput, RouteInput, UserInput};
 use iamgate::policy::{DecisionInput, PolicyEngine, PolicySource, Snapshot};
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 fn input() -> DecisionInput {
@@ -34,7 +33,7 @@ fn input() -> DecisionInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
             groups: vec!["ci".into()],
-            bindings: Arc::new(vec![
+            bindings: BindingSet::new(vec![
                 b("b1", "maintainer", "company", "c1"),
                 b("b2", "reporter", "project", "p7"),
                 b("b3", "developer", "company", "c2"),

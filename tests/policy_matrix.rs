@@ -4,10 +4,9 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use iamgate::iam::{Binding, BindingResource};
-use iamgate::policy::input::{GrantInput, ResourceInput, RouteInput, UserInput};
+use iamgate::policy::input::{BindingSet, GrantInput, ResourceInput, RouteInput, UserInput};
 use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
 use std::path::Path;
-use std::sync::Arc;
 
 /// SPEC §2 tables: permission, then one cell per role (G R D M PA CO / G R D M PA / R M).
 const COMPANY: &str = "
@@ -217,7 +216,7 @@ fn input(
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
             groups: vec!["team-a".into()],
-            bindings: Arc::new(bindings),
+            bindings: BindingSet::new(bindings),
             ..Default::default()
         },
         resource: ResourceInput {

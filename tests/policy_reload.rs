@@ -7,10 +7,9 @@ mod common;
 
 use common::*;
 use iamgate::iam::{Binding, BindingResource};
-use iamgate::policy::input::{ResourceInput, RouteInput, UserInput};
+use iamgate::policy::input::{BindingSet, ResourceInput, RouteInput, UserInput};
 use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ fn deploy_by_company_maintainer() -> DecisionInput {
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
-            bindings: Arc::new(vec![Binding {
+            bindings: BindingSet::new(vec![Binding {
                 binding_id: "b".into(),
                 subjects: vec!["sa-1".into()],
                 groups: vec![],

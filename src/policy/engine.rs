@@ -276,10 +276,10 @@ static TIMER: OnceLock<()> = OnceLock::new();
 pub fn set_decision_timeout(limit: Duration) {
     TIMER.get_or_init(|| {
         // Reading the clock on every work unit would cost more than the work itself; every
-        // 256 units keeps the overshoot to microseconds.
+        // 4096 units keeps the overshoot well under a millisecond.
         let config = regorus::utils::limits::ExecutionTimerConfig {
             limit,
-            check_interval: std::num::NonZeroU32::new(256).unwrap_or(std::num::NonZeroU32::MIN),
+            check_interval: std::num::NonZeroU32::new(4096).unwrap_or(std::num::NonZeroU32::MIN),
         };
         regorus::utils::limits::set_fallback_execution_timer_config(Some(config));
     });

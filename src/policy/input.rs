@@ -26,6 +26,61 @@ pub struct RequestInput {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A caller's candidate bindings, shared and immutable. Its policy value is built once and
+/// memoised, so a directory that hands out one `BindingSet` per subject pays the conversion once
+/// per change, not once per request.
+#[derive(Debug, Clone, Default)]
+pub struct BindingSet(Arc<BindingSetInner>);
+
+#[derive(Debug, Default)]
+struct BindingSetInner {
+    list: Vec<Binding>,
+    value: std::sync::OnceLock<regorus::Value>,
+}
+
+impl BindingSet {
+    /// Wraps bindings.
+    pub fn new(list: Vec<Binding>) -> Self {
+        Self(Arc::new(BindingSetInner {
+            list,
+            value: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The bindings.
+    pub fn as_slice(&self) -> &[Binding] {
+        &self.0.list
+    }
+
+    /// The bindings as a policy value (memoised).
+    pub fn value(&self) -> regorus::Value {
+        self.0
+            .value
+            .get_or_init(|| {
+                regorus::Value::from(self.0.list.iter().map(binding_value).collect::<Vec<_>>())
+            })
+            .clone()
+    }
+}
+
+impl From<Vec<Binding>> for BindingSet {
+    fn from(list: Vec<Binding>) -> Self {
+        Self::new(list)
+    }
+}
+
+impl Serialize for BindingSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.list.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for BindingSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Binding>::deserialize(d).map(Self::new)
+    }
+}
+
 /// The authenticated caller.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,7 +98,7 @@ pub struct UserInput {
     pub permissions: Vec<String>,
     /// Bindings that may apply to the caller (the policy decides which do).
     #[serde(default)]
-    pub bindings: Arc<Vec<Binding>>,
+    pub bindings: BindingSet,
     /// Free-form properties (forwarded as `miauserproperties`).
     #[serde(default)]
     pub properties: serde_json::Value,
@@ -197,12 +252,7 @@ impl DecisionInput {
                     ("type", Some(s(&u.kind))),
                     ("groups", Some(strings(&u.groups))),
                     ("permissions", Some(strings(&u.permissions))),
-                    (
-                        "bindings",
-                        Some(Value::from(
-                            u.bindings.iter().map(binding_value).collect::<Vec<_>>(),
-                        )),
-                    ),
+                    ("bindings", Some(u.bindings.value())),
                     ("properties", Some(properties)),
                 ])),
             ),
@@ -246,7 +296,7 @@ mod tests {
                 kind: "user".into(),
                 groups: vec!["g".into()],
                 permissions: vec!["console.root.view".into()],
-                bindings: Arc::new(vec![
+                bindings: BindingSet::new(vec![
                     Binding {
                         binding_id: "b".into(),
                         subjects: vec!["u".into()],
