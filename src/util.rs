@@ -100,6 +100,36 @@ pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::R
     std::fs::rename(&tmp, path)
 }
 
+/// Runs `tick` every `every` until `shutdown` flips, then once more when `last_run` is set (for
+/// work that must flush on the way out). Missed ticks are delayed, never bunched up.
+pub fn spawn_periodic<F, Fut>(
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    last_run: bool,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stop = tokio::select! {
+                _ = interval.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            if stop {
+                if last_run {
+                    tick().await;
+                }
+                break;
+            }
+            tick().await;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,14 +207,9 @@ async fn assertion_claim_rules() {
     for (name, mutate) in cases {
         let mut c = claims(&id);
         mutate(&mut c);
-        let r = gw.token_assertion(&key.sign(&c)).await;
-        assert_eq!(
-            r.status,
-            401,
-            "{name}: {:?}",
-            String::from_utf8_lossy(&r.body)
-        );
-        assert_eq!(r.json()["error"], "invalid_client", "{name}");
+        gw.token_assertion(&key.sign(&c))
+            .await
+            .oauth_error_for(name, 401, "invalid_client");
     }
     // A valid assertion still works afterwards (no jti was burnt, no lockout).
     assert_eq!(gw.token_assertion(&key.assertion(&id)).await.status, 200);
@@ -233,13 +228,7 @@ async fn assertion_header_and_signature_rules() {
     let other_id = gw.jwt_client(&other).await;
     let c = claims(&id);
     let bad = |r: Resp, name: &str| {
-        assert_eq!(
-            r.status,
-            401,
-            "{name}: {:?}",
-            String::from_utf8_lossy(&r.body)
-        );
-        assert_eq!(r.json()["error"], "invalid_client", "{name}");
+        r.oauth_error_for(name, 401, "invalid_client");
     };
 
     let none = format!(
@@ -475,9 +464,9 @@ async fn oversized_and_malformed_requests() {
         ),
     ];
     for (what, headers, body, status, code) in cases {
-        let r = gw.token(headers, body).await;
-        assert_eq!(r.status.as_u16(), *status, "{what}: {:?}", r.body);
-        r.oauth_error(*status, code);
+        gw.token(headers, body)
+            .await
+            .oauth_error_for(what, *status, code);
     }
 
     let r = gw

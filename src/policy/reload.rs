@@ -78,25 +78,19 @@ pub fn spawn(
     dir: PathBuf,
     every: Duration,
     stats: Arc<ReloadStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    tokio::spawn(async move {
-        // Start from "unknown" so the first tick compares the folder with the revision in
-        // service: a change written between start-up and this task's first run is not missed.
-        let mut last = Vec::new();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => break,
-            }
+    // Start from "unknown" so the first tick compares the folder with the revision in service:
+    // a change written between start-up and the first tick is not missed.
+    let last = Arc::new(Mutex::new(Vec::new()));
+    crate::util::spawn_periodic(every, shutdown, false, move || {
+        let (engine, dir, stats, last) = (engine.clone(), dir.clone(), stats.clone(), last.clone());
+        async move {
             let now = fingerprint(&dir);
-            if now == last {
-                continue;
+            match last.lock() {
+                Ok(mut l) if *l != now => *l = now,
+                _ => return,
             }
-            last = now;
-            let (engine, dir, stats) = (engine.clone(), dir.clone(), stats.clone());
             // Compiling and testing is CPU work: keep it off the request threads' queue.
             let _ = tokio::task::spawn_blocking(move || reload_once(&engine, &dir, &stats)).await;
         }

@@ -284,21 +284,13 @@ fn spawn_login_flusher(
     logins: LastLogins,
     store: Arc<dyn crate::store::Store>,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let stop = tokio::select! {
-                _ = tick.tick() => false,
-                _ = shutdown.changed() => true,
-            };
+    crate::util::spawn_periodic(every, shutdown, true, move || {
+        let (logins, store) = (logins.clone(), store.clone());
+        async move {
             if let Err(e) = logins.flush(store.as_ref()).await {
                 tracing::warn!(error = %e, "could not record last logins; will retry");
-            }
-            if stop {
-                break;
             }
         }
     });
@@ -308,33 +300,28 @@ fn spawn_key_reloader(
     managed: ManagedKeys,
     ring: KeyRing,
     every: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    tokio::spawn(async move {
-        let mut last = managed.manifest_bytes();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => break,
-            }
-            let now_bytes = managed.manifest_bytes();
-            // Also rebuild when unchanged so retired keys drop out once their tokens expired.
-            let changed = now_bytes != last;
-            match managed.reload(unix_now()) {
-                Ok(set) => {
-                    if changed {
-                        tracing::info!(active = set.active().kid(), "signing key set reloaded");
-                    }
-                    ring.replace(set);
-                    last = now_bytes;
+    let last = Arc::new(std::sync::Mutex::new(managed.manifest_bytes()));
+    crate::util::spawn_periodic(every, shutdown, false, move || {
+        let now_bytes = managed.manifest_bytes();
+        let changed = last.lock().map(|l| *l != now_bytes).unwrap_or(true);
+        // Also rebuild when unchanged so retired keys drop out once their tokens expired.
+        match managed.reload(unix_now()) {
+            Ok(set) => {
+                if changed {
+                    tracing::info!(active = set.active().kid(), "signing key set reloaded");
                 }
-                Err(e) if changed => {
-                    tracing::error!(error = %e, "new signing key set rejected; keeping the current one")
+                ring.replace(set);
+                if let Ok(mut l) = last.lock() {
+                    *l = now_bytes;
                 }
-                Err(_) => {}
             }
+            Err(e) if changed => {
+                tracing::error!(error = %e, "new signing key set rejected; keeping the current one")
+            }
+            Err(_) => {}
         }
+        std::future::ready(())
     });
 }

@@ -98,9 +98,20 @@ impl Resp {
     }
     /// Asserts an OAuth error with `status` and `error` code and returns the body.
     pub fn oauth_error(&self, status: u16, code: &str) -> Value {
-        let body = self.json();
-        assert_eq!(self.status.as_u16(), status, "body: {body}");
-        assert_eq!(body["error"], code, "body: {body}");
+        self.oauth_error_for("", status, code)
+    }
+
+    /// [`Resp::oauth_error`], naming the case in the failure message.
+    pub fn oauth_error_for(&self, case: &str, status: u16, code: &str) -> Value {
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "{case}: {} {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        });
+        assert_eq!(self.status.as_u16(), status, "{case}: body: {body}");
+        assert_eq!(body["error"], code, "{case}: body: {body}");
         assert_eq!(body["statusCode"], status);
         assert!(body["error_description"].is_string());
         assert_eq!(self.header("cache-control"), Some("no-store"));
