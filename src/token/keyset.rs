@@ -40,11 +40,20 @@ impl std::str::FromStr for KeyStatus {
 }
 
 /// An immutable key set with its JWKS document pre-serialised.
-#[derive(Debug)]
 pub struct KeySet {
     active: Arc<SigningKey>,
     published: Vec<(KeyStatus, Arc<SigningKey>)>,
+    verifying: std::collections::HashMap<String, jsonwebtoken::DecodingKey>,
     jwks: Bytes,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("active", &self.active.kid())
+            .field("published", &self.published.len())
+            .finish()
+    }
 }
 
 impl KeySet {
@@ -64,9 +73,20 @@ impl KeySet {
         let jwks = serde_json::json!({
             "keys": keys.iter().map(|(_, k)| k.public_jwk()).collect::<Vec<_>>()
         });
+        let mut verifying = std::collections::HashMap::new();
+        for (_, k) in &keys {
+            let jwk = k.public_jwk();
+            let dk = jsonwebtoken::DecodingKey::from_rsa_components(
+                jwk["n"].as_str().unwrap_or_default(),
+                jwk["e"].as_str().unwrap_or_default(),
+            )
+            .map_err(|e| key_err(k.kid(), e.to_string()))?;
+            verifying.insert(k.kid().to_owned(), dk);
+        }
         Ok(Self {
             active: first,
             published: keys,
+            verifying,
             jwks: Bytes::from(serde_json::to_vec(&jwks)?),
         })
     }
@@ -79,6 +99,11 @@ impl KeySet {
     /// Every published key with its status.
     pub fn published(&self) -> &[(KeyStatus, Arc<SigningKey>)] {
         &self.published
+    }
+
+    /// The verification key of a published key, by kid.
+    pub fn verifying_key(&self, kid: &str) -> Option<&jsonwebtoken::DecodingKey> {
+        self.verifying.get(kid)
     }
 
     /// The JWKS document (`{"keys":[…]}`), serialised once per set.

@@ -7,6 +7,7 @@
 pub mod keyset;
 pub mod metadata;
 pub mod signer;
+pub mod verifier;
 
 pub use keyset::{KeyRing, KeySet, KeyStatus};
 pub use signer::SigningKey;

@@ -1,0 +1,264 @@
+//! Verification of our own access tokens at the bearer layer (before routing and the policy).
+//!
+//! Explicit typing (`typ: at+jwt`, RFC 9068) keeps client assertions and foreign JWTs out; the
+//! key is chosen by `kid` among the published keys only, with RS256 as the one algorithm; `iss`,
+//! `aud` and `exp` are required. Verified tokens are cached by the SHA-256 of the token, and a
+//! hit is honoured only while the token is unexpired, so the cache only ever skips signature work.
+//! Whether the account still exists is the caller's check, against the live snapshot, on every
+//! request.
+
+use super::KeyRing;
+use jsonwebtoken::{Algorithm, Validation};
+use moka::future::Cache;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a bearer token was refused. Messages are safe to log; none contains the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a compact JWS with a readable header.
+    #[error("malformed token")]
+    Malformed,
+    /// `typ` is not `at+jwt`.
+    #[error("not an access token (typ)")]
+    Type,
+    /// `alg` other than RS256.
+    #[error("unsupported algorithm")]
+    Algorithm,
+    /// `kid` missing or not published.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// Signature, issuer, audience, expiry or claim types.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// The claims the gateway uses from a verified access token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VerifiedToken {
+    /// Subject (the client id).
+    pub sub: String,
+    /// Client id.
+    pub client_id: String,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// Root permissions.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// Verifies access tokens signed by a [`KeyRing`].
+pub struct AccessTokenVerifier {
+    keys: KeyRing,
+    validation: Validation,
+    cache: Cache<[u8; 32], Arc<VerifiedToken>>,
+}
+
+impl std::fmt::Debug for AccessTokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenVerifier")
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessTokenVerifier {
+    /// A verifier for tokens with `issuer` and `audience`, tolerating `skew`, caching up to
+    /// `capacity` verified tokens.
+    pub fn new(keys: KeyRing, issuer: &str, audience: &str, skew: Duration, capacity: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = skew.as_secs();
+        Self {
+            keys,
+            validation,
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                // Tokens live an hour by default; entries never outlive that by much, and a hit
+                // is re-checked against the token's own exp anyway.
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds).
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, VerifyError> {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if let Some(hit) = self.cache.get(&key).await {
+            if hit.exp.saturating_add(leeway) >= now {
+                return Ok(hit);
+            }
+            self.cache.invalidate(&key).await;
+            return Err(VerifyError::Invalid("token expired".to_owned()));
+        }
+        let verified = Arc::new(self.verify_uncached(token)?);
+        self.cache.insert(key, verified.clone()).await;
+        Ok(verified)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(VerifyError::Algorithm);
+        }
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t == "at+jwt" || t == "application/at+jwt"
+        });
+        if !typ_ok {
+            return Err(VerifyError::Type);
+        }
+        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let set = self.keys.current();
+        let dk = set.verifying_key(&kid).ok_or(VerifyError::UnknownKey)?;
+        jsonwebtoken::decode::<VerifiedToken>(token, dk, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{Issuer, KeySet, KeyStatus, SigningKey};
+    use crate::util::{b64url, unix_now};
+
+    fn setup() -> (Issuer, AccessTokenVerifier, Arc<SigningKey>) {
+        let active = Arc::new(SigningKey::generate(None).unwrap());
+        let ring = KeyRing::new(KeySet::new(vec![(KeyStatus::Active, active.clone())]).unwrap());
+        let issuer = Issuer {
+            issuer: Arc::from("https://gw.example"),
+            audience: Arc::from("https://gw.example"),
+            lifetime_secs: 3600,
+            keys: ring.clone(),
+        };
+        let v = AccessTokenVerifier::new(
+            ring,
+            "https://gw.example",
+            "https://gw.example",
+            Duration::from_secs(30),
+            1000,
+        );
+        (issuer, v, active)
+    }
+
+    #[tokio::test]
+    async fn minted_tokens_verify_and_hits_come_from_the_cache() {
+        let (issuer, v, _) = setup();
+        let now = unix_now();
+        let t = issuer
+            .mint("client-1", &["console.root.view".to_owned()], now)
+            .unwrap()
+            .token;
+        let a = v.verify(&t, now).await.unwrap();
+        assert_eq!(a.sub, "client-1");
+        assert_eq!(a.permissions, vec!["console.root.view"]);
+        let b = v.verify(&t, now).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "second verification is a cache hit");
+        // A cached token still expires: past exp + leeway it is refused.
+        assert!(matches!(
+            v.verify(&t, now + 3600 + 31).await,
+            Err(VerifyError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn wrong_type_issuer_audience_key_and_signature_are_refused() {
+        let (issuer, v, active) = setup();
+        let now = unix_now();
+        let claims = |iss: &str, aud: &str, exp: i64| {
+            serde_json::to_vec(&serde_json::json!({"iss": iss, "aud": aud, "sub": "c", "client_id": "c", "exp": exp, "jti": "j", "iat": now})).unwrap()
+        };
+        let header = |typ: &str, kid: &str| {
+            b64url(format!(r#"{{"alg":"RS256","typ":"{typ}","kid":"{kid}"}}"#))
+        };
+        let kid = active.kid().to_owned();
+        let ok = active
+            .sign_with_header(
+                &header("at+jwt", &kid),
+                &claims("https://gw.example", "https://gw.example", now + 60),
+            )
+            .unwrap();
+        assert!(v.verify(&ok, now).await.is_ok());
+        let jwt = active
+            .sign_with_header(
+                &header("JWT", &kid),
+                &claims("https://gw.example", "https://gw.example", now + 60),
+            )
+            .unwrap();
+        assert_eq!(v.verify(&jwt, now).await.unwrap_err(), VerifyError::Type);
+        let iss = active
+            .sign_with_header(
+                &header("at+jwt", &kid),
+                &claims("https://evil", "https://gw.example", now + 60),
+            )
+            .unwrap();
+        assert!(matches!(
+            v.verify(&iss, now).await,
+            Err(VerifyError::Invalid(_))
+        ));
+        let aud = active
+            .sign_with_header(
+                &header("at+jwt", &kid),
+                &claims("https://gw.example", "other", now + 60),
+            )
+            .unwrap();
+        assert!(matches!(
+            v.verify(&aud, now).await,
+            Err(VerifyError::Invalid(_))
+        ));
+        let expired = active
+            .sign_with_header(
+                &header("at+jwt", &kid),
+                &claims("https://gw.example", "https://gw.example", now - 120),
+            )
+            .unwrap();
+        assert!(matches!(
+            v.verify(&expired, now).await,
+            Err(VerifyError::Invalid(_))
+        ));
+        let unknown = active
+            .sign_with_header(
+                &header("at+jwt", "nope"),
+                &claims("https://gw.example", "https://gw.example", now + 60),
+            )
+            .unwrap();
+        assert_eq!(
+            v.verify(&unknown, now).await.unwrap_err(),
+            VerifyError::UnknownKey
+        );
+        // A key outside the ring, claiming the ring's kid.
+        let stranger = SigningKey::generate(None).unwrap();
+        let forged = stranger
+            .sign_with_header(
+                &header("at+jwt", &kid),
+                &claims("https://gw.example", "https://gw.example", now + 60),
+            )
+            .unwrap();
+        assert!(matches!(
+            v.verify(&forged, now).await,
+            Err(VerifyError::Invalid(_))
+        ));
+        let none = format!(
+            "{}.{}.",
+            b64url(r#"{"alg":"none","typ":"at+jwt"}"#),
+            b64url(claims("https://gw.example", "https://gw.example", now + 60))
+        );
+        assert_eq!(
+            v.verify(&none, now).await.unwrap_err(),
+            VerifyError::Malformed
+        );
+        assert_eq!(
+            v.verify("garbage", now).await.unwrap_err(),
+            VerifyError::Malformed
+        );
+        let _ = issuer;
+    }
+}
