@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod iam;
 pub mod policy;
+pub mod proxy;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,168 @@
+//! Path validation. Ambiguous paths are refused (400), never normalised: normalising would let
+//! the gateway authorize one path while the upstream serves another (`/a/../admin`, `%2e%2e`,
+//! `a\b`, `//x`). What is left splits cleanly into segments.
+
+/// Why a path was refused; the message is safe to return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Does not start with `/`.
+    #[error("path must start with /")]
+    NotAbsolute,
+    /// `//` inside the path.
+    #[error("path has an empty segment")]
+    EmptySegment,
+    /// `.` or `..` segment.
+    #[error("path has a dot segment")]
+    DotSegment,
+    /// `%2e` anywhere.
+    #[error("path has a percent-encoded dot")]
+    EncodedDot,
+    /// `\` or `%5c`.
+    #[error("path has a backslash")]
+    Backslash,
+    /// `%` not followed by two hex digits, an encoded NUL or a control character.
+    #[error("path has an invalid percent-encoding or control character")]
+    Encoding,
+    /// Longer than the limit.
+    #[error("path too long")]
+    TooLong,
+}
+
+/// Longest accepted path.
+pub const MAX_PATH: usize = 4096;
+
+/// A validated path: its raw segments (as received, for forwarding) and their decoded values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segments<'a> {
+    /// Raw segments, without the trailing empty one of a trailing slash.
+    pub raw: Vec<&'a str>,
+    /// Percent-decoded segments (`%2F` decodes to `/` and stays inside its segment).
+    pub decoded: Vec<String>,
+    /// Whether the path ended with `/`.
+    pub trailing_slash: bool,
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+fn decode_segment(seg: &str) -> Result<String, PathError> {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b'%' => {
+                let hi = bytes
+                    .get(i + 1)
+                    .copied()
+                    .and_then(hex)
+                    .ok_or(PathError::Encoding)?;
+                let lo = bytes
+                    .get(i + 2)
+                    .copied()
+                    .and_then(hex)
+                    .ok_or(PathError::Encoding)?;
+                let v = hi << 4 | lo;
+                match v {
+                    b'.' => return Err(PathError::EncodedDot),
+                    b'\\' => return Err(PathError::Backslash),
+                    0..=0x1f | 0x7f => return Err(PathError::Encoding),
+                    _ => out.push(v),
+                }
+                i += 3;
+            }
+            0..=0x1f | 0x7f => return Err(PathError::Encoding),
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| PathError::Encoding)
+}
+
+/// Validates `path` (without query) and splits it into segments.
+pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
+    if path.len() > MAX_PATH {
+        return Err(PathError::TooLong);
+    }
+    let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    if rest.is_empty() {
+        return Ok(Segments {
+            raw: vec![],
+            decoded: vec![],
+            trailing_slash: true,
+        });
+    }
+    let (body, trailing_slash) = match rest.strip_suffix('/') {
+        Some(b) => (b, true),
+        None => (rest, false),
+    };
+    let mut raw = Vec::new();
+    let mut decoded = Vec::new();
+    for seg in body.split('/') {
+        if seg.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        if seg == "." || seg == ".." {
+            return Err(PathError::DotSegment);
+        }
+        decoded.push(decode_segment(seg)?);
+        raw.push(seg);
+    }
+    Ok(Segments {
+        raw,
+        decoded,
+        trailing_slash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_split_and_one_trailing_slash_is_noted() {
+        let s = split("/api/backend/projects/").unwrap();
+        assert_eq!(s.raw, vec!["api", "backend", "projects"]);
+        assert!(s.trailing_slash);
+        let s = split("/api/projects/p1").unwrap();
+        assert!(!s.trailing_slash);
+        assert_eq!(split("/").unwrap().raw.len(), 0);
+    }
+
+    #[test]
+    fn encoded_slash_stays_inside_its_segment() {
+        let s = split("/api/files/a%2Fb/raw").unwrap();
+        assert_eq!(s.raw, vec!["api", "files", "a%2Fb", "raw"]);
+        assert_eq!(s.decoded[2], "a/b");
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for (p, e) in [
+            ("api", PathError::NotAbsolute),
+            ("/api//projects", PathError::EmptySegment),
+            ("/api/projects//", PathError::EmptySegment),
+            ("/api/../admin", PathError::DotSegment),
+            ("/api/./x", PathError::DotSegment),
+            ("/api/%2e%2e/admin", PathError::EncodedDot),
+            ("/api/%2E/x", PathError::EncodedDot),
+            ("/api/a%2eb", PathError::EncodedDot),
+            ("/api/a\\b", PathError::Backslash),
+            ("/api/a%5cb", PathError::Backslash),
+            ("/api/a%zz", PathError::Encoding),
+            ("/api/a%2", PathError::Encoding),
+            ("/api/a%00b", PathError::Encoding),
+            ("/api/a%ff", PathError::Encoding),
+        ] {
+            assert_eq!(split(p).unwrap_err(), e, "{p}");
+        }
+        assert_eq!(
+            split(&format!("/{}", "a".repeat(MAX_PATH))).unwrap_err(),
+            PathError::TooLong
+        );
+    }
+}
