@@ -78,12 +78,39 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Creates `dir` (and missing parents) owner-only (0700 on Unix) when it does not exist yet: the
+/// data directory holds the database, keys and the pepper. An existing directory is left as the
+/// operator set it.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Restricts an existing file to its owner (0600 on Unix).
+pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let _ = path;
+    Ok(())
+}
+
 /// Writes `contents` to `path` atomically (temporary file + rename) with mode 0600 on Unix, so a
 /// crash never leaves a half-written key or credential file and no other user can read it.
 pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut opts = std::fs::OpenOptions::new();

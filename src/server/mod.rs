@@ -25,6 +25,9 @@ use tokio::sync::watch;
 
 pub use routes::App;
 
+/// Longest time a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -109,7 +112,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let what = what.to_owned();
         move |source| StartError::Io { what, source }
     };
-    create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
+    crate::util::create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(io("bind listener"))?;
@@ -225,23 +228,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     })
 }
 
-/// Creates the data directory owner-only: it holds the database, keys and the pepper.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
 async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request headers must not hold a connection forever.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
     loop {
         tokio::select! {
             accepted = listener.accept() => {

@@ -55,12 +55,12 @@ impl SqliteStore {
 
     /// Synchronous open, for the CLI.
     pub fn open_blocking(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        if let Some(dir) = path.parent() {
+            crate::util::create_private_dir(dir).map_err(unavailable)?;
         }
         let mut conn = Connection::open(path).map_err(unavailable)?;
+        // The file holds secret hashes and public keys: owner-only, like the rest of the data dir.
+        crate::util::make_private(path).map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
         )
@@ -334,6 +334,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(orphans, 0);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_file_and_new_directory_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh").join("db.sqlite");
+        SqliteStore::open(&path).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("fresh")), 0o700);
     }
 
     #[tokio::test]
