@@ -147,6 +147,7 @@ fn endpoint(c: &mut Criterion) {
             hasher,
             issuer,
             Default::default(),
+            Default::default(),
         )
         .unwrap();
         let auth = format!(

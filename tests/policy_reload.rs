@@ -10,7 +10,6 @@ use iamgate::iam::{Binding, BindingResource};
 use iamgate::policy::input::{BindingSet, ResourceInput, RouteInput, UserInput};
 use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 fn copy_policies(to: &Path) {
@@ -74,11 +73,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     let authz = pol.path().join("authz.rego");
     let good = std::fs::read_to_string(&authz).unwrap();
     std::fs::write(&authz, format!("{good}\nthis is not rego {{{{\n")).unwrap();
-    wait_for(
-        || stats.rejected.load(Ordering::Relaxed) >= 1,
-        "syntax error rejected",
-    )
-    .await;
+    wait_for(|| stats.rejected.get() >= 1, "syntax error rejected").await;
     assert_eq!(engine.revision(), original);
     assert!(
         engine.decide(&input, 2).await.allow,
@@ -101,11 +96,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     );
     assert!(no_company_env != good, "mutation must apply");
     std::fs::write(&authz, &no_company_env).unwrap();
-    wait_for(
-        || stats.rejected.load(Ordering::Relaxed) >= 2,
-        "failing tests rejected",
-    )
-    .await;
+    wait_for(|| stats.rejected.get() >= 2, "failing tests rejected").await;
     assert_eq!(engine.revision(), original);
     assert!(engine.decide(&input, 3).await.allow);
     assert!(
@@ -130,8 +121,17 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     }
     println!("good policy applied after {:?}", written.elapsed());
     assert!(engine.decide(&input, 4).await.allow);
-    assert_eq!(stats.applied.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.applied.get(), 1);
     assert!(stats.last_error.lock().unwrap().is_none());
+    let metrics = String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"iamgate_policy_reloads_total{result="rejected"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"iamgate_policy_reloads_total{result="applied"} 1"#),
+        "{metrics}"
+    );
     gw.stop().await;
 }
 

@@ -682,3 +682,35 @@ async fn discovery_documents_and_jwks() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["statusCode"], 404);
 }
+
+#[tokio::test]
+async fn metrics_count_grants_by_method_and_outcome_without_client_ids() {
+    let gw = gateway().start().await;
+    let (id, secret) = gw.secret_client().await;
+    assert_eq!(gw.token_basic(&id, &secret).await.status, 200);
+    gw.token_basic(&id, "wrong")
+        .await
+        .oauth_error(401, "invalid_client");
+    gw.token(&[], "grant_type=password")
+        .await
+        .oauth_error(400, "unsupported_grant_type");
+    let r = gw.get("/-/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for line in [
+        r#"iamgate_token_requests_total{method="client_secret_basic",outcome="issued"} 1"#,
+        r#"iamgate_token_requests_total{method="client_secret_basic",outcome="invalid_client"} 1"#,
+        r#"iamgate_token_requests_total{method="none",outcome="unsupported_grant_type"} 1"#,
+        "iamgate_token_request_duration_seconds_count 3",
+        r#"iamgate_token_request_duration_seconds_bucket{le="0.00005"}"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+    assert!(!text.contains(&id), "client ids never become labels");
+    assert!(!text.contains(&secret));
+}

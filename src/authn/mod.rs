@@ -15,6 +15,7 @@ use crate::config::OAuthSettings;
 use crate::error::{Body, OAuthError, json, no_store};
 use crate::iam::{Credential, LastLogins, SecretHasher, ServiceAccount};
 use crate::store::snapshot::AccountSnapshot;
+use crate::telemetry::metrics::{GrantLabels, Metrics};
 use crate::token::Issuer;
 use crate::util::unix_now;
 use assertion::{Assertion, AssertionRules};
@@ -42,6 +43,7 @@ pub struct TokenEndpoint {
     by_address: FailureLimiter,
     last_logins: LastLogins,
     max_body: usize,
+    metrics: Arc<Metrics>,
     /// Verified against when the client or key is unknown, so that path costs an RSA verify too.
     dummy_key: DecodingKey,
 }
@@ -71,6 +73,7 @@ impl TokenEndpoint {
         hasher: Arc<SecretHasher>,
         issuer: Issuer,
         last_logins: LastLogins,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, crate::token::TokenError> {
         let jwk = issuer.keys.current().active().public_jwk();
         let dummy_key = DecodingKey::from_rsa_components(
@@ -98,6 +101,7 @@ impl TokenEndpoint {
             by_address: FailureLimiter::new(rl.max_failures_per_address, rl.window, 100_000),
             last_logins,
             max_body: settings.max_request_bytes,
+            metrics,
             dummy_key,
         })
     }
@@ -108,13 +112,30 @@ impl TokenEndpoint {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match self.process(req, peer).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(),
-        }
+        let started = std::time::Instant::now();
+        let mut method = "none";
+        let result = self.process(req, peer, &mut method).await;
+        let outcome = match &result {
+            Ok(_) => "issued",
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            Err(e) => e.code.as_str(),
+        };
+        self.metrics
+            .token_requests
+            .get_or_create(&GrantLabels { method, outcome })
+            .inc();
+        self.metrics
+            .token_latency
+            .observe(started.elapsed().as_secs_f64());
+        result.unwrap_or_else(OAuthError::into_response)
     }
 
-    async fn process<B>(&self, req: Request<B>, peer: IpAddr) -> Result<Response<Body>, OAuthError>
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        peer: IpAddr,
+        method_used: &mut &'static str,
+    ) -> Result<Response<Body>, OAuthError>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -149,7 +170,7 @@ impl TokenEndpoint {
         }
         let treq = request::parse(&parts.headers, parts.uri.query(), &body)?;
         let now = unix_now();
-        let (method, result) = match treq.auth {
+        let (method, result): (&'static str, _) = match treq.auth {
             ClientAuth::Basic { client_id, secret } => (
                 "client_secret_basic",
                 self.authenticate_basic(&client_id, &secret).await,
@@ -163,6 +184,7 @@ impl TokenEndpoint {
                     .await,
             ),
         };
+        *method_used = method;
         match result {
             Ok(account) => {
                 let minted = self

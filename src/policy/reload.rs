@@ -4,21 +4,39 @@
 
 use super::engine::{PolicyEngine, Snapshot};
 use super::source::PolicySource;
+use crate::telemetry::metrics::{Metrics, ReloadLabels};
+use prometheus_client::metrics::counter::Counter;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
-/// Reload counters and the last rejection, for metrics and readiness.
+/// Reload counters (exported as `iamgate_policy_reloads_total`) and the last rejection.
 #[derive(Debug, Default)]
 pub struct ReloadStats {
     /// Policies swapped in.
-    pub applied: AtomicU64,
+    pub applied: Counter,
     /// Changes refused (did not compile or tests failed).
-    pub rejected: AtomicU64,
+    pub rejected: Counter,
     /// Why the last change was refused, until a later one is applied.
     pub last_error: Mutex<Option<String>>,
+}
+
+impl ReloadStats {
+    /// Counters shared with the process metrics.
+    pub fn new(metrics: &Metrics) -> Self {
+        let counter = |result| {
+            metrics
+                .policy_reloads
+                .get_or_create(&ReloadLabels { result })
+                .clone()
+        };
+        Self {
+            applied: counter("applied"),
+            rejected: counter("rejected"),
+            last_error: Mutex::new(None),
+        }
+    }
 }
 
 /// A cheap fingerprint of a folder: names, sizes and modification times.
@@ -55,7 +73,7 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bo
         Ok(Some(snapshot)) => {
             tracing::info!(revision = %snapshot.revision(), "policy reloaded");
             engine.swap(snapshot);
-            stats.applied.fetch_add(1, Ordering::Relaxed);
+            stats.applied.inc();
             if let Ok(mut e) = stats.last_error.lock() {
                 *e = None;
             }
@@ -63,7 +81,7 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bo
         }
         Err(e) => {
             tracing::error!(error = %e, running = %engine.revision(), "policy change rejected; the running policy stays in service");
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            stats.rejected.inc();
             if let Ok(mut last) = stats.last_error.lock() {
                 *last = Some(e.to_string());
             }

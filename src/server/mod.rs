@@ -129,7 +129,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let token_endpoint_url = format!("{public_url}{}", metadata::TOKEN_PATH);
 
     let (policy, policy_dir) = load_policy(&settings.policy)?;
-    let policy_stats = Arc::new(crate::policy::reload::ReloadStats::default());
+    let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
+    let policy_stats = Arc::new(crate::policy::reload::ReloadStats::new(&metrics));
 
     let store = crate::store::open(&settings.database).await?;
     let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
@@ -187,12 +188,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         hasher,
         issuer,
         last_logins.clone(),
+        metrics.clone(),
     )?;
     let app = Arc::new(App {
         token,
         keys: keys.clone(),
         metadata: metadata::document(&issuer_id, &public_url),
         store: store.clone(),
+        metrics,
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

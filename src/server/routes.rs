@@ -21,6 +21,8 @@ pub struct App {
     pub metadata: Bytes,
     /// Store, for readiness.
     pub store: Arc<dyn Store>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -49,6 +51,16 @@ impl App {
                 )
             }
             "/-/healthz" if get => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            "/-/metrics" if get => {
+                let mut r = Response::new(crate::error::full(self.metrics.encode()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            }
             "/-/ready" if get => match self.store.ping().await {
                 Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#),
                 Err(e) => {
@@ -61,6 +73,7 @@ impl App {
             | "/.well-known/oauth-authorization-server"
             | "/.well-known/openid-configuration"
             | "/-/healthz"
+            | "/-/metrics"
             | "/-/ready" => {
                 let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     .into_response();
