@@ -82,6 +82,7 @@ fn decisions(c: &mut Criterion) {
             capacity: 10_000,
             ttl: Duration::from_secs(60),
         }),
+        false,
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -97,6 +97,8 @@ pub struct RawPolicy {
     pub reload_ms: Option<u64>,
     /// Time limit of one decision, milliseconds; over it the request is denied. Default 50.
     pub decision_timeout_ms: Option<u64>,
+    /// `rvm` (default, regorus' register VM) or `interpreter`.
+    pub evaluator: Option<String>,
     /// Decision cache.
     pub cache: RawPolicyCache,
 }
@@ -241,6 +243,8 @@ pub struct PolicySettings {
     pub decision_timeout: Duration,
     /// Decision cache; `None` = disabled.
     pub cache: Option<crate::policy::engine::CacheSettings>,
+    /// Evaluate with regorus' interpreter instead of its register VM.
+    pub interpreter: bool,
 }
 
 /// Token endpoint settings.
@@ -561,7 +565,18 @@ impl RawConfig {
             1..=86_400,
             &mut errs,
         );
+        let interpreter = match self.policy.evaluator.as_deref() {
+            None | Some("rvm") => false,
+            Some("interpreter") => true,
+            Some(other) => {
+                errs.push(format!(
+                    "policy.evaluator: `{other}` is not rvm or interpreter"
+                ));
+                false
+            }
+        };
         let policy = PolicySettings {
+            interpreter,
             dir: self.policy.dir,
             reload: Duration::from_millis(reload_ms),
             decision_timeout: Duration::from_millis(timeout_ms),

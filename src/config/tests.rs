@@ -28,7 +28,7 @@ fn unknown_fields_are_rejected_with_their_name() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let raw = parse_yaml(
-        "listen: nope\noauth:\n  clock_skew_secs: 9999\n  issuer: ftp://x\nsigning:\n  keys:\n    - {path: a.pem, status: sideways}\nlog:\n  format: xml\n",
+        "listen: nope\noauth:\n  clock_skew_secs: 9999\n  issuer: ftp://x\nsigning:\n  keys:\n    - {path: a.pem, status: sideways}\nlog:\n  format: xml\npolicy:\n  evaluator: jit\n  reload_ms: 1\n",
     )
     .unwrap();
     let ConfigError::Invalid(errs) = raw.validate().unwrap_err() else {
@@ -41,6 +41,8 @@ fn every_problem_is_reported_at_once() {
         "oauth.issuer",
         "signing.keys[0].status",
         "log.format",
+        "policy.evaluator",
+        "policy.reload_ms",
     ] {
         assert!(all.contains(needle), "missing {needle} in {all}");
     }

@@ -105,6 +105,19 @@ impl Snapshot {
         Self::compile(source)
     }
 
+    /// Evaluates with the interpreter only (the RVM program is dropped). The policy's `test_*`
+    /// rules run on the interpreter, because the RVM does not support `with`; this mode gives
+    /// decisions exactly the semantics the tests checked, at about four times the cost.
+    pub fn interpreter_only(mut self) -> Self {
+        self.program = None;
+        self
+    }
+
+    /// Whether decisions run on the RVM.
+    pub fn uses_rvm(&self) -> bool {
+        self.program.is_some()
+    }
+
     /// The revision (content hash).
     pub fn revision(&self) -> &Arc<str> {
         &self.revision
@@ -260,6 +273,7 @@ pub struct CacheSettings {
 pub struct PolicyEngine {
     current: ArcSwap<Snapshot>,
     cache: Option<Cache<CacheKey, (bool, Arc<str>)>>,
+    interpreter: bool,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -286,9 +300,16 @@ pub fn set_decision_timeout(limit: Duration) {
 }
 
 impl PolicyEngine {
-    /// An engine serving `snapshot`, with an optional decision cache.
-    pub fn new(snapshot: Snapshot, cache: Option<CacheSettings>) -> Self {
+    /// An engine serving `snapshot`, with an optional decision cache; `interpreter` forces the
+    /// interpreter for this and every later snapshot.
+    pub fn new(snapshot: Snapshot, cache: Option<CacheSettings>, interpreter: bool) -> Self {
+        let snapshot = if interpreter {
+            snapshot.interpreter_only()
+        } else {
+            snapshot
+        };
         Self {
+            interpreter,
             current: ArcSwap::from_pointee(snapshot),
             cache: cache.map(|c| {
                 Cache::builder()
@@ -311,6 +332,11 @@ impl PolicyEngine {
 
     /// Puts a new snapshot in service and drops cached decisions of the old one.
     pub fn swap(&self, snapshot: Snapshot) {
+        let snapshot = if self.interpreter {
+            snapshot.interpreter_only()
+        } else {
+            snapshot
+        };
         self.current.store(Arc::new(snapshot));
         if let Some(c) = &self.cache {
             c.invalidate_all();

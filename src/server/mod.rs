@@ -76,7 +76,14 @@ fn load_policy(
         source = %dir.as_deref().map_or("embedded".into(), |d| d.display().to_string()),
         "policy loaded"
     );
-    Ok((Arc::new(PolicyEngine::new(snapshot, settings.cache)), dir))
+    Ok((
+        Arc::new(PolicyEngine::new(
+            snapshot,
+            settings.cache,
+            settings.interpreter,
+        )),
+        dir,
+    ))
 }
 
 /// A running server.
