@@ -63,6 +63,9 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 300)]
         lifetime: i64,
+        /// How many assertions to print, one per line, each with its own jti (load tests).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
     },
 }
 
@@ -162,7 +165,8 @@ fn main() -> Result<()> {
             kid,
             aud,
             lifetime,
-        } => assertion(client_id, key, kid, aud, lifetime),
+            count,
+        } => assertion(client_id, key, kid, aud, lifetime, count),
     }
 }
 
@@ -313,21 +317,25 @@ fn assertion(
     kid: String,
     aud: String,
     lifetime: i64,
+    count: u32,
 ) -> Result<()> {
     let pem =
         std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
     let signer = SigningKey::from_pem(&pem, Some(kid.clone()))?;
-    let now = unix_now();
-    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
-    let claims = serde_json::json!({
-        "iss": client_id, "sub": client_id, "aud": aud,
-        "jti": uuid::Uuid::new_v4().to_string(),
-        "iat": now, "exp": now + lifetime,
-    });
-    let token = signer.sign_with_header(
-        &iamgate::util::b64url(serde_json::to_vec(&header)?),
-        &serde_json::to_vec(&claims)?,
-    )?;
-    println!("{token}");
+    let header = iamgate::util::b64url(serde_json::to_vec(
+        &serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+    )?);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..count {
+        let now = unix_now();
+        let claims = serde_json::json!({
+            "iss": client_id, "sub": client_id, "aud": aud,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "iat": now, "exp": now + lifetime,
+        });
+        let token = signer.sign_with_header(&header, &serde_json::to_vec(&claims)?)?;
+        std::io::Write::write_all(&mut out, format!("{token}\n").as_bytes())?;
+    }
+    std::io::Write::flush(&mut out)?;
     Ok(())
 }
