@@ -79,15 +79,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
         engine.decide(&input, 2).await.allow,
         "running policy still decides"
     );
-    assert!(
-        stats
-            .last_error
-            .lock()
-            .unwrap()
-            .as_deref()
-            .unwrap()
-            .contains("compile")
-    );
+    assert!(last_error(&stats).contains("compile"));
 
     // 2. Compiles, but breaks inheritance: its own tests catch it and it is refused.
     let no_company_env = good.replace(
@@ -99,15 +91,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     wait_for(|| stats.rejected.get() >= 2, "failing tests rejected").await;
     assert_eq!(engine.revision(), original);
     assert!(engine.decide(&input, 3).await.allow);
-    assert!(
-        stats
-            .last_error
-            .lock()
-            .unwrap()
-            .as_deref()
-            .unwrap()
-            .contains("tests failed")
-    );
+    assert!(last_error(&stats).contains("tests failed"));
 
     // 3. A good change (the original plus a rule) applies within 2 s.
     let written = Instant::now();
@@ -133,6 +117,10 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
         "{metrics}"
     );
     gw.stop().await;
+}
+
+fn last_error(stats: &iamgate::policy::reload::ReloadStats) -> String {
+    stats.last_error.lock().unwrap().clone().unwrap_or_default()
 }
 
 async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
