@@ -343,14 +343,16 @@ impl PolicyEngine {
         }
     }
 
-    /// Decides `input`, through the cache for permission routes. `directory_version` changes
-    /// whenever accounts, bindings or the directory change.
+    /// Decides `input`, through the cache for permission routes, and writes the decision log
+    /// record. `directory_version` changes whenever accounts, bindings or the directory change.
     pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
         let snapshot = self.current.load_full();
         let (Some(cache), Some(permission), None) =
             (&self.cache, &input.route.permission, &input.route.rule)
         else {
-            return snapshot.decide(input);
+            let d = snapshot.decide(input);
+            crate::telemetry::decision_log::record(input, &d, false);
+            return d;
         };
         let key = CacheKey {
             revision: snapshot.revision.clone(),
@@ -366,13 +368,16 @@ impl PolicyEngine {
             grants: input.grants.clone(),
         };
         if let Some((allow, reason)) = cache.get(&key).await {
-            return Decision {
+            let d = Decision {
                 allow,
                 reason,
                 revision: snapshot.revision.clone(),
             };
+            crate::telemetry::decision_log::record(input, &d, true);
+            return d;
         }
         let d = snapshot.decide(input);
+        crate::telemetry::decision_log::record(input, &d, false);
         // Errors are not cached: a transient timeout must not stick.
         if !matches!(&*d.reason, "policy_error" | "policy_timeout") {
             cache.insert(key, (d.allow, d.reason.clone())).await;

@@ -1,6 +1,8 @@
-//! Telemetry: structured logging set up once at start-up, and Prometheus [`metrics`]. Logs are JSON by default so a log
+//! Telemetry: structured logging set up once at start-up, the [`decision_log`], and Prometheus
+//! [`metrics`]. Logs are JSON by default so a log
 //! pipeline can index them; fields that could carry secrets are never recorded in the first place.
 
+pub mod decision_log;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,111 @@
+//! Every decision writes one structured record (target `iamgate::decision`) with subject, route,
+//! resource, permission, outcome, reason, policy revision and whether the cache answered.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use iamgate::iam::{Binding, BindingResource};
+use iamgate::policy::engine::CacheSettings;
+use iamgate::policy::input::{BindingSet, RequestInput, ResourceInput, RouteInput, UserInput};
+use iamgate::policy::{DecisionInput, PolicyEngine, PolicySource, Snapshot};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+    type Writer = Buf;
+    fn make_writer(&'a self) -> Buf {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
+    let buf = Buf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(buf.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(200));
+    let source =
+        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let engine = PolicyEngine::new(
+        Snapshot::compile(source).unwrap(),
+        Some(CacheSettings {
+            capacity: 100,
+            ttl: Duration::from_secs(60),
+        }),
+        false,
+    );
+    let input = DecisionInput {
+        request: RequestInput {
+            method: "POST".into(),
+            path: "/api/deploy/x".into(),
+            ..Default::default()
+        },
+        user: UserInput {
+            id: "sa-1".into(),
+            kind: "serviceaccount".into(),
+            bindings: BindingSet::new(vec![Binding {
+                binding_id: "b".into(),
+                subjects: vec!["sa-1".into()],
+                groups: vec![],
+                roles: vec!["developer".into()],
+                permissions: vec![],
+                resource: Some(BindingResource {
+                    resource_type: "company".into(),
+                    resource_id: "c1".into(),
+                }),
+            }]),
+            ..Default::default()
+        },
+        resource: ResourceInput {
+            company_id: Some("c1".into()),
+            project_id: Some("p1".into()),
+            env_id: Some("dev".into()),
+        },
+        route: RouteInput {
+            id: "deploy".into(),
+            permission: Some("console.environment.deploy.trigger".into()),
+            rule: None,
+        },
+        grants: None,
+    };
+    let first = engine.decide(&input, 7).await;
+    let second = engine.decide(&input, 7).await;
+    assert!(!first.allow && !second.allow);
+
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["target"] == "iamgate::decision")
+        .collect();
+    assert_eq!(records.len(), 2, "{text}");
+    for (r, cached) in records.iter().zip([false, true]) {
+        assert_eq!(r["subject"], "sa-1");
+        assert_eq!(r["route"], "deploy");
+        assert_eq!(r["permission"], "console.environment.deploy.trigger");
+        assert_eq!(r["company"], "c1");
+        assert_eq!(r["project"], "p1");
+        assert_eq!(r["environment"], "dev");
+        assert_eq!(r["allow"], false);
+        assert_eq!(r["reason"], "permission_denied");
+        assert_eq!(r["revision"], &*engine.revision());
+        assert_eq!(r["cached"], cached);
+    }
+}
