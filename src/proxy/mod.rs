@@ -5,3 +5,4 @@
 
 pub mod path;
 pub mod route;
+pub mod upstream;

@@ -1,0 +1,257 @@
+//! The upstream client and header hygiene: the last stage of an allowed request.
+//!
+//! Requests and responses stream through without buffering. Hop-by-hop headers (and any the
+//! `Connection` header names) are removed both ways; inbound identity headers are always dropped
+//! and replaced by the verified identity, so a caller can never smuggle `miauserid`; the inbound
+//! `Authorization` header is dropped unless configured; `X-Forwarded-*` and `x-request-id` are
+//! set. A refused connection becomes 502, a slow upstream 504, both with JSON bodies.
+
+use crate::error::{ApiError, Body};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why forwarding failed; each maps to one response.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Could not connect or the connection broke: 502.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// No response headers within the timeout: 504.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The forwarded request could not be built: 500.
+    #[error("cannot build upstream request: {0}")]
+    Request(String),
+}
+
+impl UpstreamError {
+    /// The JSON response for the client.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Self::Unavailable(_) => ApiError::new(StatusCode::BAD_GATEWAY, "upstream unavailable"),
+            Self::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
+            Self::Request(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
+        .into_response()
+    }
+}
+
+/// Names of the trusted identity headers (Console conventions by default).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// The caller's id.
+    pub user_id: HeaderName,
+    /// Comma-separated groups.
+    pub groups: HeaderName,
+    /// JSON properties.
+    pub properties: HeaderName,
+    /// `serviceaccount` or `user`.
+    pub client_type: HeaderName,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user_id: HeaderName::from_static("miauserid"),
+            groups: HeaderName::from_static("miausergroups"),
+            properties: HeaderName::from_static("miauserproperties"),
+            client_type: HeaderName::from_static("client-type"),
+        }
+    }
+}
+
+/// The verified identity to hand upstream.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// Subject id.
+    pub user_id: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Properties as JSON text.
+    pub properties: String,
+    /// `serviceaccount` or `user`.
+    pub client_type: String,
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy `keep-alive` and `proxy-connection`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header lists.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+}
+
+/// The pooled client to one upstream base URL.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    base: Uri,
+    response_timeout: Duration,
+    names: IdentityHeaders,
+    forward_authorization: bool,
+}
+
+impl Upstream {
+    /// A client for `base` (`http://host:port[/prefix]`).
+    pub fn new(
+        base: Uri,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        names: IdentityHeaders,
+        forward_authorization: bool,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self {
+            client,
+            base,
+            response_timeout,
+            names,
+            forward_authorization,
+        }
+    }
+
+    fn target(&self, path_and_query: &str) -> Result<Uri, UpstreamError> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let mut parts = self.base.clone().into_parts();
+        parts.path_and_query = Some(
+            format!("{prefix}{path_and_query}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| UpstreamError::Request(e.to_string()))?,
+        );
+        Uri::from_parts(parts).map_err(|e| UpstreamError::Request(e.to_string()))
+    }
+
+    /// Forwards `req` (whose path is exactly the one the policy saw) for `identity`.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        identity: &Identity,
+        peer: SocketAddr,
+        request_id: &str,
+        tls: bool,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h);
+        for n in [
+            &self.names.user_id,
+            &self.names.groups,
+            &self.names.properties,
+            &self.names.client_type,
+        ] {
+            h.remove(n);
+        }
+        if !self.forward_authorization {
+            h.remove(header::AUTHORIZATION);
+        }
+        h.remove(header::HOST);
+        let value = |s: &str| {
+            HeaderValue::from_str(s).map_err(|_| UpstreamError::Request("header value".to_owned()))
+        };
+        h.insert(self.names.user_id.clone(), value(&identity.user_id)?);
+        h.insert(
+            self.names.groups.clone(),
+            value(&identity.groups.join(","))?,
+        );
+        h.insert(self.names.properties.clone(), value(&identity.properties)?);
+        h.insert(
+            self.names.client_type.clone(),
+            value(&identity.client_type)?,
+        );
+        h.insert(HeaderName::from_static("x-request-id"), value(request_id)?);
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        h.insert(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
+        );
+        if let Some(host) = original_host {
+            h.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        parts.uri = self.target(&pq)?;
+        parts.version = http::Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, body);
+        let resp = tokio::time::timeout(self.response_timeout, self.client.request(upstream_req))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+}
+
+/// A fixed request body, for requests whose body was buffered for the decision.
+pub fn buffered(bytes: Bytes) -> Body {
+    crate::error::full(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            "keep-alive, x-secret-hop".parse().unwrap(),
+        );
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-keep", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-keep"], "yes");
+    }
+}
