@@ -7,6 +7,7 @@
 //! The database is never touched on this path.
 
 pub mod assertion;
+pub mod bearer;
 pub mod ratelimit;
 pub mod replay;
 pub mod request;

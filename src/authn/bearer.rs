@@ -1,0 +1,293 @@
+//! Bearer authentication for proxied and management requests (RFC 6750), the stage before route
+//! matching and the policy.
+//!
+//! The token must be ours (verified by [`AccessTokenVerifier`], signature work cached) and its
+//! account must still exist in the live snapshot: a deleted account's token stops working at
+//! once, whatever its signature says. Only the `Authorization` header is accepted; a token in the
+//! query or form body is refused, and more than one transport is a malformed request.
+
+use crate::error::{ApiError, Body};
+use crate::iam::{Owner, ServiceAccount};
+use crate::store::snapshot::AccountSnapshot;
+use crate::token::verifier::{AccessTokenVerifier, VerifyError};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use std::sync::Arc;
+
+/// A bearer authentication failure, answered per RFC 6750 §3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// No credentials: 401 with a bare challenge.
+    #[error("authentication required")]
+    Missing,
+    /// Malformed request (two transports, two headers, token in the URL): 400.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// Bad, expired or revoked token: 401 `invalid_token`.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+}
+
+impl BearerError {
+    /// The response, with `WWW-Authenticate`. The description never echoes the token.
+    pub fn into_response(self) -> Response<Body> {
+        let (status, challenge, message) = match &self {
+            Self::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"iamgate\"".to_owned(),
+                "authentication required".to_owned(),
+            ),
+            Self::InvalidRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Bearer realm=\"iamgate\", error=\"invalid_request\", error_description=\"{why}\""
+                ),
+                (*why).to_owned(),
+            ),
+            Self::InvalidToken(_) => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"iamgate\", error=\"invalid_token\"".to_owned(),
+                "invalid or expired token".to_owned(),
+            ),
+        };
+        let mut resp = ApiError::new(status, message).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+/// Who made the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The service account (as of this request's snapshot).
+    pub account: Arc<ServiceAccount>,
+    /// `serviceaccount`.
+    pub kind: &'static str,
+}
+
+impl Caller {
+    /// The caller's company, for company service accounts.
+    pub fn company(&self) -> Option<&str> {
+        match &self.account.owner {
+            Owner::Company(c) => Some(c),
+            Owner::Root => None,
+        }
+    }
+}
+
+/// The bearer token of a request, or why there is none.
+pub fn extract<'h>(headers: &'h HeaderMap, query: Option<&str>) -> Result<&'h str, BearerError> {
+    let in_query = query
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(BearerError::InvalidRequest(
+            "more than one Authorization header",
+        ));
+    }
+    match (first, in_query) {
+        (Some(_), true) => Err(BearerError::InvalidRequest("more than one token transport")),
+        (None, true) => Err(BearerError::InvalidRequest(
+            "tokens are accepted in the Authorization header only",
+        )),
+        (None, false) => Err(BearerError::Missing),
+        (Some(v), false) => {
+            let v = v
+                .to_str()
+                .map_err(|_| BearerError::InvalidToken("non-ASCII header".to_owned()))?;
+            let (scheme, token) = v.trim().split_once(' ').ok_or(BearerError::Missing)?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(BearerError::Missing);
+            }
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(BearerError::InvalidToken("empty token".to_owned()));
+            }
+            Ok(token)
+        }
+    }
+}
+
+/// Authenticates requests with our access tokens.
+#[derive(Debug, Clone)]
+pub struct BearerAuth {
+    verifier: Arc<AccessTokenVerifier>,
+    accounts: AccountSnapshot,
+}
+
+impl BearerAuth {
+    /// A bearer authenticator over `verifier` and the live `accounts`.
+    pub fn new(verifier: Arc<AccessTokenVerifier>, accounts: AccountSnapshot) -> Self {
+        Self { verifier, accounts }
+    }
+
+    /// Authenticates a request by its headers and query at time `now`.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        now: i64,
+    ) -> Result<Caller, BearerError> {
+        let token = extract(headers, query)?;
+        let verified = self
+            .verifier
+            .verify(token, now)
+            .await
+            .map_err(|e: VerifyError| BearerError::InvalidToken(e.to_string()))?;
+        // Checked on every request, never cached: deletion takes effect at once.
+        let account = self
+            .accounts
+            .get(&verified.client_id)
+            .filter(|a| a.client_id == verified.sub)
+            .ok_or_else(|| BearerError::InvalidToken("account no longer exists".to_owned()))?;
+        Ok(Caller {
+            account,
+            kind: "serviceaccount",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::{Credential, SecretHasher};
+    use crate::token::{Issuer, KeyRing, KeySet, KeyStatus, SigningKey};
+    use crate::util::unix_now;
+    use std::time::Duration;
+
+    fn account(id: &str) -> ServiceAccount {
+        ServiceAccount {
+            client_id: id.to_owned(),
+            name: id.to_owned(),
+            owner: Owner::Company("acme".into()),
+            credential: Credential::Secret(SecretHasher::new(b"pepper-pepper-pepper").hash("x")),
+            permissions: vec![],
+            created_at: 0,
+            last_login: None,
+        }
+    }
+
+    fn setup() -> (Issuer, BearerAuth, AccountSnapshot) {
+        let key = Arc::new(SigningKey::generate(None).unwrap());
+        let ring = KeyRing::new(KeySet::new(vec![(KeyStatus::Active, key)]).unwrap());
+        let issuer = Issuer {
+            issuer: Arc::from("https://gw"),
+            audience: Arc::from("https://gw"),
+            lifetime_secs: 3600,
+            keys: ring.clone(),
+        };
+        let verifier = Arc::new(AccessTokenVerifier::new(
+            ring,
+            "https://gw",
+            "https://gw",
+            Duration::from_secs(30),
+            100,
+        ));
+        let snapshot = AccountSnapshot::new(vec![account("sa-1")]);
+        (
+            issuer,
+            BearerAuth::new(verifier, snapshot.clone()),
+            snapshot,
+        )
+    }
+
+    fn with_auth(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, v.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn valid_token_authenticates_until_the_account_is_deleted() {
+        let (issuer, auth, snapshot) = setup();
+        let now = unix_now();
+        let t = issuer.mint("sa-1", &[], now).unwrap().token;
+        let caller = auth
+            .authenticate(&with_auth(&format!("bearer {t}")), None, now)
+            .await
+            .unwrap();
+        assert_eq!(caller.account.client_id, "sa-1");
+        assert_eq!(caller.company(), Some("acme"));
+        snapshot.apply("sa-1", None);
+        let err = auth
+            .authenticate(&with_auth(&format!("Bearer {t}")), None, now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, BearerError::InvalidToken(_)),
+            "cached signature, deleted account: refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn transports_and_schemes() {
+        let (issuer, auth, _) = setup();
+        let now = unix_now();
+        let t = issuer.mint("sa-1", &[], now).unwrap().token;
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new(), None, now)
+                .await
+                .unwrap_err(),
+            BearerError::Missing
+        );
+        assert_eq!(
+            auth.authenticate(&with_auth("Basic abc"), None, now)
+                .await
+                .unwrap_err(),
+            BearerError::Missing
+        );
+        assert!(matches!(
+            auth.authenticate(&HeaderMap::new(), Some(&format!("access_token={t}")), now)
+                .await
+                .unwrap_err(),
+            BearerError::InvalidRequest(_)
+        ));
+        assert!(matches!(
+            auth.authenticate(
+                &with_auth(&format!("Bearer {t}")),
+                Some("access_token=x"),
+                now
+            )
+            .await
+            .unwrap_err(),
+            BearerError::InvalidRequest(_)
+        ));
+        let mut two = with_auth(&format!("Bearer {t}"));
+        two.append(
+            header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+        assert!(matches!(
+            auth.authenticate(&two, None, now).await.unwrap_err(),
+            BearerError::InvalidRequest(_)
+        ));
+        assert!(matches!(
+            auth.authenticate(&with_auth("Bearer not.a.token"), None, now)
+                .await
+                .unwrap_err(),
+            BearerError::InvalidToken(_)
+        ));
+    }
+
+    #[test]
+    fn responses_follow_rfc6750() {
+        let r = BearerError::Missing.into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"iamgate\""
+        );
+        let r = BearerError::InvalidToken("expired".into()).into_response();
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
+        let r = BearerError::InvalidRequest("two").into_response();
+        assert_eq!(r.status(), 400);
+    }
+}
