@@ -1,0 +1,96 @@
+//! Request-path pieces: access-token verification (uncached and cached), path validation and
+//! route matching on a table the size of the Console's.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use iamgate::proxy::path::split;
+use iamgate::proxy::route::RouteTable;
+use iamgate::token::verifier::AccessTokenVerifier;
+use iamgate::token::{Issuer, KeyRing, KeySet, KeyStatus, SigningKey};
+use iamgate::util::unix_now;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn verification(c: &mut Criterion) {
+    let key = Arc::new(SigningKey::generate(None).unwrap());
+    let ring = KeyRing::new(KeySet::new(vec![(KeyStatus::Active, key)]).unwrap());
+    let issuer = Issuer {
+        issuer: Arc::from("https://gw"),
+        audience: Arc::from("https://gw"),
+        lifetime_secs: 3600,
+        keys: ring.clone(),
+    };
+    let now = unix_now();
+    let token = issuer
+        .mint("sa-1", &["console.root.view".to_owned()], now)
+        .unwrap()
+        .token;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cached = AccessTokenVerifier::new(
+        ring.clone(),
+        "https://gw",
+        "https://gw",
+        Duration::from_secs(30),
+        1000,
+    );
+    rt.block_on(cached.verify(&token, now)).unwrap();
+    c.bench_function("access_token_verify_cached", |b| {
+        b.iter(|| black_box(rt.block_on(cached.verify(black_box(&token), now)).unwrap()))
+    });
+    c.bench_function("access_token_verify_uncached", |b| {
+        b.iter(|| {
+            // A fresh verifier per iteration: no cache hit, full RS256 verification.
+            let v = AccessTokenVerifier::new(
+                ring.clone(),
+                "https://gw",
+                "https://gw",
+                Duration::from_secs(30),
+                10,
+            );
+            black_box(rt.block_on(v.verify(black_box(&token), now)).unwrap())
+        })
+    });
+}
+
+fn routing(c: &mut Criterion) {
+    let mut t = RouteTable::default();
+    let templates = [
+        "/api/backend/tenants/",
+        "/api/backend/projects/",
+        "/api/backend/projects/draft",
+        "/api/backend/projects/{projectId}",
+        "/api/backend/projects/{projectId}/environments/{envId}",
+        "/api/tenants/{companyId}/clusters/{clusterId}",
+        "/api/backend/tenants/{companyId}/providers/",
+        "/api/backend/tenants/{companyId}/providers/{providerId}",
+        "/api/backend/tenants/{companyId}/rules",
+        "/api/companies/{companyId}/identities",
+        "/api/companies/{companyId}/service-accounts",
+        "/api/companies/{companyId}/service-accounts/{clientId}",
+        "/api/deploy/projects/{projectId}/trigger/pipeline/",
+        "/api/deploy/projects/{projectId}/deployment/",
+        "/api/projects/{projectId}/environments/{envId}/pods/",
+        "/api/projects/{projectId}/environments/{envId}/pods/{podName}",
+        "/api/projects/{projectId}/environments/{envId}/jobs/",
+        "/api/projects/{projectId}/environments/{envId}/jobs/{jobName}",
+    ];
+    for (i, tpl) in templates.iter().enumerate() {
+        t.insert(http::Method::GET, tpl, i).unwrap();
+        t.insert(http::Method::POST, tpl, i).unwrap();
+    }
+    let path =
+        "/api/projects/64f0c1a2b3c4d5e6f7a8b9c0/environments/production/pods/api-7d9f8-xk2lp";
+    c.bench_function("path_split", |b| {
+        b.iter(|| black_box(split(black_box(path)).unwrap()))
+    });
+    let segs = split(path).unwrap();
+    c.bench_function("route_match", |b| {
+        b.iter(|| black_box(t.find(&http::Method::GET, black_box(&segs))))
+    });
+}
+
+criterion_group!(benches, verification, routing);
+criterion_main!(benches);
