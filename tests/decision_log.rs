@@ -2,10 +2,11 @@
 //! resource, permission, outcome, reason, policy revision and whether the cache answered.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use iamgate::iam::{Binding, BindingResource};
+mod common;
+
+use common::deploy_input;
 use iamgate::policy::engine::CacheSettings;
-use iamgate::policy::input::{BindingSet, RequestInput, ResourceInput, RouteInput, UserInput};
-use iamgate::policy::{DecisionInput, PolicyEngine, PolicySource, Snapshot};
+use iamgate::policy::{PolicyEngine, PolicySource, Snapshot};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,40 +52,7 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
         }),
         false,
     );
-    let input = DecisionInput {
-        request: RequestInput {
-            method: "POST".into(),
-            path: "/api/deploy/x".into(),
-            ..Default::default()
-        },
-        user: UserInput {
-            id: "sa-1".into(),
-            kind: "serviceaccount".into(),
-            bindings: BindingSet::new(vec![Binding {
-                binding_id: "b".into(),
-                subjects: vec!["sa-1".into()],
-                groups: vec![],
-                roles: vec!["developer".into()],
-                permissions: vec![],
-                resource: Some(BindingResource {
-                    resource_type: "company".into(),
-                    resource_id: "c1".into(),
-                }),
-            }]),
-            ..Default::default()
-        },
-        resource: ResourceInput {
-            company_id: Some("c1".into()),
-            project_id: Some("p1".into()),
-            env_id: Some("dev".into()),
-        },
-        route: RouteInput {
-            id: "deploy".into(),
-            permission: Some("console.environment.deploy.trigger".into()),
-            rule: None,
-        },
-        grants: None,
-    };
+    let input = deploy_input("developer");
     let first = engine.decide(&input, 7).await;
     let second = engine.decide(&input, 7).await;
     assert!(!first.allow && !second.allow);

@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use iamgate::iam::{Binding, BindingResource};
-use iamgate::policy::input::{BindingSet, ResourceInput, RouteInput, UserInput};
-use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
+use iamgate::policy::{PolicySource, Snapshot};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,38 +17,6 @@ fn copy_policies(to: &Path) {
         if e.file_type().unwrap().is_file() {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
-    }
-}
-
-fn deploy_by_company_maintainer() -> DecisionInput {
-    DecisionInput {
-        user: UserInput {
-            id: "sa-1".into(),
-            kind: "serviceaccount".into(),
-            bindings: BindingSet::new(vec![Binding {
-                binding_id: "b".into(),
-                subjects: vec!["sa-1".into()],
-                groups: vec![],
-                roles: vec!["maintainer".into()],
-                permissions: vec![],
-                resource: Some(BindingResource {
-                    resource_type: "company".into(),
-                    resource_id: "c1".into(),
-                }),
-            }]),
-            ..Default::default()
-        },
-        resource: ResourceInput {
-            company_id: Some("c1".into()),
-            project_id: Some("p1".into()),
-            env_id: Some("dev".into()),
-        },
-        route: RouteInput {
-            id: "deploy".into(),
-            permission: Some("console.environment.deploy.trigger".into()),
-            rule: None,
-        },
-        ..Default::default()
     }
 }
 
@@ -65,7 +31,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     let gw = gateway().yaml(&yaml).start().await;
     let engine = gw.running().policy.clone();
     let stats = gw.running().policy_stats.clone();
-    let input = deploy_by_company_maintainer();
+    let input = deploy_input("maintainer");
     let original = engine.revision();
     assert!(engine.decide(&input, 1).await.allow);
 
@@ -140,7 +106,7 @@ fn custom(rego: &str) -> Snapshot {
 #[tokio::test]
 async fn erroring_long_running_and_malformed_policies_deny() {
     iamgate::policy::engine::set_decision_timeout(Duration::from_millis(50));
-    let input = deploy_by_company_maintainer();
+    let input = deploy_input("maintainer");
 
     // Evaluation errors (conflicting values of one complete rule, a failing builtin, a division
     // by zero) never allow, whatever the rule that errored would have said.

@@ -346,3 +346,43 @@ pub async fn verify_access_token(gw: &Gateway, token: &str) -> (jsonwebtoken::He
     let data = jsonwebtoken::decode::<Value>(token, &key, &v).expect("token verifies against JWKS");
     (header, data.claims)
 }
+
+/// A service account `sa-1` holding `role` on company `c1`, triggering a deploy to `p1:dev`.
+pub fn deploy_input(role: &str) -> iamgate::policy::DecisionInput {
+    use iamgate::iam::{Binding, BindingResource};
+    use iamgate::policy::input::{BindingSet, RequestInput, ResourceInput, RouteInput, UserInput};
+    iamgate::policy::DecisionInput {
+        request: RequestInput {
+            method: "POST".into(),
+            path: "/api/deploy/projects/p1/trigger/pipeline/".into(),
+            ..Default::default()
+        },
+        user: UserInput {
+            id: "sa-1".into(),
+            kind: "serviceaccount".into(),
+            bindings: BindingSet::new(vec![Binding {
+                binding_id: "b".into(),
+                subjects: vec!["sa-1".into()],
+                groups: vec![],
+                roles: vec![role.into()],
+                permissions: vec![],
+                resource: Some(BindingResource {
+                    resource_type: "company".into(),
+                    resource_id: "c1".into(),
+                }),
+            }]),
+            ..Default::default()
+        },
+        resource: ResourceInput {
+            company_id: Some("c1".into()),
+            project_id: Some("p1".into()),
+            env_id: Some("dev".into()),
+        },
+        route: RouteInput {
+            id: "deploy".into(),
+            permission: Some("console.environment.deploy.trigger".into()),
+            rule: None,
+        },
+        grants: None,
+    }
+}
