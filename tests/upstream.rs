@@ -7,7 +7,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use iamgate::proxy::upstream::{Identity, IdentityHeaders, Upstream, buffered};
+use iamgate::error::full;
+use iamgate::proxy::upstream::{Identity, IdentityHeaders, Upstream};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -106,7 +107,7 @@ async fn forwards_with_trusted_identity_and_clean_headers() {
         .header("x-hop", "1")
         .header("x-forwarded-for", "192.0.2.1")
         .header("content-type", "application/json")
-        .body(buffered(Bytes::from_static(br#"{"environment":"dev"}"#)))
+        .body(full(Bytes::from_static(br#"{"environment":"dev"}"#)))
         .unwrap();
     let resp = up
         .forward(req, &identity(), peer(), "req-42", false)
@@ -148,7 +149,7 @@ async fn authorization_is_forwarded_only_when_configured() {
     let up = upstream(addr, "", true);
     let req = Request::get("/x")
         .header("authorization", "Bearer t")
-        .body(buffered(Bytes::new()))
+        .body(full(Bytes::new()))
         .unwrap();
     let (_, _, echo) = echo(
         up.forward(req, &identity(), peer(), "r", true)
@@ -169,7 +170,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     };
     let err = upstream(closed, "", false)
         .forward(
-            Request::get("/x").body(buffered(Bytes::new())).unwrap(),
+            Request::get("/x").body(full(Bytes::new())).unwrap(),
             &identity(),
             peer(),
             "r",
@@ -187,7 +188,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     let started = std::time::Instant::now();
     let err = upstream(addr, "", false)
         .forward(
-            Request::get("/slow").body(buffered(Bytes::new())).unwrap(),
+            Request::get("/slow").body(full(Bytes::new())).unwrap(),
             &identity(),
             peer(),
             "r",

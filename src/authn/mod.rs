@@ -76,15 +76,7 @@ impl TokenEndpoint {
         last_logins: LastLogins,
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::token::TokenError> {
-        let jwk = issuer.keys.current().active().public_jwk();
-        let dummy_key = DecodingKey::from_rsa_components(
-            jwk["n"].as_str().unwrap_or_default(),
-            jwk["e"].as_str().unwrap_or_default(),
-        )
-        .map_err(|e| crate::token::TokenError::Key {
-            what: "dummy".to_owned(),
-            detail: e.to_string(),
-        })?;
+        let dummy_key = issuer.keys.current().active().verifying_key()?;
         let rl = &settings.rate_limit;
         let skew = i64::try_from(settings.clock_skew.as_secs()).unwrap_or(30);
         Ok(Self {

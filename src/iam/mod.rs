@@ -248,10 +248,16 @@ impl Accounts {
     /// Creates an account: validate, commit, then publish to the snapshot.
     pub async fn create(&self, new: NewAccount, now: i64) -> Result<Created, IamError> {
         let (account, created) = build_account(new, &self.hasher, now)?;
-        self.store.insert_account(account.clone()).await?;
-        self.snapshot
-            .apply(&account.client_id.clone(), Some(account));
+        self.commit(account).await?;
         Ok(created)
+    }
+
+    /// Writes a validated account, then publishes it to the snapshot (only after the commit).
+    async fn commit(&self, account: ServiceAccount) -> Result<(), IamError> {
+        self.store.insert_account(account.clone()).await?;
+        let id = account.client_id.clone();
+        self.snapshot.apply(&id, Some(account));
+        Ok(())
     }
 
     /// Deletes an account; its tokens stop working as soon as the snapshot changes.
@@ -315,10 +321,7 @@ pub async fn bootstrap(
     // Write the file first: an account whose secret was never recorded would be unusable.
     crate::util::write_private_file(&path, &json)
         .map_err(|e| IamError::Store(StoreError::Unavailable(e.to_string())))?;
-    accounts.store.insert_account(account.clone()).await?;
-    accounts
-        .snapshot
-        .apply(&account.client_id.clone(), Some(account));
+    accounts.commit(account).await?;
     Ok(Some(path))
 }
 
@@ -338,11 +341,6 @@ impl LastLogins {
                 }
             }
         }
-    }
-
-    /// The pending (not yet flushed) login time of an account.
-    pub fn pending(&self, client_id: &str) -> Option<i64> {
-        self.0.lock().ok().and_then(|m| m.get(client_id).copied())
     }
 
     /// Writes pending logins; on failure they are put back for the next round.

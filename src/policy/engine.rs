@@ -130,6 +130,21 @@ impl Snapshot {
 
     /// Evaluates the decision for `input`. Errors and timeouts deny.
     pub fn decide(&self, input: &DecisionInput) -> Decision {
+        self.evaluate(input, self.program.as_ref())
+    }
+
+    /// Decides with regorus' tree-walking interpreter instead of the RVM: the alternative the
+    /// benchmarks compare against, and what a policy the RVM cannot compile runs on.
+    pub fn decide_interpreted(&self, input: &DecisionInput) -> Decision {
+        self.evaluate(input, None)
+    }
+
+    /// One evaluation on the RVM `program`, or on the interpreter when there is none.
+    fn evaluate(
+        &self,
+        input: &DecisionInput,
+        program: Option<&Arc<regorus::rvm::Program>>,
+    ) -> Decision {
         let deny = |reason: &str| Decision {
             allow: false,
             reason: Arc::from(reason),
@@ -139,7 +154,7 @@ impl Snapshot {
             Ok(v) => v,
             Err(_) => return deny("policy_error"),
         };
-        let result = match &self.program {
+        let result = match program {
             Some(program) => self.run_vm(program, value),
             None => self
                 .compiled
@@ -157,23 +172,6 @@ impl Snapshot {
                 tracing::warn!(revision = %self.revision, error = %msg, "policy evaluation failed; denying");
                 deny(reason)
             }
-        }
-    }
-
-    /// Decides with regorus' tree-walking interpreter instead of the RVM: the alternative the
-    /// benchmarks compare against, and what a policy the RVM cannot compile runs on.
-    pub fn decide_interpreted(&self, input: &DecisionInput) -> Decision {
-        match input
-            .to_value()
-            .map_err(|e| e.to_string())
-            .and_then(|v| self.compiled.eval_with_input(v).map_err(|e| e.to_string()))
-        {
-            Ok(v) => interpret(&v, &self.revision),
-            Err(_) => Decision {
-                allow: false,
-                reason: Arc::from("policy_error"),
-                revision: self.revision.clone(),
-            },
         }
     }
 

@@ -7,7 +7,6 @@
 //! set. A refused connection becomes 502, a slow upstream 504, both with JSON bodies.
 
 use crate::error::{ApiError, Body};
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
@@ -227,11 +226,6 @@ impl Upstream {
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body.boxed()))
     }
-}
-
-/// A fixed request body, for requests whose body was buffered for the decision.
-pub fn buffered(bytes: Bytes) -> Body {
-    crate::error::full(bytes)
 }
 
 #[cfg(test)]

@@ -31,11 +31,6 @@ impl AccountSnapshot {
         self.0.load().get(client_id).cloned()
     }
 
-    /// The whole map.
-    pub fn all(&self) -> Arc<AccountMap> {
-        self.0.load_full()
-    }
-
     /// Number of accounts.
     pub fn len(&self) -> usize {
         self.0.load().len()
@@ -60,14 +55,5 @@ impl AccountSnapshot {
             }
             next
         });
-    }
-
-    /// Replaces everything (after a full reload).
-    pub fn replace(&self, accounts: Vec<ServiceAccount>) {
-        let map = accounts
-            .into_iter()
-            .map(|a| (a.client_id.clone(), Arc::new(a)))
-            .collect();
-        self.0.store(Arc::new(map));
     }
 }

@@ -75,13 +75,7 @@ impl KeySet {
         });
         let mut verifying = std::collections::HashMap::new();
         for (_, k) in &keys {
-            let jwk = k.public_jwk();
-            let dk = jsonwebtoken::DecodingKey::from_rsa_components(
-                jwk["n"].as_str().unwrap_or_default(),
-                jwk["e"].as_str().unwrap_or_default(),
-            )
-            .map_err(|e| key_err(k.kid(), e.to_string()))?;
-            verifying.insert(k.kid().to_owned(), dk);
+            verifying.insert(k.kid().to_owned(), k.verifying_key()?);
         }
         Ok(Self {
             active: first,

@@ -103,6 +103,16 @@ impl SigningKey {
         })
     }
 
+    /// The public key for verifying this key's signatures.
+    pub fn verifying_key(&self) -> Result<jsonwebtoken::DecodingKey, TokenError> {
+        jsonwebtoken::DecodingKey::from_rsa_components(&self.n_b64, &self.e_b64).map_err(|e| {
+            TokenError::Key {
+                what: self.kid.clone(),
+                detail: e.to_string(),
+            }
+        })
+    }
+
     /// The private key as PKCS#8 PEM, for writing to a 0600 file.
     pub fn to_pkcs8_pem(&self) -> Result<String, TokenError> {
         let der = self.pair.as_der().map_err(|_| TokenError::Key {
