@@ -46,6 +46,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable message; never contains secrets.
     pub message: Cow<'static, str>,
+    /// Stable reason id (policy denials: `permission_denied`, `unknown_resource`, …).
+    pub reason: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -54,7 +56,14 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            reason: None,
         }
+    }
+
+    /// Adds a stable reason id to the body.
+    pub fn with_reason(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
+        self.reason = Some(reason.into());
+        self
     }
 
     /// Whose fault it was.
@@ -68,11 +77,17 @@ impl ApiError {
 
     /// The response.
     pub fn into_response(self) -> Response<Body> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "statusCode": self.status.as_u16(),
             "error": self.status.canonical_reason().unwrap_or("Error"),
             "message": self.message,
         });
+        if let (Some(reason), Some(obj)) = (self.reason, body.as_object_mut()) {
+            obj.insert(
+                "reason".to_owned(),
+                serde_json::Value::from(reason.into_owned()),
+            );
+        }
         json(self.status, body.to_string())
     }
 }

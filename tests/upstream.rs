@@ -57,7 +57,7 @@ async fn start_upstream() -> SocketAddr {
 fn upstream(addr: SocketAddr, prefix: &str, forward_auth: bool) -> Upstream {
     Upstream::new(
         format!("http://{addr}{prefix}").parse().unwrap(),
-        Duration::from_secs(1),
+        iamgate::proxy::upstream::http_client(Duration::from_secs(1), None).unwrap(),
         Duration::from_millis(500),
         IdentityHeaders::default(),
         forward_auth,
@@ -110,7 +110,7 @@ async fn forwards_with_trusted_identity_and_clean_headers() {
         .body(full(Bytes::from_static(br#"{"environment":"dev"}"#)))
         .unwrap();
     let resp = up
-        .forward(req, &identity(), peer(), "req-42", false)
+        .forward(req, Some(&identity()), peer(), "req-42", false)
         .await
         .unwrap();
     let (status, headers, echo) = echo(resp).await;
@@ -152,7 +152,7 @@ async fn authorization_is_forwarded_only_when_configured() {
         .body(full(Bytes::new()))
         .unwrap();
     let (_, _, echo) = echo(
-        up.forward(req, &identity(), peer(), "r", true)
+        up.forward(req, Some(&identity()), peer(), "r", true)
             .await
             .unwrap(),
     )
@@ -171,7 +171,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     let err = upstream(closed, "", false)
         .forward(
             Request::get("/x").body(full(Bytes::new())).unwrap(),
-            &identity(),
+            Some(&identity()),
             peer(),
             "r",
             false,
@@ -189,7 +189,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     let err = upstream(addr, "", false)
         .forward(
             Request::get("/slow").body(full(Bytes::new())).unwrap(),
-            &identity(),
+            Some(&identity()),
             peer(),
             "r",
             false,

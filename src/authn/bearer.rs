@@ -6,6 +6,7 @@
 //! once, whatever its signature says. Only the `Authorization` header is accepted; a token in the
 //! query or form body is refused, and more than one transport is a malformed request.
 
+use super::external::ExternalIssuer;
 use crate::error::{ApiError, Body};
 use crate::iam::{Owner, ServiceAccount};
 use crate::store::snapshot::AccountSnapshot;
@@ -57,22 +58,64 @@ impl BearerError {
     }
 }
 
+/// What kind of identity made the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    /// A service account holding one of our access tokens.
+    ServiceAccount,
+    /// A user of a trusted external issuer.
+    User,
+}
+
+impl CallerKind {
+    /// `serviceaccount` or `user`, as in the policy input and the `client-type` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "serviceaccount",
+            Self::User => "user",
+        }
+    }
+}
+
 /// Who made the request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The service account (as of this request's snapshot).
-    pub account: Arc<ServiceAccount>,
-    /// `serviceaccount`.
-    pub kind: &'static str,
+    /// Client id or user id.
+    pub id: String,
+    /// Service account or user.
+    pub kind: CallerKind,
+    /// Groups (users of external issuers).
+    pub groups: Vec<String>,
+    /// Root permissions held directly (root service accounts), as of this request's snapshot.
+    pub permissions: Vec<String>,
+    /// The service account, for service-account callers.
+    pub account: Option<Arc<ServiceAccount>>,
+    /// The issuer that vouched for a user.
+    pub issuer: Option<String>,
 }
 
 impl Caller {
     /// The caller's company, for company service accounts.
     pub fn company(&self) -> Option<&str> {
-        match &self.account.owner {
-            Owner::Company(c) => Some(c),
-            Owner::Root => None,
+        match self.account.as_deref().map(|a| &a.owner) {
+            Some(Owner::Company(c)) => Some(c),
+            _ => None,
         }
+    }
+
+    /// Properties handed to the policy and upstream (`miauserproperties`).
+    pub fn properties(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        if let Some(a) = &self.account {
+            m.insert("name".into(), a.name.clone().into());
+            if let Owner::Company(c) = &a.owner {
+                m.insert("companyId".into(), c.clone().into());
+            }
+        }
+        if let Some(i) = &self.issuer {
+            m.insert("issuer".into(), i.clone().into());
+        }
+        serde_json::Value::Object(m)
     }
 }
 
@@ -110,17 +153,28 @@ pub fn extract<'h>(headers: &'h HeaderMap, query: Option<&str>) -> Result<&'h st
     }
 }
 
-/// Authenticates requests with our access tokens.
+/// Authenticates requests with our access tokens, or those of trusted external issuers.
 #[derive(Debug, Clone)]
 pub struct BearerAuth {
     verifier: Arc<AccessTokenVerifier>,
     accounts: AccountSnapshot,
+    externals: Arc<[Arc<ExternalIssuer>]>,
 }
 
 impl BearerAuth {
     /// A bearer authenticator over `verifier` and the live `accounts`.
     pub fn new(verifier: Arc<AccessTokenVerifier>, accounts: AccountSnapshot) -> Self {
-        Self { verifier, accounts }
+        Self {
+            verifier,
+            accounts,
+            externals: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Also accepts tokens of these issuers (chosen by the token's `iss`).
+    pub fn with_external(mut self, issuers: Vec<Arc<ExternalIssuer>>) -> Self {
+        self.externals = Arc::from(issuers);
+        self
     }
 
     /// Authenticates a request by its headers and query at time `now`.
@@ -131,6 +185,23 @@ impl BearerAuth {
         now: i64,
     ) -> Result<Caller, BearerError> {
         let token = extract(headers, query)?;
+        if !self.externals.is_empty()
+            && let Some(iss) = super::external::peek_issuer(token)
+            && let Some(ext) = self.externals.iter().find(|e| e.issuer() == iss)
+        {
+            let user = ext
+                .verify(token)
+                .await
+                .map_err(|e| BearerError::InvalidToken(e.to_string()))?;
+            return Ok(Caller {
+                id: user.id,
+                kind: CallerKind::User,
+                groups: user.groups,
+                permissions: vec![],
+                account: None,
+                issuer: Some(user.issuer),
+            });
+        }
         let verified = self
             .verifier
             .verify(token, now)
@@ -143,8 +214,12 @@ impl BearerAuth {
             .filter(|a| a.client_id == verified.sub)
             .ok_or_else(|| BearerError::InvalidToken("account no longer exists".to_owned()))?;
         Ok(Caller {
-            account,
-            kind: "serviceaccount",
+            id: account.client_id.clone(),
+            kind: CallerKind::ServiceAccount,
+            groups: vec![],
+            permissions: account.permissions.clone(),
+            account: Some(account),
+            issuer: None,
         })
     }
 }
@@ -208,7 +283,7 @@ mod tests {
             .authenticate(&with_auth(&format!("bearer {t}")), None, now)
             .await
             .unwrap();
-        assert_eq!(caller.account.client_id, "sa-1");
+        assert_eq!(caller.id, "sa-1");
         assert_eq!(caller.company(), Some("acme"));
         snapshot.apply("sa-1", None);
         let err = auth

@@ -8,6 +8,7 @@
 
 pub mod assertion;
 pub mod bearer;
+pub mod external;
 pub mod ratelimit;
 pub mod replay;
 pub mod request;

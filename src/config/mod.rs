@@ -85,6 +85,96 @@ pub struct RawConfig {
     pub log: RawLog,
     /// Policy engine.
     pub policy: RawPolicy,
+    /// The upstream Console API that allowed requests are forwarded to.
+    pub upstream: RawUpstream,
+    /// Listener, TLS and request limits.
+    pub server: RawServer,
+    /// Route table file replacing the built-in one (`config/routes.yaml` format).
+    pub routes_file: Option<PathBuf>,
+    /// Issuers whose user tokens are accepted besides our own.
+    pub external_issuers: Vec<RawExternalIssuer>,
+}
+
+/// `upstream:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// `http(s)://host:port[/prefix]`. Without it, proxied routes answer 503.
+    pub url: Option<String>,
+    /// Connect timeout, milliseconds. Default 2000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time to the upstream's response headers, milliseconds. Default 30000.
+    pub response_timeout_ms: Option<u64>,
+    /// Extra PEM CA certificates trusted for an https upstream (besides the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    /// Forward the caller's `Authorization` header. Default false.
+    pub forward_authorization: Option<bool>,
+    /// Names of the trusted identity headers.
+    pub identity_headers: RawIdentityHeaders,
+}
+
+/// `upstream.identity_headers:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentityHeaders {
+    /// Default `miauserid`.
+    pub user_id: Option<String>,
+    /// Default `miausergroups`.
+    pub groups: Option<String>,
+    /// Default `miauserproperties`.
+    pub properties: Option<String>,
+    /// Default `client-type`.
+    pub client_type: Option<String>,
+}
+
+/// `server:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate and key.
+    pub tls: Option<RawTls>,
+    /// Requests handled at once; beyond it new requests get 503 at once. Default 4096.
+    pub max_concurrent_requests: Option<usize>,
+    /// Longest time from request to response headers, seconds. Default 60.
+    pub request_timeout_secs: Option<u64>,
+    /// Largest declared request body, bytes. Default 1 GiB.
+    pub max_body_bytes: Option<u64>,
+    /// Largest request body read for a decision (deploy trigger, role edits), bytes. Default 1 MiB.
+    pub max_decision_body_bytes: Option<usize>,
+    /// Largest upstream answer read by a response rule, bytes. Default 16 MiB.
+    pub max_filtered_response_bytes: Option<usize>,
+    /// Seconds in-flight requests get to finish on shutdown. Default 30.
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// `server.tls:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// One `external_issuers:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExternalIssuer {
+    /// Exact `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL.
+    pub jwks_url: Option<String>,
+    /// Claim with the user id. Default `sub`.
+    pub subject_claim: Option<String>,
+    /// Claim with the groups. Default `groups`.
+    pub groups_claim: Option<String>,
+    /// Minimum seconds between JWKS refreshes on unknown kids. Default 30.
+    pub refresh_min_secs: Option<u64>,
 }
 
 /// `policy:` section.
@@ -230,6 +320,50 @@ pub struct Settings {
     pub log_level: String,
     /// Policy engine.
     pub policy: PolicySettings,
+    /// Upstream.
+    pub upstream: UpstreamSettings,
+    /// Server limits and TLS.
+    pub server: ServerSettings,
+    /// Route file; `None` = the built-in table.
+    pub routes_file: Option<PathBuf>,
+    /// External issuers.
+    pub external_issuers: Vec<crate::authn::external::ExternalIssuerSettings>,
+}
+
+/// Upstream settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Base URL; `None` = no upstream (proxied routes answer 503).
+    pub url: Option<http::Uri>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Response-header timeout.
+    pub response_timeout: Duration,
+    /// Extra CA file.
+    pub ca_file: Option<PathBuf>,
+    /// Forward `Authorization`.
+    pub forward_authorization: bool,
+    /// Identity header names.
+    pub identity_headers: crate::proxy::upstream::IdentityHeaders,
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// TLS certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Concurrency limit.
+    pub max_concurrent_requests: usize,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Declared body ceiling.
+    pub max_body_bytes: u64,
+    /// Decision body cap.
+    pub max_decision_body_bytes: usize,
+    /// Filtered response cap.
+    pub max_filtered_response_bytes: usize,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
 }
 
 /// Policy engine settings.
@@ -362,6 +496,9 @@ impl RawConfig {
         }
         if let Some(v) = env.var("IAMGATE_LOG_FORMAT") {
             self.log.format = Some(v);
+        }
+        if let Some(v) = env.var("IAMGATE_UPSTREAM") {
+            self.upstream.url = Some(v);
         }
     }
 
@@ -588,10 +725,138 @@ impl RawConfig {
             ),
         };
 
+        let up = self.upstream;
+        let upstream_url = up.url.as_deref().and_then(|u| {
+            let u = u.trim_end_matches('/');
+            check_url("upstream.url", u, &mut errs);
+            u.parse::<http::Uri>()
+                .map_err(|e| errs.push(format!("upstream.url: {e}")))
+                .ok()
+        });
+        let mut header_name = |field: &str, v: Option<String>, default: &'static str| match v {
+            None => http::HeaderName::from_static(default),
+            Some(n) => http::HeaderName::from_bytes(n.as_bytes()).unwrap_or_else(|_| {
+                errs.push(format!(
+                    "upstream.identity_headers.{field}: `{n}` is not a header name"
+                ));
+                http::HeaderName::from_static(default)
+            }),
+        };
+        let ih = up.identity_headers;
+        let identity_headers = crate::proxy::upstream::IdentityHeaders {
+            user_id: header_name("user_id", ih.user_id, "miauserid"),
+            groups: header_name("groups", ih.groups, "miausergroups"),
+            properties: header_name("properties", ih.properties, "miauserproperties"),
+            client_type: header_name("client_type", ih.client_type, "client-type"),
+        };
+        let connect_ms = up.connect_timeout_ms.unwrap_or(2000);
+        let response_ms = up.response_timeout_ms.unwrap_or(30_000);
+        for (field, v) in [
+            ("upstream.connect_timeout_ms", connect_ms),
+            ("upstream.response_timeout_ms", response_ms),
+        ] {
+            if !(1..=600_000).contains(&v) {
+                errs.push(format!("{field}: {v} is outside 1..=600000"));
+            }
+        }
+        let upstream = UpstreamSettings {
+            url: upstream_url,
+            connect_timeout: Duration::from_millis(connect_ms),
+            response_timeout: Duration::from_millis(response_ms),
+            ca_file: up.ca_file,
+            forward_authorization: up.forward_authorization.unwrap_or(false),
+            identity_headers,
+        };
+
+        let sv = self.server;
+        let max_concurrent_requests = sv.max_concurrent_requests.unwrap_or(4096);
+        if !(1..=1_000_000).contains(&max_concurrent_requests) {
+            errs.push("server.max_concurrent_requests: must be 1..=1000000".to_owned());
+        }
+        let request_timeout = secs_in(
+            "server.request_timeout_secs",
+            sv.request_timeout_secs,
+            60,
+            1..=3600,
+            &mut errs,
+        );
+        let shutdown_grace = secs_in(
+            "server.shutdown_grace_secs",
+            sv.shutdown_grace_secs,
+            30,
+            0..=3600,
+            &mut errs,
+        );
+        let max_body_bytes = sv.max_body_bytes.unwrap_or(1 << 30);
+        if max_body_bytes < 1024 {
+            errs.push("server.max_body_bytes: must be at least 1024".to_owned());
+        }
+        let max_decision_body_bytes = sv.max_decision_body_bytes.unwrap_or(1 << 20);
+        if !(1024..=64 << 20).contains(&max_decision_body_bytes) {
+            errs.push("server.max_decision_body_bytes: must be 1024..=67108864".to_owned());
+        }
+        let max_filtered_response_bytes = sv.max_filtered_response_bytes.unwrap_or(16 << 20);
+        if !(1024..=256 << 20).contains(&max_filtered_response_bytes) {
+            errs.push("server.max_filtered_response_bytes: must be 1024..=268435456".to_owned());
+        }
+        let server = ServerSettings {
+            tls: sv.tls.map(|t| (t.cert_file, t.key_file)),
+            max_concurrent_requests,
+            request_timeout,
+            max_body_bytes,
+            max_decision_body_bytes,
+            max_filtered_response_bytes,
+            shutdown_grace,
+        };
+
+        let mut external_issuers = Vec::new();
+        for (i, e) in self.external_issuers.into_iter().enumerate() {
+            let at = format!("external_issuers[{i}]");
+            if e.issuer.is_empty() || e.audience.is_empty() {
+                errs.push(format!("{at}: issuer and audience must not be empty"));
+            }
+            let jwks = match (e.jwks_file, e.jwks_url) {
+                (Some(f), None) => Some(crate::authn::external::JwksSource::File(f)),
+                (None, Some(u)) => {
+                    check_url(&format!("{at}.jwks_url"), &u, &mut errs);
+                    u.parse::<http::Uri>()
+                        .map_err(|err| errs.push(format!("{at}.jwks_url: {err}")))
+                        .ok()
+                        .map(crate::authn::external::JwksSource::Url)
+                }
+                _ => {
+                    errs.push(format!("{at}: give exactly one of jwks_file and jwks_url"));
+                    None
+                }
+            };
+            let refresh_min = secs_in(
+                &format!("{at}.refresh_min_secs"),
+                e.refresh_min_secs,
+                30,
+                0..=86_400,
+                &mut errs,
+            );
+            if let Some(jwks) = jwks {
+                external_issuers.push(crate::authn::external::ExternalIssuerSettings {
+                    issuer: e.issuer,
+                    audience: e.audience,
+                    jwks,
+                    subject_claim: e.subject_claim.unwrap_or_else(|| "sub".to_owned()),
+                    groups_claim: e.groups_claim.unwrap_or_else(|| "groups".to_owned()),
+                    refresh_min,
+                    skew,
+                });
+            }
+        }
+
         if !errs.is_empty() {
             return Err(ConfigError::Invalid(errs));
         }
         Ok(Settings {
+            upstream,
+            server,
+            routes_file: self.routes_file,
+            external_issuers,
             listen,
             public_url,
             data_dir,

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod binding;
 pub mod client_key;
+pub mod directory;
 
 pub use account::{
     AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,

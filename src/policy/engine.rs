@@ -48,6 +48,9 @@ pub struct Snapshot {
     vms: Mutex<Vec<regorus::rvm::RegoVM>>,
     revision: Arc<str>,
     source: Arc<PolicySource>,
+    /// The interpreter with every module and data file, for response rules (they use `with`,
+    /// which the RVM lacks) and `explain`.
+    interpreter: regorus::Engine,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -62,6 +65,7 @@ impl Snapshot {
     /// Compiles `source` (without its test files) for the decision entrypoint.
     pub fn compile(source: PolicySource) -> Result<Self, PolicyError> {
         let mut engine = source.engine(false)?;
+        let interpreter = engine.clone();
         let data = engine.get_data();
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
         let compiled = engine
@@ -84,6 +88,7 @@ impl Snapshot {
             vms: Mutex::new(Vec::new()),
             revision: Arc::from(source.revision.as_str()),
             source: Arc::new(source),
+            interpreter,
         })
     }
 
@@ -205,9 +210,37 @@ impl Snapshot {
         result
     }
 
+    /// Evaluates the response rule `data.iamgate.responses.<rule>` over an upstream answer:
+    /// `input` plus `input.response.body`. The rule's value is the body the caller gets; an
+    /// undefined rule, an error or a timeout is an error (the caller fails closed).
+    pub fn respond(
+        &self,
+        rule: &str,
+        input: &DecisionInput,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let fail = |e: String| PolicyError::Compile(format!("response rule {rule}: {e}"));
+        let mut value = input.to_value().map_err(|e| fail(e.to_string()))?;
+        let response = regorus::Value::from(serde_json::json!({ "body": body }));
+        value
+            .as_object_mut()
+            .map_err(|e| fail(e.to_string()))?
+            .insert(regorus::Value::from("response"), response);
+        let mut engine = self.interpreter.clone();
+        engine.set_input(value);
+        let out = engine
+            .eval_rule(format!("data.iamgate.responses.{rule}"))
+            .map_err(|e| fail(e.to_string()))?;
+        if out == regorus::Value::Undefined {
+            return Err(fail("undefined".to_owned()));
+        }
+        let text = out.to_json_str().map_err(|e| fail(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
+    }
+
     /// Evaluates the `explain` rule (with tests excluded) for `input`.
     pub fn explain(&self, input: &DecisionInput) -> Result<serde_json::Value, PolicyError> {
-        let mut engine = self.source.engine(false)?;
+        let mut engine = self.interpreter.clone();
         engine.set_input(
             input
                 .to_value()

@@ -3,6 +3,9 @@
 //! so the path the policy sees is byte for byte the path forwarded; [`route`] matches it against
 //! the route table.
 
+pub mod gateway;
 pub mod path;
+pub mod resolve;
 pub mod route;
+pub mod table;
 pub mod upstream;

@@ -23,6 +23,9 @@ pub enum PathError {
     /// `%` not followed by two hex digits, an encoded NUL or a control character.
     #[error("path has an invalid percent-encoding or control character")]
     Encoding,
+    /// A `;` path parameter, which some servers strip before routing (`/a;x=y` → `/a`).
+    #[error("path has a ; parameter")]
+    Semicolon,
     /// Longer than the limit.
     #[error("path too long")]
     TooLong,
@@ -53,6 +56,7 @@ fn decode_segment(seg: &str) -> Result<String, PathError> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
             b'%' => {
                 let hi = bytes
                     .get(i + 1)
@@ -157,6 +161,7 @@ mod tests {
             ("/api/a%2", PathError::Encoding),
             ("/api/a%00b", PathError::Encoding),
             ("/api/a%ff", PathError::Encoding),
+            ("/api/projects/p1;x=y", PathError::Semicolon),
         ] {
             assert_eq!(split(p).unwrap_err(), e, "{p}");
         }

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why forwarding failed; each maps to one response.
@@ -109,10 +110,53 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The pooled HTTP/1.1 client (plain or TLS) shared by the upstream and JWKS fetches.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Builds a pooled client for `http` and `https` URLs. TLS trusts the Mozilla roots plus the PEM
+/// certificates in `extra_ca` (a private CA in front of the Console).
+pub fn http_client(
+    connect_timeout: Duration,
+    extra_ca: Option<&std::path::Path>,
+) -> Result<HttpClient, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
 /// The pooled client to one upstream base URL.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: HttpClient,
     base: Uri,
     response_timeout: Duration,
     names: IdentityHeaders,
@@ -120,20 +164,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A client for `base` (`http://host:port[/prefix]`).
+    /// A forwarder to `base` (`http(s)://host:port[/prefix]`) over `client`.
     pub fn new(
         base: Uri,
-        connect_timeout: Duration,
+        client: HttpClient,
         response_timeout: Duration,
         names: IdentityHeaders,
         forward_authorization: bool,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Self {
             client,
             base,
@@ -158,7 +196,7 @@ impl Upstream {
     pub async fn forward(
         &self,
         req: Request<Body>,
-        identity: &Identity,
+        identity: Option<&Identity>,
         peer: SocketAddr,
         request_id: &str,
         tls: bool,
@@ -192,16 +230,18 @@ impl Upstream {
         let value = |s: &str| {
             HeaderValue::from_str(s).map_err(|_| UpstreamError::Request("header value".to_owned()))
         };
-        h.insert(self.names.user_id.clone(), value(&identity.user_id)?);
-        h.insert(
-            self.names.groups.clone(),
-            value(&identity.groups.join(","))?,
-        );
-        h.insert(self.names.properties.clone(), value(&identity.properties)?);
-        h.insert(
-            self.names.client_type.clone(),
-            value(&identity.client_type)?,
-        );
+        if let Some(identity) = identity {
+            h.insert(self.names.user_id.clone(), value(&identity.user_id)?);
+            h.insert(
+                self.names.groups.clone(),
+                value(&identity.groups.join(","))?,
+            );
+            h.insert(self.names.properties.clone(), value(&identity.properties)?);
+            h.insert(
+                self.names.client_type.clone(),
+                value(&identity.client_type)?,
+            );
+        }
         h.insert(HeaderName::from_static("x-request-id"), value(request_id)?);
         let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev}, {}", peer.ip()),

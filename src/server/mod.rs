@@ -5,6 +5,8 @@
 //! exactly the production wiring on a real socket.
 
 mod routes;
+pub mod stack;
+mod tls;
 
 use crate::authn::{TokenEndpoint, default_audiences};
 use crate::config::Settings;
@@ -12,7 +14,6 @@ use crate::iam::{Accounts, LastLogins, SecretHasher};
 use crate::token::keyset::{ManagedKeys, load_configured};
 use crate::token::{Issuer, KeyRing, metadata};
 use crate::util::unix_now;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -51,6 +52,20 @@ pub enum StartError {
     /// The policy did not load, compile or pass its tests.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// The route table is invalid.
+    #[error("route table {file}:\n  - {}", .errors.join("\n  - "))]
+    Routes {
+        /// The file, or `built-in`.
+        file: String,
+        /// Every problem.
+        errors: Vec<String>,
+    },
+    /// TLS certificate, key or client setup.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// An external issuer's keys could not be loaded.
+    #[error(transparent)]
+    External(#[from] crate::authn::external::ExternalError),
 }
 
 /// Loads the policy (configured folder, `./policies`, or the embedded default), tested before
@@ -101,6 +116,8 @@ pub struct Running {
     pub policy: Arc<crate::policy::PolicyEngine>,
     /// Policy reload counters.
     pub policy_stats: Arc<crate::policy::reload::ReloadStats>,
+    /// Bindings and the project directory.
+    pub directory: crate::iam::directory::Directory,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -169,16 +186,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => None,
     };
 
+    let audience = settings
+        .oauth
+        .access_token_audience
+        .clone()
+        .unwrap_or_else(|| public_url.clone());
     let issuer = Issuer {
         issuer: Arc::from(issuer_id.as_str()),
-        audience: Arc::from(
-            settings
-                .oauth
-                .access_token_audience
-                .clone()
-                .unwrap_or_else(|| public_url.clone())
-                .as_str(),
-        ),
+        audience: Arc::from(audience.as_str()),
         lifetime_secs: lifetime,
         keys: keys.clone(),
     };
@@ -197,12 +212,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         last_logins.clone(),
         metrics.clone(),
     )?;
+    let directory = crate::iam::directory::Directory::load(store.clone()).await?;
+    let gateway = build_gateway(
+        &settings, &issuer_id, &audience, &keys, &accounts, &directory, &policy, &metrics,
+    )
+    .await?;
+    let tls = match &settings.server.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(StartError::Tls)?),
+        None => None,
+    };
     let app = Arc::new(App {
         token,
         keys: keys.clone(),
         metadata: metadata::document(&issuer_id, &public_url),
         store: store.clone(),
         metrics,
+        gateway,
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -224,7 +249,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             shutdown_rx.clone(),
         );
     }
-    let task = tokio::spawn(serve(listener, app, shutdown_rx));
+    let service = stack::build(app, &settings.server);
+    let task = tokio::spawn(serve(
+        listener,
+        service,
+        tls,
+        settings.server.shutdown_grace,
+        shutdown_rx,
+    ));
     tracing::info!(%addr, %public_url, "iamgate listening");
     Ok(Running {
         addr,
@@ -233,12 +265,109 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         accounts,
         policy,
         policy_stats,
+        directory,
         shutdown: shutdown_tx,
         task,
     })
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+/// Builds the proxied request path: route table, bearer authentication (ours and external
+/// issuers), upstream client.
+#[allow(clippy::too_many_arguments)]
+async fn build_gateway(
+    settings: &Settings,
+    issuer_id: &str,
+    audience: &str,
+    keys: &KeyRing,
+    accounts: &Accounts,
+    directory: &crate::iam::directory::Directory,
+    policy: &Arc<crate::policy::PolicyEngine>,
+    metrics: &Arc<crate::telemetry::metrics::Metrics>,
+) -> Result<crate::proxy::gateway::Gateway, StartError> {
+    use crate::proxy::table::Routes;
+    let routes = match &settings.routes_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| StartError::Io {
+                what: format!("read route file {}", path.display()),
+                source,
+            })?;
+            Routes::from_yaml(&text).map_err(|errors| StartError::Routes {
+                file: path.display().to_string(),
+                errors,
+            })?
+        }
+        None => Routes::default_table().map_err(|errors| StartError::Routes {
+            file: "built-in".to_owned(),
+            errors,
+        })?,
+    };
+    let up = &settings.upstream;
+    let client = crate::proxy::upstream::http_client(up.connect_timeout, up.ca_file.as_deref())
+        .map_err(StartError::Tls)?;
+    let verifier = Arc::new(crate::token::verifier::AccessTokenVerifier::new(
+        keys.clone(),
+        issuer_id,
+        audience,
+        settings.oauth.clock_skew,
+        100_000,
+    ));
+    let mut externals = Vec::new();
+    for e in &settings.external_issuers {
+        externals.push(Arc::new(
+            crate::authn::external::ExternalIssuer::load(e.clone(), client.clone()).await?,
+        ));
+    }
+    let auth = crate::authn::bearer::BearerAuth::new(verifier, accounts.snapshot().clone())
+        .with_external(externals);
+    let upstream = up.url.clone().map(|base| {
+        crate::proxy::upstream::Upstream::new(
+            base,
+            client,
+            up.response_timeout,
+            up.identity_headers.clone(),
+            up.forward_authorization,
+        )
+    });
+    if upstream.is_none() {
+        tracing::warn!("no upstream.url configured: proxied routes answer 503");
+    }
+    tracing::info!(routes = routes.len(), "route table loaded");
+    Ok(crate::proxy::gateway::Gateway::new(
+        Arc::new(routes),
+        auth,
+        directory.clone(),
+        policy.clone(),
+        upstream,
+        crate::proxy::gateway::GatewayLimits {
+            max_decision_body: settings.server.max_decision_body_bytes,
+            max_filtered_response: settings.server.max_filtered_response_bytes,
+        },
+        metrics.clone(),
+    ))
+}
+
+/// Longest a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = tower::BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+{
+    use crate::proxy::gateway::ConnInfo;
+    use tower::ServiceExt;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its request headers must not hold a connection forever.
@@ -260,24 +389,50 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: watch::Receiv
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let svc = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.route(req, peer).await) }
+                let conn = ConnInfo { peer, tls: tls.is_some() };
+                let svc = service.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
+                    r.extensions_mut().insert(conn);
+                    r
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with error");
+                let svc = hyper_util::service::TowerToHyperService::new(svc);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                        tokio::spawn(async move {
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, "connection ended with error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, %peer, "tls handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "tls handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(error = %e, "connection ended with error");
+                            }
+                        });
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {

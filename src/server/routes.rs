@@ -1,8 +1,10 @@
-//! Routing of the gateway's own endpoints: token endpoint, JWKS, metadata, health. (The proxied
-//! Console routes and the tower stack around them arrive with the gateway request path.)
+//! The application behind the stack: the gateway's own endpoints (token endpoint, JWKS, metadata,
+//! health, readiness, metrics) first, then every other request goes to the proxied path
+//! ([`Gateway`]).
 
 use crate::authn::TokenEndpoint;
 use crate::error::{ApiError, Body, json};
+use crate::proxy::gateway::{ConnInfo, Gateway};
 use crate::store::Store;
 use crate::token::{KeyRing, metadata};
 use bytes::Bytes;
@@ -23,6 +25,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
+    /// The proxied request path.
+    pub gateway: Gateway,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -33,7 +37,12 @@ fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> 
 
 impl App {
     /// Dispatches one request.
-    pub async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn route(&self, req: Request<Incoming>, conn: Option<ConnInfo>) -> Response<Body> {
+        let conn = conn.unwrap_or(ConnInfo {
+            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            tls: false,
+        });
+        let peer = conn.peer;
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         match path {
@@ -81,7 +90,7 @@ impl App {
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 r
             }
-            _ => ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response(),
+            _ => self.gateway.handle(req, conn).await,
         }
     }
 }

@@ -41,6 +41,10 @@ pub trait Store: Send + Sync + 'static {
     fn delete_account(&self, client_id: String) -> StoreFuture<'_, bool>;
     /// Records coalesced last-login times in one transaction.
     fn record_logins(&self, logins: Vec<(String, i64)>) -> StoreFuture<'_, ()>;
+    /// Every binding and directory entry, for building the IAM snapshot.
+    fn load_iam(&self) -> StoreFuture<'_, crate::iam::directory::IamData>;
+    /// Applies binding and directory changes in one transaction (all or nothing).
+    fn apply_iam(&self, changes: Vec<crate::iam::directory::IamChange>) -> StoreFuture<'_, ()>;
     /// Cheap liveness query for `/-/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

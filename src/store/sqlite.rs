@@ -5,13 +5,15 @@
 //! snapshot, not from here. WAL mode keeps readers (the CLI) from blocking the server.
 
 use super::{Store, StoreError, StoreFuture};
-use crate::iam::{ClientKey, Credential, Owner, SecretHash, ServiceAccount};
+use crate::iam::directory::{IamChange, IamData, Project};
+use crate::iam::{Binding, ClientKey, Credential, Owner, SecretHash, ServiceAccount};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Ordered schema migrations; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE service_accounts (
     client_id   TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -32,7 +34,20 @@ CREATE TABLE service_account_keys (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (client_id, kid)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE bindings (
+    binding_id TEXT PRIMARY KEY,
+    doc        TEXT NOT NULL
+);
+CREATE TABLE projects (
+    project_id   TEXT PRIMARY KEY,
+    company_id   TEXT NOT NULL,
+    environments TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX projects_company ON projects(company_id);
+"#,
+];
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -230,7 +245,88 @@ fn insert(conn: &mut Connection, a: &ServiceAccount) -> Result<(), StoreError> {
     tx.commit().map_err(unavailable)
 }
 
+fn corrupt(what: &str) -> impl Fn(serde_json::Error) -> StoreError + '_ {
+    move |e| StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn load_iam(conn: &mut Connection) -> Result<IamData, StoreError> {
+    let mut data = IamData::default();
+    let mut stmt = conn
+        .prepare("SELECT doc FROM bindings ORDER BY binding_id")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(unavailable)?;
+    for row in rows {
+        let doc = row.map_err(unavailable)?;
+        data.bindings
+            .push(serde_json::from_str::<Binding>(&doc).map_err(corrupt("binding"))?);
+    }
+    let mut stmt = conn
+        .prepare("SELECT project_id, company_id, environments FROM projects ORDER BY project_id")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    for row in rows {
+        let (project_id, company_id, envs) = row.map_err(unavailable)?;
+        data.projects.push(Project {
+            environments: serde_json::from_str(&envs).map_err(corrupt("project environments"))?,
+            project_id,
+            company_id,
+        });
+    }
+    Ok(data)
+}
+
+fn apply_iam(conn: &mut Connection, changes: &[IamChange]) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    for change in changes {
+        match change {
+            IamChange::PutBinding(b) => {
+                let doc = serde_json::to_string(b).map_err(corrupt("binding"))?;
+                tx.execute(
+                    "INSERT INTO bindings (binding_id, doc) VALUES (?1, ?2) ON CONFLICT(binding_id) DO UPDATE SET doc = excluded.doc",
+                    params![b.binding_id, doc],
+                )
+                .map_err(unavailable)?;
+            }
+            IamChange::DeleteBinding(id) => {
+                tx.execute("DELETE FROM bindings WHERE binding_id = ?1", params![id])
+                    .map_err(unavailable)?;
+            }
+            IamChange::PutProject(p) => {
+                let envs = serde_json::to_string(&p.environments).map_err(corrupt("project"))?;
+                tx.execute(
+                    "INSERT INTO projects (project_id, company_id, environments) VALUES (?1, ?2, ?3) ON CONFLICT(project_id) DO UPDATE SET company_id = excluded.company_id, environments = excluded.environments",
+                    params![p.project_id, p.company_id, envs],
+                )
+                .map_err(unavailable)?;
+            }
+            IamChange::DeleteProject(id) => {
+                tx.execute("DELETE FROM projects WHERE project_id = ?1", params![id])
+                    .map_err(unavailable)?;
+            }
+        }
+    }
+    tx.commit().map_err(unavailable)
+}
+
 impl Store for SqliteStore {
+    fn load_iam(&self) -> StoreFuture<'_, IamData> {
+        Box::pin(self.run(load_iam))
+    }
+
+    fn apply_iam(&self, changes: Vec<IamChange>) -> StoreFuture<'_, ()> {
+        Box::pin(self.run(move |c| apply_iam(c, &changes)))
+    }
+
     fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>> {
         Box::pin(self.run(load_all))
     }

@@ -23,6 +23,23 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// Labels of a proxied request. `route` is a route id from the table (or `none` when no route
+/// matched), never the path itself.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route id.
+    pub route: String,
+    /// Status class (`2xx`, `4xx`, …).
+    pub status: &'static str,
+}
+
+/// Labels of a policy decision.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `allow` or `deny`.
+    pub result: &'static str,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +49,12 @@ pub struct Metrics {
     pub token_latency: Histogram,
     /// Policy reloads by result.
     pub policy_reloads: Family<ReloadLabels, Counter>,
+    /// Proxied requests by route and status class.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Proxied request latency to response headers, seconds (sub-millisecond buckets).
+    pub request_latency: Histogram,
+    /// Policy decisions by result.
+    pub decisions: Family<DecisionLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -69,11 +92,29 @@ impl Metrics {
             "Policy folder changes applied or rejected",
             policy_reloads.clone(),
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Proxied requests by route id and status class",
+            requests.clone(),
+        );
+        // 10 us .. ~0.65 s.
+        let request_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 17));
+        registry.register(
+            "request_duration_seconds",
+            "Proxied request latency until response headers",
+            request_latency.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register("decisions", "Policy decisions by result", decisions.clone());
         Self {
             registry,
             token_requests,
             token_latency,
             policy_reloads,
+            requests,
+            request_latency,
+            decisions,
         }
     }
 

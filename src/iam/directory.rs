@@ -1,0 +1,271 @@
+//! The IAM snapshot the request path reads: role bindings indexed by subject and group, and the
+//! directory of projects (project → company, environments).
+//!
+//! It sits between bearer authentication and the policy: the gateway asks it for the caller's
+//! candidate bindings and for the company that owns a project, never the database. Writes go
+//! through [`Directory::apply`]: one store transaction, then a new immutable state swapped in
+//! with a higher version, which is part of every decision-cache key, so no cached decision
+//! outlives the data it was made from.
+
+use super::Binding;
+use crate::policy::input::BindingSet;
+use crate::store::{Store, StoreError};
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A project known to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Project {
+    /// The project's `_id`.
+    pub project_id: String,
+    /// The owning company (`tenantId`).
+    pub company_id: String,
+    /// Its environments' `envId`s (may be empty when unknown).
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// Everything the store holds for the IAM snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct IamData {
+    /// Every binding.
+    pub bindings: Vec<Binding>,
+    /// Every known project.
+    pub projects: Vec<Project>,
+}
+
+/// One write to bindings or the directory; a batch is applied in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IamChange {
+    /// Insert or replace a binding.
+    PutBinding(Binding),
+    /// Remove a binding by id.
+    DeleteBinding(String),
+    /// Insert or replace a project.
+    PutProject(Project),
+    /// Remove a project by id.
+    DeleteProject(String),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    version: u64,
+    bindings: HashMap<String, Binding>,
+    by_subject: HashMap<String, BindingSet>,
+    by_group: HashMap<String, Vec<Binding>>,
+    projects: HashMap<String, Arc<Project>>,
+}
+
+impl State {
+    fn build(bindings: HashMap<String, Binding>, projects: HashMap<String, Arc<Project>>) -> Self {
+        let mut subject_lists: HashMap<String, Vec<Binding>> = HashMap::new();
+        let mut by_group: HashMap<String, Vec<Binding>> = HashMap::new();
+        for b in bindings.values() {
+            for s in &b.subjects {
+                subject_lists.entry(s.clone()).or_default().push(b.clone());
+            }
+            for g in &b.groups {
+                by_group.entry(g.clone()).or_default().push(b.clone());
+            }
+        }
+        let by_subject = subject_lists
+            .into_iter()
+            .map(|(s, mut list)| {
+                list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+                (s, BindingSet::new(list))
+            })
+            .collect();
+        Self {
+            version: 0,
+            bindings,
+            by_subject,
+            by_group,
+            projects,
+        }
+    }
+}
+
+/// Shared, lock-free view of bindings and projects, and their one writer.
+#[derive(Clone)]
+pub struct Directory {
+    store: Arc<dyn Store>,
+    state: Arc<ArcSwap<State>>,
+    versions: Arc<AtomicU64>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.load();
+        f.debug_struct("Directory")
+            .field("version", &s.version)
+            .field("bindings", &s.bindings.len())
+            .field("projects", &s.projects.len())
+            .finish()
+    }
+}
+
+impl Directory {
+    /// Loads every binding and project from `store`.
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let data = store.load_iam().await?;
+        let bindings = data
+            .bindings
+            .into_iter()
+            .map(|b| (b.binding_id.clone(), b))
+            .collect();
+        let projects = data
+            .projects
+            .into_iter()
+            .map(|p| (p.project_id.clone(), Arc::new(p)))
+            .collect();
+        let mut state = State::build(bindings, projects);
+        state.version = 1;
+        Ok(Self {
+            store,
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            versions: Arc::new(AtomicU64::new(1)),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Version of the current state; changes on every applied write.
+    pub fn version(&self) -> u64 {
+        self.state.load().version
+    }
+
+    /// The bindings that may apply to a caller: those naming it, and those of its groups. The
+    /// policy decides which actually apply; this only narrows the candidates.
+    pub fn bindings_for(&self, subject: &str, groups: &[String]) -> BindingSet {
+        let state = self.state.load();
+        let own = state.by_subject.get(subject);
+        let group_lists: Vec<&Vec<Binding>> = groups
+            .iter()
+            .filter_map(|g| state.by_group.get(g))
+            .collect();
+        if group_lists.is_empty() {
+            return own.cloned().unwrap_or_default();
+        }
+        let mut list: Vec<Binding> = own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
+        for l in group_lists {
+            for b in l {
+                if !list.iter().any(|x| x.binding_id == b.binding_id) {
+                    list.push(b.clone());
+                }
+            }
+        }
+        BindingSet::new(list)
+    }
+
+    /// A project, if known.
+    pub fn project(&self, project_id: &str) -> Option<Arc<Project>> {
+        self.state.load().projects.get(project_id).cloned()
+    }
+
+    /// A binding by id.
+    pub fn binding(&self, binding_id: &str) -> Option<Binding> {
+        self.state.load().bindings.get(binding_id).cloned()
+    }
+
+    /// Every binding (management listings; not for the request path).
+    pub fn all_bindings(&self) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self.state.load().bindings.values().cloned().collect();
+        v.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+        v
+    }
+
+    /// Commits `changes` in one transaction, then publishes the new state. Nothing is published
+    /// when the transaction fails.
+    pub async fn apply(&self, changes: Vec<IamChange>) -> Result<u64, StoreError> {
+        // One writer at a time, so states are built on top of each other in commit order.
+        let _guard = self.writer.lock().await;
+        self.store.apply_iam(changes.clone()).await?;
+        let current = self.state.load_full();
+        let mut bindings = current.bindings.clone();
+        let mut projects = current.projects.clone();
+        for change in changes {
+            match change {
+                IamChange::PutBinding(b) => {
+                    bindings.insert(b.binding_id.clone(), b);
+                }
+                IamChange::DeleteBinding(id) => {
+                    bindings.remove(&id);
+                }
+                IamChange::PutProject(p) => {
+                    projects.insert(p.project_id.clone(), Arc::new(p));
+                }
+                IamChange::DeleteProject(id) => {
+                    projects.remove(&id);
+                }
+            }
+        }
+        let mut next = State::build(bindings, projects);
+        next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
+        let version = next.version;
+        self.state.store(Arc::new(next));
+        Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::BindingResource;
+
+    fn binding(id: &str, subjects: &[&str], groups: &[&str], role: &str) -> Binding {
+        Binding {
+            binding_id: id.into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            roles: vec![role.into()],
+            permissions: vec![],
+            resource: Some(BindingResource {
+                resource_type: "company".into(),
+                resource_id: "c1".into(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_persist_publish_and_bump_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
+                .await
+                .unwrap(),
+        );
+        let d = Directory::load(store.clone()).await.unwrap();
+        let v0 = d.version();
+        d.apply(vec![
+            IamChange::PutBinding(binding("b1", &["sa1"], &[], "developer")),
+            IamChange::PutBinding(binding("b2", &[], &["ops"], "maintainer")),
+            IamChange::PutProject(Project {
+                project_id: "p1".into(),
+                company_id: "c1".into(),
+                environments: vec!["dev".into()],
+            }),
+        ])
+        .await
+        .unwrap();
+        assert!(d.version() > v0);
+        assert_eq!(d.bindings_for("sa1", &[]).as_slice().len(), 1);
+        assert_eq!(d.bindings_for("sa1", &["ops".into()]).as_slice().len(), 2);
+        assert_eq!(d.bindings_for("other", &[]).as_slice().len(), 0);
+        assert_eq!(d.project("p1").unwrap().company_id, "c1");
+
+        // A fresh load sees what was committed.
+        let again = Directory::load(store).await.unwrap();
+        assert_eq!(
+            again.bindings_for("sa1", &["ops".into()]).as_slice().len(),
+            2
+        );
+        d.apply(vec![IamChange::DeleteBinding("b1".into())])
+            .await
+            .unwrap();
+        assert_eq!(d.bindings_for("sa1", &[]).as_slice().len(), 0);
+    }
+}

@@ -1,0 +1,463 @@
+//! The proxied request path, innermost service of the stack: validate the path, match the route,
+//! authenticate the bearer, resolve the resources, ask the policy, forward, and filter the
+//! answer when the route names a response rule.
+//!
+//! Every refusal happens before a byte goes upstream. The path the policy sees is the path that
+//! is forwarded (ambiguous paths are refused, not normalised). Bodies stream both ways, except a
+//! request body the decision needs (read up to a cap, then forwarded unchanged) and the answer of
+//! a response-filtered route (read up to a cap, filtered, re-serialised).
+
+use super::path::split;
+use super::resolve::{RequestView, Target};
+use super::route::Match;
+use super::table::{Access, Requirement, Route, Routes};
+use super::upstream::{Identity, Upstream};
+use crate::authn::bearer::{BearerAuth, Caller};
+use crate::error::{ApiError, Body, full};
+use crate::iam::directory::Directory;
+use crate::policy::PolicyEngine;
+use crate::policy::input::{DecisionInput, RequestInput, ResourceInput, RouteInput, UserInput};
+use crate::telemetry::metrics::{Metrics, RequestLabels};
+use crate::util::unix_now;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Facts about the connection a request came in on, put in its extensions by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Limits of the proxied path.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayLimits {
+    /// Largest request body read for a decision (413 beyond).
+    pub max_decision_body: usize,
+    /// Largest upstream answer read for a response rule (502 beyond).
+    pub max_filtered_response: usize,
+}
+
+/// Request headers the policy may read; never credentials.
+const POLICY_HEADERS: &[&str] = &["accept", "content-type", "user-agent", "x-request-id"];
+
+/// The proxied request path.
+pub struct Gateway {
+    routes: Arc<Routes>,
+    auth: BearerAuth,
+    directory: Directory,
+    policy: Arc<PolicyEngine>,
+    upstream: Option<Upstream>,
+    limits: GatewayLimits,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the request ended before or after the upstream, for the response.
+enum Refusal {
+    Response(Response<Body>),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Self::Response(e.into_response())
+    }
+}
+
+fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    ApiError::new(StatusCode::BAD_REQUEST, message).into()
+}
+
+impl Gateway {
+    /// A gateway over its parts.
+    pub fn new(
+        routes: Arc<Routes>,
+        auth: BearerAuth,
+        directory: Directory,
+        policy: Arc<PolicyEngine>,
+        upstream: Option<Upstream>,
+        limits: GatewayLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            routes,
+            auth,
+            directory,
+            policy,
+            upstream,
+            limits,
+            metrics,
+        }
+    }
+
+    /// Handles one proxied request.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let (route_id, resp) = match self.run(req, conn).await {
+            (id, Ok(r)) => (id, r),
+            (id, Err(Refusal::Response(r))) => (id, r),
+        };
+        let class = match resp.status().as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route_id.map_or_else(|| "none".to_owned(), |r| r.to_string()),
+                status: class,
+            })
+            .inc();
+        self.metrics
+            .request_latency
+            .observe(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn run(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> (Option<Arc<str>>, Result<Response<Body>, Refusal>) {
+        let route = {
+            let segments = match split(req.uri().path()) {
+                Ok(s) => s,
+                Err(e) => return (None, Err(bad_request(e.to_string()))),
+            };
+            match self.routes.find(req.method(), &segments) {
+                Match::Found(route, params) => (route.clone(), params),
+                Match::MethodNotAllowed(allowed) => {
+                    let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                        .into_response();
+                    let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                        r.headers_mut().insert(header::ALLOW, v);
+                    }
+                    return (None, Err(Refusal::Response(r)));
+                }
+                Match::NotFound => {
+                    return (
+                        None,
+                        Err(ApiError::new(StatusCode::NOT_FOUND, "no such route").into()),
+                    );
+                }
+            }
+        };
+        let (route, params) = route;
+        let id = route.id.clone();
+        (Some(id), self.serve_route(req, conn, route, params).await)
+    }
+
+    async fn serve_route(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        route: Arc<Route>,
+        params: BTreeMap<String, String>,
+    ) -> Result<Response<Body>, Refusal> {
+        let caller = match route.access {
+            Access::Public => None,
+            _ => Some(
+                self.auth
+                    .authenticate(req.headers(), req.uri().query(), unix_now())
+                    .await
+                    .map_err(|e| Refusal::Response(e.into_response()))?,
+            ),
+        };
+        let (parts, body) = req.into_parts();
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+        // The body is read only when the decision needs it; otherwise it streams.
+        let (buffered, body): (Option<Bytes>, Body) = if route.needs_body {
+            let bytes = self.read_decision_body(&parts.headers, body).await?;
+            (Some(bytes.clone()), full(bytes))
+        } else {
+            (None, body.boxed())
+        };
+
+        let input = match (&caller, &route.access) {
+            (Some(caller), _) => Some(self.base_input(&parts, caller, &route, &params)),
+            (None, _) => None,
+        };
+        if let (Access::Policy(checks), Some(caller), Some(input)) =
+            (&route.access, &caller, &input)
+        {
+            let query: Vec<(String, String)> = parts
+                .uri
+                .query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default();
+            let json = match &buffered {
+                Some(b) if b.is_empty() => None,
+                Some(b) => Some(
+                    serde_json::from_slice::<serde_json::Value>(b)
+                        .map_err(|_| bad_request("request body is not valid JSON"))?,
+                ),
+                None => None,
+            };
+            let view = RequestView {
+                path_params: &params,
+                query: &query,
+                body: json.as_ref(),
+            };
+            self.authorize(checks, &view, input, caller).await?;
+        }
+
+        let Some(upstream) = &self.upstream else {
+            return Err(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no upstream configured").into(),
+            );
+        };
+        let mut forward = Request::from_parts(parts, body);
+        if route.response.is_some() {
+            // The answer is parsed and filtered: ask for it unencoded.
+            forward.headers_mut().remove(header::ACCEPT_ENCODING);
+        }
+        let identity = caller.as_ref().map(|c| Identity {
+            user_id: c.id.clone(),
+            groups: c.groups.clone(),
+            properties: c.properties().to_string(),
+            client_type: c.kind.as_str().to_owned(),
+        });
+        let resp = upstream
+            .forward(forward, identity.as_ref(), conn.peer, &request_id, conn.tls)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, request_id = %request_id, "upstream request failed");
+                Refusal::Response(e.into_response())
+            })?;
+        match (&route.response, input) {
+            (Some(rule), Some(input)) if resp.status().is_success() => {
+                self.filter_response(rule, input, resp).await
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    async fn read_decision_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, Refusal> {
+        let cap = self.limits.max_decision_body;
+        let too_large = || {
+            Refusal::from(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {cap} bytes"),
+            ))
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(body, cap).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(_) => Err(bad_request("request body could not be read")),
+        }
+    }
+
+    fn base_input(
+        &self,
+        parts: &http::request::Parts,
+        caller: &Caller,
+        route: &Route,
+        params: &BTreeMap<String, String>,
+    ) -> DecisionInput {
+        let mut query = BTreeMap::new();
+        if let Some(q) = parts.uri.query() {
+            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                query
+                    .entry(k.into_owned())
+                    .or_insert_with(|| v.into_owned());
+            }
+        }
+        let headers = POLICY_HEADERS
+            .iter()
+            .filter_map(|n| {
+                parts
+                    .headers
+                    .get(*n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| ((*n).to_owned(), v.to_owned()))
+            })
+            .collect();
+        DecisionInput {
+            request: RequestInput {
+                method: parts.method.as_str().to_owned(),
+                path: parts.uri.path().to_owned(),
+                path_params: params.clone(),
+                query,
+                headers,
+            },
+            user: UserInput {
+                id: caller.id.clone(),
+                kind: caller.kind.as_str().to_owned(),
+                groups: caller.groups.clone(),
+                permissions: caller.permissions.clone(),
+                bindings: self.directory.bindings_for(&caller.id, &caller.groups),
+                properties: caller.properties(),
+            },
+            resource: ResourceInput::default(),
+            route: RouteInput {
+                id: route.id.to_string(),
+                permission: None,
+                rule: None,
+            },
+            grants: None,
+        }
+    }
+
+    /// Completes a target from the directory. A project's company always comes from the
+    /// directory: an unknown project gets none (the policy denies `unknown_resource`), and a
+    /// request naming a company that does not own the project is refused outright.
+    fn complete(&self, t: &Target) -> Result<ResourceInput, &'static str> {
+        let company_id = match &t.project {
+            Some(p) => match self.directory.project(p) {
+                Some(project) => {
+                    if t.company.as_ref().is_some_and(|c| *c != project.company_id) {
+                        return Err("resource_mismatch");
+                    }
+                    Some(project.company_id.clone())
+                }
+                None => None,
+            },
+            None => t.company.clone(),
+        };
+        Ok(ResourceInput {
+            company_id,
+            project_id: t.project.clone(),
+            env_id: t.env.clone(),
+        })
+    }
+
+    async fn authorize(
+        &self,
+        checks: &[super::table::Check],
+        view: &RequestView<'_>,
+        base: &DecisionInput,
+        caller: &Caller,
+    ) -> Result<(), Refusal> {
+        let deny = |reason: &str| {
+            Refusal::from(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "the caller may not perform this request",
+                )
+                .with_reason(reason.to_owned()),
+            )
+        };
+        let mut applied = 0usize;
+        let version = self.directory.version();
+        for check in checks {
+            if !view.applies(check) {
+                continue;
+            }
+            applied += 1;
+            let (permission, rule) = match &check.requirement {
+                Requirement::Authenticated => continue,
+                Requirement::Permission(p) => (Some(p.to_string()), None),
+                Requirement::Rule(r) => (None, Some(r.to_string())),
+            };
+            let targets = view
+                .targets(check)
+                .map_err(|e| bad_request(e.to_string()))?;
+            for target in &targets {
+                let resource = self.complete(target).map_err(|r| {
+                    self.metrics.decisions.get_or_create(&deny_label()).inc();
+                    deny(r)
+                })?;
+                let mut input = base.clone();
+                input.resource = resource;
+                input.route.permission = permission.clone();
+                input.route.rule = rule.clone();
+                let decision = self.policy.decide(&input, version).await;
+                let label = crate::telemetry::metrics::DecisionLabels {
+                    result: if decision.allow { "allow" } else { "deny" },
+                };
+                self.metrics.decisions.get_or_create(&label).inc();
+                if !decision.allow {
+                    tracing::debug!(caller = %caller.id, reason = %decision.reason, "denied");
+                    return Err(deny(&decision.reason));
+                }
+            }
+        }
+        if applied == 0 {
+            return Err(deny("no_applicable_check"));
+        }
+        Ok(())
+    }
+
+    async fn filter_response(
+        &self,
+        rule: &Arc<str>,
+        input: DecisionInput,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, Refusal> {
+        let fail =
+            |message: &'static str| Refusal::from(ApiError::new(StatusCode::BAD_GATEWAY, message));
+        let (mut parts, body) = resp.into_parts();
+        if parts
+            .headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v != "identity")
+        {
+            return Err(fail("upstream answer is encoded and cannot be filtered"));
+        }
+        let bytes = Limited::new(body, self.limits.max_filtered_response)
+            .collect()
+            .await
+            .map_err(|_| fail("upstream answer too large to filter or unreadable"))?
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| fail("upstream answer is not JSON and cannot be filtered"))?;
+        let snapshot = self.policy.snapshot();
+        let rule = rule.clone();
+        // The interpreter may take milliseconds on a long list: keep it off the reactor.
+        let filtered = tokio::task::spawn_blocking(move || snapshot.respond(&rule, &input, json))
+            .await
+            .map_err(|_| fail("response rule failed"))?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "response rule failed; refusing the answer");
+                fail("response rule failed")
+            })?;
+        let out = serde_json::to_vec(&filtered).map_err(|_| fail("response rule failed"))?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::ETAG);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(Response::from_parts(parts, full(Bytes::from(out))))
+    }
+}
+
+fn deny_label() -> crate::telemetry::metrics::DecisionLabels {
+    crate::telemetry::metrics::DecisionLabels { result: "deny" }
+}

@@ -1,0 +1,168 @@
+//! The one place where the order of the request stack is decided. Outermost first:
+//!
+//! 1. request id: set `x-request-id` when the client sent none, and echo it on the response, so
+//!    every later layer, log line and the upstream share one id;
+//! 2. sensitive-header masking: mark `authorization`, `cookie` and `proxy-authorization` (and
+//!    `set-cookie` on the way back) sensitive before anything below can log them;
+//! 3. tracing: one span per request carrying method, path and request id, opened after masking;
+//! 4. error mapping: the refusals of the layers below (shed, timed out) become JSON responses;
+//! 5. load shedding over a concurrency limit: past `max_concurrent_requests` a request gets 503
+//!    at once instead of queueing, so overload never turns into unbounded latency or memory;
+//! 6. timeout: a request that has no response headers after `request_timeout` gets 504 (bodies
+//!    keep streaming past it: a 100 MB download is not cut);
+//! 7. body limit: a declared `Content-Length` over `max_body_bytes` gets 413 before anything is
+//!    read;
+//! 8. the application: the gateway's own endpoints, then authentication, route match and
+//!    resource resolution, authorization, header rewrite and the proxy (`crate::proxy::gateway`).
+
+use super::App;
+use crate::config::ServerSettings;
+use crate::error::{ApiError, Body};
+use crate::proxy::gateway::ConnInfo;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{BoxError, Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
+use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+/// The application as a tower service.
+#[derive(Clone)]
+pub struct AppService(pub Arc<App>);
+
+impl Service<Request<Incoming>> for AppService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move {
+            let conn = req.extensions().get::<ConnInfo>().copied();
+            Ok(app.route(req, conn).await)
+        })
+    }
+}
+
+/// Refuses requests whose declared body exceeds the limit.
+#[derive(Clone)]
+pub struct BodyLimit<S> {
+    inner: S,
+    max: u64,
+}
+
+impl<S> Service<Request<Incoming>> for BodyLimit<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max) {
+            let max = self.max;
+            return Box::pin(async move {
+                Ok(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body larger than {max} bytes"),
+                )
+                .into_response())
+            });
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
+
+/// Turns the refusals of the layers below into responses. Its error type stays `BoxError` only
+/// because tower requires it to absorb `poll_ready` errors; it never returns `Err`.
+fn map_refusal(result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
+    Ok(match result {
+        Ok(r) => r,
+        Err(e) if e.is::<tower::load_shed::error::Overloaded>() => {
+            let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gateway overloaded")
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request timed out").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "request failed in the stack");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    })
+}
+
+/// Builds the stack around `app`; cloned once per connection (the concurrency limit is shared).
+pub fn build(
+    app: Arc<App>,
+    settings: &ServerSettings,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<
+        impl hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+    >,
+    Error = BoxError,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let max_body = settings.max_body_bytes;
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ]))
+        .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Incoming>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+        .map_result(map_refusal)
+        .load_shed()
+        .concurrency_limit(settings.max_concurrent_requests)
+        .timeout(settings.request_timeout)
+        .layer_fn(move |inner| BodyLimit {
+            inner,
+            max: max_body,
+        })
+        .service(AppService(app))
+}
