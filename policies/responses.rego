@@ -5,7 +5,9 @@
 # input.response.body. Each rule keeps a row only when the authorization policy would allow the
 # matching view permission on that row's resource, so the two can never disagree.
 #
-# These rules run on regorus' interpreter (they use `with`), once per filtered response.
+# These rules run on regorus' interpreter (they use `with`), once per filtered response. A rule
+# that is undefined (an answer of an unexpected shape) makes the gateway refuse the answer (502)
+# rather than pass it through.
 package iamgate.responses
 
 import data.iamgate.authz
@@ -15,13 +17,13 @@ import rego.v1
 companies := [c |
 	some c in input.response.body
 	allowed("console.company.view", {"companyId": c.tenantId})
-]
+] if is_array(input.response.body)
 
 # R2 GET /api/backend/projects/: the projects the caller may view.
 projects := [p |
 	some p in input.response.body
 	allowed("console.project.view", {"companyId": p.tenantId, "projectId": p._id})
-]
+] if is_array(input.response.body)
 
 # P1 GET /api/backend/projects/{projectId}: the project, with only the environments the
 # caller may view.

@@ -70,3 +70,8 @@ test_project_environments_are_filtered if {
 	got.environments == [{"envId": "dev"}]
 	got._id == "p1"
 }
+
+test_unexpected_shapes_are_undefined if {
+	not responses.projects with input as {"user": user([]), "route": {"id": "R2"}, "response": {"body": {"a": 1}}}
+	not responses.project_environments with input as {"user": user([]), "route": {"id": "P1"}, "response": {"body": [1]}}
+}

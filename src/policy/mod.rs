@@ -48,6 +48,14 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/authz_test.rego"),
     ),
     ("roles.json", include_str!("../../policies/roles.json")),
+    (
+        "responses.rego",
+        include_str!("../../policies/responses.rego"),
+    ),
+    (
+        "responses_test.rego",
+        include_str!("../../policies/responses_test.rego"),
+    ),
 ];
 
 /// The embedded default policy as a source.
@@ -59,4 +67,23 @@ pub fn embedded_source() -> PolicySource {
             .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod embedded_tests {
+    #[test]
+    fn embedded_copy_holds_every_policy_file() {
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rego") || n.ends_with(".json"))
+                .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> =
+            super::EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
 }

@@ -113,7 +113,13 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
         if seg == "." || seg == ".." {
             return Err(PathError::DotSegment);
         }
-        decoded.push(decode_segment(seg)?);
+        let value = decode_segment(seg)?;
+        // `a%2F..%2Fb` is one segment here, but an upstream that decodes `%2F` before routing
+        // would see a dot segment: refuse it as ambiguous too.
+        if value.contains('/') && value.split('/').any(|p| p == "." || p == "..") {
+            return Err(PathError::DotSegment);
+        }
+        decoded.push(value);
         raw.push(seg);
     }
     Ok(Segments {
@@ -162,6 +168,8 @@ mod tests {
             ("/api/a%00b", PathError::Encoding),
             ("/api/a%ff", PathError::Encoding),
             ("/api/projects/p1;x=y", PathError::Semicolon),
+            ("/api/projects/p1%2F..%2Fp2", PathError::DotSegment),
+            ("/api/projects/..%2Fp2", PathError::DotSegment),
         ] {
             assert_eq!(split(p).unwrap_err(), e, "{p}");
         }

@@ -118,6 +118,8 @@ pub struct Running {
     pub policy_stats: Arc<crate::policy::reload::ReloadStats>,
     /// Bindings and the project directory.
     pub directory: crate::iam::directory::Directory,
+    /// The access-token issuer (for embedding and tests).
+    pub issuer: Issuer,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -202,6 +204,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .assertion_audiences
         .clone()
         .unwrap_or_else(|| default_audiences(&issuer_id, &token_endpoint_url));
+    let app_issuer = issuer.clone();
     let last_logins = LastLogins::default();
     let token = TokenEndpoint::new(
         &settings.oauth,
@@ -266,6 +269,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         policy,
         policy_stats,
         directory,
+        issuer: app_issuer,
         shutdown: shutdown_tx,
         task,
     })

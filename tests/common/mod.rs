@@ -8,6 +8,8 @@
     clippy::panic
 )]
 
+pub mod upstream;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{KeyPair, RSA_PKCS1_SHA256, RsaEncoding, RsaKeyPair};
@@ -47,6 +49,20 @@ impl GatewayBuilder {
     pub fn yaml(mut self, yaml: &str) -> Self {
         self.yaml = yaml.to_owned();
         self
+    }
+
+    /// Appends YAML to the configuration.
+    pub fn with(mut self, yaml: &str) -> Self {
+        self.yaml.push_str(yaml);
+        self.yaml.push('\n');
+        self
+    }
+
+    /// Forwards to `url`, with a 1.5 s response timeout.
+    pub fn upstream(self, url: &str) -> Self {
+        self.with(&format!(
+            "upstream:\n  url: {url}\n  response_timeout_ms: 1500\n  connect_timeout_ms: 500"
+        ))
     }
 
     /// Reuses a data directory (restart tests).
@@ -214,6 +230,100 @@ impl Gateway {
         self.create(AuthMethod::PrivateKeyJwt, Some(key.jwk()), &[])
             .await
             .client_id
+    }
+
+    /// A company service account with a client secret, and an access token for it.
+    pub async fn company_sa(&self, company: &str) -> (String, String) {
+        let c = self
+            .running()
+            .accounts
+            .create(
+                NewAccount {
+                    name: format!("sa-{}", uuid::Uuid::new_v4()),
+                    owner: Owner::Company(company.to_owned()),
+                    method: AuthMethod::ClientSecretBasic,
+                    public_key: None,
+                    permissions: vec![],
+                },
+                unix_now(),
+            )
+            .await
+            .unwrap();
+        let secret = c.client_secret.unwrap().expose().to_owned();
+        let r = self.token_basic(&c.client_id, &secret).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let token = r.json()["access_token"].as_str().unwrap().to_owned();
+        (c.client_id, token)
+    }
+
+    /// A root service account holding `permissions`, and an access token for it.
+    pub async fn root_sa(&self, permissions: &[&str]) -> (String, String) {
+        let c = self
+            .create(AuthMethod::ClientSecretBasic, None, permissions)
+            .await;
+        let secret = c.client_secret.unwrap().expose().to_owned();
+        let r = self.token_basic(&c.client_id, &secret).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        (
+            c.client_id,
+            r.json()["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Binds `role` to `subject` at `resource_type`/`resource_id` (`None`: console level).
+    pub async fn bind(&self, subject: &str, role: &str, resource: Option<(&str, &str)>) {
+        self.bind_binding(iamgate::iam::Binding {
+            binding_id: uuid::Uuid::new_v4().to_string(),
+            subjects: vec![subject.to_owned()],
+            groups: vec![],
+            roles: vec![role.to_owned()],
+            permissions: vec![],
+            resource: resource.map(|(t, id)| iamgate::iam::BindingResource {
+                resource_type: t.to_owned(),
+                resource_id: id.to_owned(),
+            }),
+        })
+        .await;
+    }
+
+    pub async fn bind_binding(&self, b: iamgate::iam::Binding) {
+        self.running()
+            .directory
+            .apply(vec![iamgate::iam::directory::IamChange::PutBinding(b)])
+            .await
+            .unwrap();
+    }
+
+    /// Records a project of `company` with `envs` in the directory.
+    pub async fn project(&self, project: &str, company: &str, envs: &[&str]) {
+        self.running()
+            .directory
+            .apply(vec![iamgate::iam::directory::IamChange::PutProject(
+                iamgate::iam::directory::Project {
+                    project_id: project.to_owned(),
+                    company_id: company.to_owned(),
+                    environments: envs.iter().map(|e| e.to_string()).collect(),
+                },
+            )])
+            .await
+            .unwrap();
+    }
+
+    /// A request with a bearer token (when given) and extra headers.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut h: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(a) = &auth {
+            h.push(("authorization", a));
+        }
+        self.request(method, path, &h, body).await
     }
 
     pub async fn stop(mut self) -> TempDir {
