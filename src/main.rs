@@ -183,11 +183,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn serve(config: Option<PathBuf>) -> Result<()> {
     let settings = load_settings(config)?;
     iamgate::telemetry::init(&settings.log_level, settings.log_json);
+    let grace = settings.server.shutdown_grace;
     runtime()?.block_on(async move {
         let running = iamgate::server::start(settings).await?;
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown(Duration::from_secs(30)).await;
+        running.shutdown(grace).await;
         Ok(())
     })
 }

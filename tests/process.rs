@@ -1,0 +1,207 @@
+//! The gateway as a separate process (`iamgate serve`), for what only a process shows: its memory
+//! while 100 MB bodies stream through, and SIGTERM draining in-flight requests.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bytes::Bytes;
+use common::WAIT;
+use common::upstream::{TestUpstream, ZeroBody};
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Proc {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `iamgate serve` against `upstream` and waits for its listening line.
+fn spawn(upstream: &str) -> Proc {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("iamgate.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\nlog: {{format: json, level: info}}\nupstream: {{url: {upstream}, response_timeout_ms: 5000}}\nserver: {{shutdown_grace_secs: 10}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_iamgate"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if line.contains("iamgate listening")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(a) = v["addr"].as_str()
+            {
+                let _ = tx.send(a.to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(WAIT).expect("gateway did not start");
+    Proc {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hundred_megabyte_bodies_stream_through_in_bounded_memory() {
+    const SIZE: usize = 100 * 1024 * 1024;
+    let up = TestUpstream::start().await;
+    let gw = spawn(&up.url());
+    let pid = gw.child.id();
+    let client: Client<_, http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let base = format!("http://{}", gw.addr);
+    // Warm up: one small request each way, then take the idle figure.
+    for _ in 0..3 {
+        let r = client
+            .request(
+                Request::get(format!("{base}/api/version?bytes=1024"))
+                    .body(Empty::new().boxed())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        r.into_body().collect().await.unwrap();
+    }
+    let idle = rss_kib(pid, "VmRSS:");
+
+    // Upload: 100 MB streamed to the upstream, which counts it.
+    let req = Request::post(format!("{base}/api/oauth/token"))
+        .body(ZeroBody::new(SIZE).boxed())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    assert_eq!(up.last().unwrap().body_len, SIZE);
+
+    // Download: 100 MB from the upstream, counted chunk by chunk here.
+    let resp = client
+        .request(
+            Request::get(format!("{base}/api/version?bytes={SIZE}"))
+                .body(Empty::new().boxed())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = 0usize;
+    let read = async {
+        while let Some(f) = body.frame().await {
+            if let Some(d) = f.unwrap().data_ref() {
+                got += d.len();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap();
+    assert_eq!(got, SIZE);
+
+    let peak = rss_kib(pid, "VmHWM:");
+    let grown_mib = peak.saturating_sub(idle) / 1024;
+    println!(
+        "gateway RSS: idle {} MiB, peak {} MiB, grown {grown_mib} MiB",
+        idle / 1024,
+        peak / 1024
+    );
+    assert!(grown_mib < 64, "peak RSS grew {grown_mib} MiB over idle");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    let up = TestUpstream::start().await;
+    let gw = spawn(&up.url());
+    let base = format!("http://{}", gw.addr);
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let slow = tokio::spawn({
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .request(
+                    Request::get(format!("{base}/api/version?sleep_ms=1500"))
+                        .body(Empty::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    });
+    // Let the slow request reach the upstream.
+    let deadline = std::time::Instant::now() + WAIT;
+    while up.hits() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(&gw.addr))
+        .await
+        .unwrap();
+    assert!(
+        refused.is_err(),
+        "new connections are refused while draining"
+    );
+    let (status, body) = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    assert_eq!(status, 200, "the in-flight request completed");
+    assert!(String::from_utf8_lossy(&body).contains("/api/version"));
+    let mut gw = gw;
+    let exit = tokio::task::spawn_blocking(move || {
+        let s = gw.child.wait().unwrap();
+        (s, gw)
+    });
+    let (status, _gw) = tokio::time::timeout(WAIT, exit).await.unwrap().unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+}

@@ -1,0 +1,141 @@
+//! The TLS listener: HTTPS with a test certificate, HTTP/2 negotiated by ALPN, and HTTP/1.1 for
+//! clients that do not offer h2; proxied requests carry `x-forwarded-proto: https`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bytes::Bytes;
+use common::upstream::TestUpstream;
+use common::{WAIT, gateway};
+use http::{Request, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use std::sync::Arc;
+
+const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-tls-cert.pem");
+const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-tls-key.pem");
+
+fn client(h2: bool) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(CERT).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only();
+    let connector = if h2 {
+        b.enable_http2().build()
+    } else {
+        b.enable_http1().build()
+    };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.http2_only(h2);
+    builder.build(connector)
+}
+
+#[tokio::test]
+async fn https_serves_http2_by_alpn_and_http1_otherwise() {
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "server:\n  tls: {{cert_file: {CERT}, key_file: {KEY}}}"
+        ))
+        .start()
+        .await;
+    let port = gw.running().addr.port();
+    // A token over plain HTTP is impossible now; mint one directly.
+    let c = gw
+        .create(
+            iamgate::iam::AuthMethod::ClientSecretBasic,
+            None,
+            &["console.root.view"],
+        )
+        .await;
+    let token = gw
+        .running()
+        .issuer
+        .mint(&c.client_id, &[], iamgate::util::unix_now())
+        .unwrap()
+        .token;
+    for (h2, version) in [(true, Version::HTTP_2), (false, Version::HTTP_11)] {
+        let client = client(h2);
+        let r = tokio::time::timeout(
+            WAIT,
+            client.request(
+                Request::get(format!("https://localhost:{port}/.well-known/jwks.json"))
+                    .body(Empty::new())
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), version);
+        let r = tokio::time::timeout(
+            WAIT,
+            client.request(
+                Request::get(format!(
+                    "https://localhost:{port}/api/marketplace/categories"
+                ))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Empty::new())
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        r.into_body().collect().await.unwrap();
+        let seen = up.last().unwrap();
+        assert_eq!(seen.headers["x-forwarded-proto"], "https");
+        assert_eq!(seen.uri, "/api/marketplace/categories");
+    }
+    // Plain HTTP on the TLS port gets no answer.
+    let plain: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let r = tokio::time::timeout(
+        WAIT,
+        plain.request(
+            Request::get(format!("http://127.0.0.1:{port}/-/healthz"))
+                .body(Empty::new())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(r.is_err());
+}
+
+#[tokio::test]
+async fn a_bad_certificate_file_fails_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = iamgate::config::parse_yaml(&format!(
+        "listen: 127.0.0.1:0\nserver:\n  tls: {{cert_file: {}, key_file: {KEY}}}\n",
+        dir.path().join("missing.pem").display()
+    ))
+    .unwrap();
+    raw.data_dir = Some(dir.path().join("data"));
+    let err = iamgate::server::start(raw.validate().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tls: ") && err.contains("missing.pem"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"));
+}
