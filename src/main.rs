@@ -1,5 +1,8 @@
 //! The `iamgate` command line: a thin shell over the library.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use iamgate::config::{ProcessEnv, Settings};

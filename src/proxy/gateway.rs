@@ -198,9 +198,15 @@ impl Gateway {
             (None, body.boxed())
         };
 
+        // The input document is built only where the policy reads it.
         let input = match (&caller, &route.access) {
-            (Some(caller), _) => Some(self.base_input(&parts, caller, &route, &params)),
-            (None, _) => None,
+            (Some(caller), Access::Policy(_)) => {
+                Some(self.base_input(&parts, caller, &route, &params))
+            }
+            (Some(caller), _) if route.response.is_some() => {
+                Some(self.base_input(&parts, caller, &route, &params))
+            }
+            _ => None,
         };
         if let (Access::Policy(checks), Some(caller), Some(input)) =
             (&route.access, &caller, &input)
