@@ -1,0 +1,148 @@
+//! The stack's protections and the configurable parts of the request path: load shedding,
+//! declared-body limit, a custom route file with a named Rego rule, and route-file errors.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bytes::Bytes;
+use common::upstream::TestUpstream;
+use common::{WAIT, gateway};
+use http::Method;
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_are_shed_with_503() {
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with("server: {max_concurrent_requests: 1}")
+        .start()
+        .await;
+    let base = gw.base.clone();
+    let slow = tokio::spawn(async move {
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let r = client
+            .get(format!("{base}/api/version?sleep_ms=1000").parse().unwrap())
+            .await
+            .unwrap();
+        r.status()
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while up.hits() == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = gw.get("/api/version").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["message"], "gateway overloaded");
+    assert_eq!(slow.await.unwrap(), 200);
+    // Capacity is back once the slow request is done.
+    assert_eq!(gw.get("/api/version").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413_before_anything_is_read() {
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with("server: {max_body_bytes: 4096}")
+        .start()
+        .await;
+    let r = gw
+        .request(Method::POST, "/api/oauth/token", &[], vec![b'x'; 5000])
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["statusCode"], 413);
+    assert_eq!(up.hits(), 0);
+    let r = gw
+        .request(Method::POST, "/api/oauth/token", &[], vec![b'x'; 4000])
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_route_file_can_name_a_rego_rule() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    for f in std::fs::read_dir("policies").unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, policies.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        policies.join("rules.rego"),
+        "package iamgate.rules\n\nimport rego.v1\n\nchange_window if {\n\tinput.request.query.ticket == \"CHG-1\"\n\tinput.user.type == \"serviceaccount\"\n}\n",
+    )
+    .unwrap();
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        "routes:\n  - {id: freeze, method: POST, path: /api/freeze, rule: change_window}\n  - {id: ping, method: GET, path: /api/ping, access: public}\n",
+    )
+    .unwrap();
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "routes_file: {}\npolicy: {{dir: {}}}",
+            routes.display(),
+            policies.display()
+        ))
+        .start()
+        .await;
+    let (_, token) = gw.company_sa("acme").await;
+    let r = gw
+        .call(
+            Method::POST,
+            "/api/freeze?ticket=CHG-1",
+            Some(&token),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = gw
+        .call(
+            Method::POST,
+            "/api/freeze?ticket=CHG-2",
+            Some(&token),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // The file replaced the built-in table.
+    let r = gw
+        .call(Method::GET, "/api/version", Some(&token), &[], Bytes::new())
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(gw.get("/api/ping").await.status, 200);
+}
+
+#[tokio::test]
+async fn an_invalid_route_file_fails_start_up_listing_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        "routes:\n  - {id: a, method: GET, path: \"/p/{projectId}\", permission: console.project.view}\n  - {id: b, method: GET, path: /x, access: sometimes}\n",
+    )
+    .unwrap();
+    let mut raw = iamgate::config::parse_yaml(&format!(
+        "listen: 127.0.0.1:0\nroutes_file: {}\n",
+        routes.display()
+    ))
+    .unwrap();
+    raw.data_dir = Some(dir.path().join("data"));
+    let err = iamgate::server::start(raw.validate().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("route a: checks[0]: permission console.project.view needs a project source"),
+        "{err}"
+    );
+    assert!(err.contains("route b: access `sometimes`"), "{err}");
+}
