@@ -139,3 +139,43 @@ async fn a_bad_certificate_file_fails_start_up_with_a_clear_error() {
     );
     assert!(!err.contains("PRIVATE KEY"));
 }
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_tls_with_a_configured_ca() {
+    // Chain: client -> A (plain) -> B (TLS, test certificate) -> upstream.
+    let up = TestUpstream::start().await;
+    let b = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "server:\n  tls: {{cert_file: {CERT}, key_file: {KEY}}}"
+        ))
+        .start()
+        .await;
+    let b_port = b.running().addr.port();
+    let a = gateway()
+        .with(&format!(
+            "upstream: {{url: \"https://localhost:{b_port}\", ca_file: {CERT}, response_timeout_ms: 2000}}"
+        ))
+        .start()
+        .await;
+    let r = a.get("/api/version").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = up.last().unwrap();
+    assert_eq!(seen.uri, "/api/version");
+    assert_eq!(
+        seen.headers["x-forwarded-proto"], "https",
+        "B was reached over TLS"
+    );
+
+    // Without the CA the certificate is not trusted: 502, nothing forwarded.
+    let c = gateway()
+        .with(&format!(
+            "upstream: {{url: \"https://localhost:{b_port}\", response_timeout_ms: 2000}}"
+        ))
+        .start()
+        .await;
+    let before = up.hits();
+    let r = c.get("/api/version").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(up.hits(), before);
+}

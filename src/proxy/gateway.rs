@@ -68,19 +68,11 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-/// How the request ended before or after the upstream, for the response.
-enum Refusal {
-    Response(Response<Body>),
-}
-
-impl From<ApiError> for Refusal {
-    fn from(e: ApiError) -> Self {
-        Self::Response(e.into_response())
-    }
-}
+/// A request refused on the way (before or after the upstream): its finished response.
+type Refusal = Response<Body>;
 
 fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
-    ApiError::new(StatusCode::BAD_REQUEST, message).into()
+    ApiError::new(StatusCode::BAD_REQUEST, message).into_response()
 }
 
 impl Gateway {
@@ -108,10 +100,8 @@ impl Gateway {
     /// Handles one proxied request.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        let (route_id, resp) = match self.run(req, conn).await {
-            (id, Ok(r)) => (id, r),
-            (id, Err(Refusal::Response(r))) => (id, r),
-        };
+        let (route_id, result) = self.run(req, conn).await;
+        let resp = result.unwrap_or_else(|refused| refused);
         let class = match resp.status().as_u16() {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -151,12 +141,12 @@ impl Gateway {
                     if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                         r.headers_mut().insert(header::ALLOW, v);
                     }
-                    return (None, Err(Refusal::Response(r)));
+                    return (None, Err(r));
                 }
                 Match::NotFound => {
                     return (
                         None,
-                        Err(ApiError::new(StatusCode::NOT_FOUND, "no such route").into()),
+                        Err(ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response()),
                     );
                 }
             }
@@ -179,7 +169,7 @@ impl Gateway {
                 self.auth
                     .authenticate(req.headers(), req.uri().query(), unix_now())
                     .await
-                    .map_err(|e| Refusal::Response(e.into_response()))?,
+                    .map_err(|e| e.into_response())?,
             ),
         };
         let (parts, body) = req.into_parts();
@@ -234,7 +224,8 @@ impl Gateway {
 
         let Some(upstream) = &self.upstream else {
             return Err(
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no upstream configured").into(),
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no upstream configured")
+                    .into_response(),
             );
         };
         let mut forward = Request::from_parts(parts, body);
@@ -253,7 +244,7 @@ impl Gateway {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, request_id = %request_id, "upstream request failed");
-                Refusal::Response(e.into_response())
+                e.into_response()
             })?;
         match (&route.response, input) {
             (Some(rule), Some(input)) if resp.status().is_success() => {
@@ -270,10 +261,11 @@ impl Gateway {
     ) -> Result<Bytes, Refusal> {
         let cap = self.limits.max_decision_body;
         let too_large = || {
-            Refusal::from(ApiError::new(
+            ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body larger than {cap} bytes"),
-            ))
+            )
+            .into_response()
         };
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -371,13 +363,12 @@ impl Gateway {
         caller: &Caller,
     ) -> Result<(), Refusal> {
         let deny = |reason: &str| {
-            Refusal::from(
-                ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "the caller may not perform this request",
-                )
-                .with_reason(reason.to_owned()),
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the caller may not perform this request",
             )
+            .with_reason(reason.to_owned())
+            .into_response()
         };
         let mut applied = 0usize;
         let version = self.directory.version();
@@ -427,7 +418,7 @@ impl Gateway {
         resp: Response<Body>,
     ) -> Result<Response<Body>, Refusal> {
         let fail =
-            |message: &'static str| Refusal::from(ApiError::new(StatusCode::BAD_GATEWAY, message));
+            |message: &'static str| ApiError::new(StatusCode::BAD_GATEWAY, message).into_response();
         let (mut parts, body) = resp.into_parts();
         if parts
             .headers
