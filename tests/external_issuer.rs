@@ -5,10 +5,8 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::upstream::TestUpstream;
 use common::{TestKey, gateway};
-use http::Method;
 use iamgate::iam::{Binding, BindingResource};
 use iamgate::util::unix_now;
 use serde_json::{Value, json};
@@ -61,9 +59,7 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let path = format!("/api/backend/projects/{P1}/revisions");
 
     let alice = user_token(&k1, "alice", &["devs", "qa"], "console", 600);
-    let r = gw
-        .call(Method::GET, &path, Some(&alice), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &alice).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let seen = up.last().unwrap();
     assert_eq!(seen.headers["miauserid"], "alice");
@@ -72,15 +68,11 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
 
     // Not in the group: authenticated, but denied.
     let bob = user_token(&k1, "bob", &["qa"], "console", 600);
-    let r = gw
-        .call(Method::GET, &path, Some(&bob), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &bob).await;
     assert_eq!(r.status, 403);
     // A binding naming the user directly works as well.
     gw.bind("bob", "guest", Some(("project", P1))).await;
-    let r = gw
-        .call(Method::GET, &path, Some(&bob), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &bob).await;
     assert_eq!(r.status, 200);
 
     // Refused: wrong audience, expired, unsigned, HMAC with the public key, unknown issuer.
@@ -108,9 +100,7 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let foreign = stranger.sign(&json!({"iss": "https://evil.test", "aud": "console", "sub": "alice", "exp": unix_now() + 600}));
     let forged_same_kid = stranger.sign(&claims);
     for bad in [expired, wrong_aud, none, hs, foreign, forged_same_kid] {
-        let r = gw
-            .call(Method::GET, &path, Some(&bad), &[], Bytes::new())
-            .await;
+        let r = gw.get_as(&path, &bad).await;
         assert_eq!(r.status, 401, "{:?}", r.body);
         assert!(
             r.header("www-authenticate")
@@ -123,9 +113,7 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let k2 = TestKey::new("k2");
     std::fs::write(&file, jwks(&[&k1, &k2]).to_string()).unwrap();
     let carol = user_token(&k2, "carol", &["devs"], "console", 600);
-    let r = gw
-        .call(Method::GET, &path, Some(&carol), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &carol).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
 
@@ -148,40 +136,23 @@ async fn jwks_urls_are_fetched_and_refreshes_are_rate_limited() {
     gw.bind_binding(group_binding("devs", "developer")).await;
     let path = format!("/api/backend/projects/{P1}/revisions");
     let ok = user_token(&k1, "alice", &["devs"], "console", 600);
-    assert_eq!(
-        gw.call(Method::GET, &path, Some(&ok), &[], Bytes::new())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(gw.get_as(&path, &ok).await.status, 200);
     assert_eq!(idp.hits(), 1, "known kid: no fetch");
 
     // A flood of tokens with unknown kids costs the issuer one fetch per refresh interval.
     for i in 0..20 {
         let junk = TestKey::new(&format!("junk-{i}"));
         let t = user_token(&junk, "alice", &["devs"], "console", 600);
-        assert_eq!(
-            gw.call(Method::GET, &path, Some(&t), &[], Bytes::new())
-                .await
-                .status,
-            401
-        );
+        assert_eq!(gw.get_as(&path, &t).await.status, 401);
     }
     assert_eq!(idp.hits(), 2);
 }
 
 #[tokio::test]
 async fn an_unreachable_jwks_fails_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut raw = iamgate::config::parse_yaml(&format!(
-        "listen: 127.0.0.1:0\nexternal_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: {}}}\n",
-        dir.path().join("nope.json").display()
+    let err = common::start_error(&format!(
+        "listen: 127.0.0.1:0\nexternal_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: /nonexistent/jwks.json}}\n"
     ))
-    .unwrap();
-    raw.data_dir = Some(dir.path().join("data"));
-    let err = iamgate::server::start(raw.validate().unwrap())
-        .await
-        .unwrap_err()
-        .to_string();
+    .await;
     assert!(err.contains("jwks of https://idp.example.test"), "{err}");
 }

@@ -87,13 +87,7 @@ async fn allowed_request_reaches_upstream_with_trusted_identity_and_no_spoofed_h
 
     // Without an inbound id, one is created and the same one reaches the upstream.
     let r = gw
-        .call(
-            Method::GET,
-            &format!("/api/backend/projects/{P1}/versions"),
-            Some(&token),
-            &[],
-            Bytes::new(),
-        )
+        .get_as(&format!("/api/backend/projects/{P1}/versions"), &token)
         .await;
     assert_eq!(r.status, 200);
     let rid = r.header("x-request-id").unwrap().to_owned();
@@ -153,15 +147,7 @@ async fn denied_request_is_403_with_a_reason_and_never_reaches_upstream() {
     assert_eq!(up.hits(), before, "the upstream saw nothing");
 
     // Unknown routes are 404 and never forwarded, even with a valid token.
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/secret-admin",
-            Some(&token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/secret-admin", &token).await;
     assert_eq!(r.status, 404);
     let r = gw
         .call(
@@ -195,9 +181,7 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
     gw.bind(&id, "company-owner", Some(("company", "acme")))
         .await;
     let path = "/api/tenants/acme/audit-logs";
-    let ok = gw
-        .call(Method::GET, path, Some(&token), &[], Bytes::new())
-        .await;
+    let ok = gw.get_as(path, &token).await;
     assert_eq!(ok.status, 200);
     let before = up.hits();
 
@@ -246,9 +230,7 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
         typ_jwt,
         assertion,
     ] {
-        let r = gw
-            .call(Method::GET, path, Some(&bad), &[], Bytes::new())
-            .await;
+        let r = gw.get_as(path, &bad).await;
         assert_invalid_token(&r);
         assert!(
             !String::from_utf8_lossy(&r.body).contains(&bad),
@@ -264,15 +246,11 @@ async fn a_deleted_accounts_token_is_refused_at_once() {
     let (id, token) = gw.company_sa("acme").await;
     gw.bind(&id, "reporter", Some(("company", "acme"))).await;
     let path = format!("/api/backend/projects/{P1}/revisions");
-    let r = gw
-        .call(Method::GET, &path, Some(&token), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &token).await;
     assert_eq!(r.status, 200);
     gw.running().accounts.delete(&id).await.unwrap();
     let before = up.hits();
-    let r = gw
-        .call(Method::GET, &path, Some(&token), &[], Bytes::new())
-        .await;
+    let r = gw.get_as(&path, &token).await;
     assert_invalid_token(&r);
     assert_eq!(up.hits(), before);
 }
@@ -284,12 +262,7 @@ async fn path_tricks_never_reach_a_route_the_caller_may_not_use() {
     // May read P1's configuration, nothing of P2 or company settings.
     gw.bind(&id, "guest", Some(("project", P1))).await;
     let allowed = format!("/api/backend/projects/{P1}/revisions");
-    assert_eq!(
-        gw.call(Method::GET, &allowed, Some(&token), &[], Bytes::new())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(gw.get_as(&allowed, &token).await.status, 200);
     let before = up.hits();
     for (path, status) in [
         (format!("//api/backend/projects/{P2}/revisions"), 400),
@@ -317,34 +290,21 @@ async fn path_tricks_never_reach_a_route_the_caller_may_not_use() {
         (format!("/api/backend/projects/{P1}/revisions//"), 400),
         ("/api/backend/tenants/acme/rules".to_owned(), 403),
     ] {
-        let r = gw
-            .call(Method::GET, &path, Some(&token), &[], Bytes::new())
-            .await;
+        let r = gw.get_as(&path, &token).await;
         assert_eq!(r.status, status, "{path}: {:?}", r.body);
         assert_eq!(r.json()["statusCode"], status);
     }
     assert_eq!(up.hits(), before, "no trick reached the upstream");
 
     // One trailing slash is ignored for matching and forwarded as sent.
-    let r = gw
-        .call(
-            Method::GET,
-            &format!("{allowed}/"),
-            Some(&token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as(&format!("{allowed}/"), &token).await;
     assert_eq!(r.status, 200);
     assert_eq!(up.last().unwrap().uri, format!("{allowed}/"));
     // %2F stays inside its segment and is forwarded unchanged.
     let r = gw
-        .call(
-            Method::GET,
+        .get_as(
             &format!("/api/backend/projects/{P1}/revisions/feat%2Fx/configuration"),
-            Some(&token),
-            &[],
-            Bytes::new(),
+            &token,
         )
         .await;
     assert_eq!(r.status, 200);
@@ -355,21 +315,10 @@ async fn path_tricks_never_reach_a_route_the_caller_may_not_use() {
 
     // Allowed on one route, then denied on another with the same token: no cache leak.
     for _ in 0..3 {
-        assert_eq!(
-            gw.call(Method::GET, &allowed, Some(&token), &[], Bytes::new())
-                .await
-                .status,
-            200
-        );
+        assert_eq!(gw.get_as(&allowed, &token).await.status, 200);
         assert_denied(
-            &gw.call(
-                Method::GET,
-                &format!("/api/backend/projects/{P2}/revisions"),
-                Some(&token),
-                &[],
-                Bytes::new(),
-            )
-            .await,
+            &gw.get_as(&format!("/api/backend/projects/{P2}/revisions"), &token)
+                .await,
             "permission_denied",
         );
         assert_denied(
@@ -510,50 +459,18 @@ async fn lists_return_only_what_the_caller_may_view() {
     let (owner, owner_token) = gw.company_sa("acme").await;
     gw.bind(&owner, "company-owner", Some(("company", "acme")))
         .await;
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/projects/",
-            Some(&owner_token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/projects/", &owner_token).await;
     assert_eq!(ids(&r), vec![P1, P2]);
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/tenants/",
-            Some(&owner_token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/tenants/", &owner_token).await;
     assert_eq!(r.json(), json!([{"tenantId": "acme"}]));
 
     let (_, root_token) = gw.root_sa(&["console.root.view"]).await;
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/projects/",
-            Some(&root_token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/projects/", &root_token).await;
     assert_eq!(ids(&r), vec![P1, P2, P3]);
 
     // A caller with no role sees an empty list, not an error.
     let (_, nobody) = gw.company_sa("acme").await;
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/projects/",
-            Some(&nobody),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/projects/", &nobody).await;
     assert_eq!(r.json(), json!([]));
 
     // A project's environments are filtered too: a project guest who reports on one environment
@@ -567,13 +484,7 @@ async fn lists_return_only_what_the_caller_may_view() {
     )
     .await;
     let r = gw
-        .call(
-            Method::GET,
-            &format!("/api/backend/projects/{P1}"),
-            Some(&envr_token),
-            &[],
-            Bytes::new(),
-        )
+        .get_as(&format!("/api/backend/projects/{P1}"), &envr_token)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["environments"], json!([{"envId": "dev"}]));
@@ -584,27 +495,11 @@ async fn lists_return_only_what_the_caller_may_view() {
         200,
         json!({"unexpected": "shape"}),
     );
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/projects/",
-            Some(&dev_token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/projects/", &dev_token).await;
     assert_eq!(r.status, 502, "{:?}", r.body);
     // Upstream errors pass through unfiltered.
     up.answer("/api/backend/projects/", 500, json!({"error": "boom"}));
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/backend/projects/",
-            Some(&dev_token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/backend/projects/", &dev_token).await;
     assert_eq!(r.status, 500);
 }
 
@@ -618,15 +513,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
     };
     let gw = gateway().upstream(&format!("http://{dead}")).start().await;
     let (_, token) = gw.root_sa(&["console.root.view"]).await;
-    let r = gw
-        .call(
-            Method::GET,
-            "/api/marketplace/categories",
-            Some(&token),
-            &[],
-            Bytes::new(),
-        )
-        .await;
+    let r = gw.get_as("/api/marketplace/categories", &token).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["statusCode"], 502);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -634,13 +521,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
     let gw = gateway().upstream(&up.url()).start().await;
     let (_, token) = gw.root_sa(&["console.root.view"]).await;
     let r = gw
-        .call(
-            Method::GET,
-            "/api/marketplace/categories?sleep_ms=3000",
-            Some(&token),
-            &[],
-            Bytes::new(),
-        )
+        .get_as("/api/marketplace/categories?sleep_ms=3000", &token)
         .await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["statusCode"], 504);
@@ -729,22 +610,10 @@ async fn metrics_count_requests_and_decisions() {
     let (gw, _up) = setup().await;
     let (id, token) = gw.company_sa("acme").await;
     gw.bind(&id, "guest", Some(("project", P1))).await;
-    gw.call(
-        Method::GET,
-        &format!("/api/backend/projects/{P1}/revisions"),
-        Some(&token),
-        &[],
-        Bytes::new(),
-    )
-    .await;
-    gw.call(
-        Method::GET,
-        &format!("/api/backend/projects/{P2}/revisions"),
-        Some(&token),
-        &[],
-        Bytes::new(),
-    )
-    .await;
+    gw.get_as(&format!("/api/backend/projects/{P1}/revisions"), &token)
+        .await;
+    gw.get_as(&format!("/api/backend/projects/{P2}/revisions"), &token)
+        .await;
     let m = String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap();
     assert!(
         m.contains(r#"iamgate_requests_total{route="P2.revisions",status="2xx"} 1"#),

@@ -114,9 +114,7 @@ async fn a_route_file_can_name_a_rego_rule() {
         .await;
     assert_eq!(r.status, 403);
     // The file replaced the built-in table.
-    let r = gw
-        .call(Method::GET, "/api/version", Some(&token), &[], Bytes::new())
-        .await;
+    let r = gw.get_as("/api/version", &token).await;
     assert_eq!(r.status, 404);
     assert_eq!(gw.get("/api/ping").await.status, 200);
 }
@@ -130,16 +128,11 @@ async fn an_invalid_route_file_fails_start_up_listing_every_problem() {
         "routes:\n  - {id: a, method: GET, path: \"/p/{projectId}\", permission: console.project.view}\n  - {id: b, method: GET, path: /x, access: sometimes}\n",
     )
     .unwrap();
-    let mut raw = iamgate::config::parse_yaml(&format!(
+    let err = common::start_error(&format!(
         "listen: 127.0.0.1:0\nroutes_file: {}\n",
         routes.display()
     ))
-    .unwrap();
-    raw.data_dir = Some(dir.path().join("data"));
-    let err = iamgate::server::start(raw.validate().unwrap())
-        .await
-        .unwrap_err()
-        .to_string();
+    .await;
     assert!(
         err.contains("route a: checks[0]: permission console.project.view needs a project source"),
         "{err}"

@@ -122,17 +122,10 @@ async fn https_serves_http2_by_alpn_and_http1_otherwise() {
 
 #[tokio::test]
 async fn a_bad_certificate_file_fails_start_up_with_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut raw = iamgate::config::parse_yaml(&format!(
-        "listen: 127.0.0.1:0\nserver:\n  tls: {{cert_file: {}, key_file: {KEY}}}\n",
-        dir.path().join("missing.pem").display()
+    let err = common::start_error(&format!(
+        "listen: 127.0.0.1:0\nserver:\n  tls: {{cert_file: /nonexistent/missing.pem, key_file: {KEY}}}\n"
     ))
-    .unwrap();
-    raw.data_dir = Some(dir.path().join("data"));
-    let err = iamgate::server::start(raw.validate().unwrap())
-        .await
-        .unwrap_err()
-        .to_string();
+    .await;
     assert!(
         err.starts_with("tls: ") && err.contains("missing.pem"),
         "{err}"

@@ -309,6 +309,12 @@ impl Gateway {
             .unwrap();
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), &[], Bytes::new())
+            .await
+    }
+
     /// A request with a bearer token (when given) and extra headers.
     pub async fn call(
         &self,
@@ -338,6 +344,17 @@ impl Gateway {
         let r = self.get("/.well-known/jwks.json").await;
         assert_eq!(r.status, 200);
         r.json()
+    }
+}
+
+/// Starts a server with `yaml` (plus a temporary data dir) and returns its start-up error.
+pub async fn start_error(yaml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = parse_yaml(yaml).unwrap();
+    raw.data_dir = Some(dir.path().join("data"));
+    match iamgate::server::start(raw.validate().unwrap()).await {
+        Ok(_) => panic!("start-up succeeded"),
+        Err(e) => e.to_string(),
     }
 }
 
