@@ -563,16 +563,17 @@ async fn role_edits_need_user_management_on_every_project_named() {
     let path = "/api/companies/acme/users/u-42";
     let ct = [("content-type", "application/json")];
     let ok = r#"{"projectsRole":[{"projectId":"64b7e1a0c0ffee0000000001","role":"developer"}]}"#;
-    let r = gw.call(Method::PATCH, path, Some(&token), &ct, ok).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
     let before = up.hits();
-    // A second project without the role: denied as a whole.
+    let r = gw.call(Method::PATCH, path, Some(&token), &ct, ok).await;
+    // Role bindings are iamgate's own: served here, never forwarded.
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // A second project without the role: denied as a whole (granting there would escalate).
     let two = format!(
         r#"{{"projectsRole":[{{"projectId":"{P1}","role":"developer"}},{{"projectId":"{P2}","role":"developer"}}]}}"#
     );
     assert_denied(
         &gw.call(Method::PATCH, path, Some(&token), &ct, two).await,
-        "permission_denied",
+        "escalation",
     );
     // A company role needs company user management.
     assert_denied(

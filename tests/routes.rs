@@ -44,20 +44,6 @@ fn rows() -> Vec<(&'static str, Method, String, &'static str, Who)> {
             Authenticated,
         ),
         (
-            "R3",
-            Method::POST,
-            "/api/service-accounts".to_owned(),
-            r#"{"name":"x"}"#,
-            Root,
-        ),
-        (
-            "R4",
-            Method::DELETE,
-            "/api/service-accounts/abc".to_owned(),
-            "",
-            Root,
-        ),
-        (
             "C1",
             Method::GET,
             "/api/tenants/acme/clusters/k8s-1".to_owned(),
@@ -124,13 +110,6 @@ fn rows() -> Vec<(&'static str, Method, String, &'static str, Who)> {
             "C10",
             Method::GET,
             "/api/tenants/acme/audit-logs?from=1&to=2".to_owned(),
-            "",
-            Owner,
-        ),
-        (
-            "I1",
-            Method::GET,
-            format!("/api/companies/acme/identities?identityType=user&projectIds={p}"),
             "",
             Owner,
         ),
@@ -529,7 +508,9 @@ fn rows() -> Vec<(&'static str, Method, String, &'static str, Who)> {
             Authenticated,
         ),
     ];
-    for kind in ["users", "groups", "service-accounts"] {
+    // Service accounts and every role binding are served by iamgate (tests/management.rs);
+    // listing and adding users and groups stay with the Console.
+    for kind in ["users", "groups"] {
         v.push((
             "I2",
             Method::GET,
@@ -542,27 +523,6 @@ fn rows() -> Vec<(&'static str, Method, String, &'static str, Who)> {
             Method::POST,
             format!("/api/companies/acme/{kind}"),
             r#"{"name":"n","role":"developer"}"#,
-            Owner,
-        ));
-        v.push((
-            "I4",
-            Method::PATCH,
-            format!("/api/companies/acme/{kind}/id1"),
-            r#"{"role":"developer"}"#,
-            Owner,
-        ));
-        v.push((
-            "I4.projects",
-            Method::PATCH,
-            format!("/api/companies/acme/{kind}/id1"),
-            r#"{"projectsRole":[{"projectId":"64b7e1a0c0ffee0000000001","role":"developer"}]}"#,
-            Owner,
-        ));
-        v.push((
-            "I5",
-            Method::DELETE,
-            format!("/api/companies/acme/{kind}/id1?removeFromGroups=true"),
-            "",
             Owner,
         ));
     }
@@ -601,7 +561,7 @@ async fn every_route_is_forwarded_when_allowed_and_refused_otherwise() {
     let json_ct = [("content-type", "application/json")];
 
     let rows = rows();
-    assert!(rows.len() >= 80, "{}", rows.len());
+    assert!(rows.len() >= 70, "{}", rows.len());
     for (id, method, path, body, who) in rows {
         let allowed_token = match who {
             Who::Root => Some(root.as_str()),

@@ -241,6 +241,7 @@ mod tests {
             permissions: vec![],
             created_at: 0,
             last_login: None,
+            retired_secret: None,
         }
     }
 

@@ -239,8 +239,18 @@ impl TokenEndpoint {
             Credential::Secret(h) => Some(h),
             Credential::Keys(_) => None,
         });
-        // Always one HMAC and one constant-time compare, whatever the account state.
-        if self.hasher.verify(secret.as_bytes(), stored)
+        // A secret replaced by a rotation is accepted until its grace period ends.
+        let now = unix_now();
+        let retired = account.as_deref().and_then(|a| {
+            a.retired_secret
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(h, _)| h)
+        });
+        // Always two HMACs and two constant-time compares, whatever the account state.
+        let current_ok = self.hasher.verify(secret.as_bytes(), stored);
+        let retired_ok = self.hasher.verify(secret.as_bytes(), retired);
+        if (current_ok | retired_ok)
             && let Some(a) = account
         {
             return Ok(a);

@@ -93,6 +93,18 @@ pub struct RawConfig {
     pub routes_file: Option<PathBuf>,
     /// Issuers whose user tokens are accepted besides our own.
     pub external_issuers: Vec<RawExternalIssuer>,
+    /// The management API.
+    pub management: RawManagement,
+}
+
+/// `management:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawManagement {
+    /// Accepted `Client-key` header values; when set, management requests must carry one.
+    pub client_keys: Vec<Secret>,
+    /// Seconds a rotated client secret keeps working. Default 0.
+    pub secret_rotation_grace_secs: Option<u64>,
 }
 
 /// `upstream:` section.
@@ -328,6 +340,10 @@ pub struct Settings {
     pub routes_file: Option<PathBuf>,
     /// External issuers.
     pub external_issuers: Vec<crate::authn::external::ExternalIssuerSettings>,
+    /// Accepted `Client-key` values.
+    pub client_keys: Vec<Secret>,
+    /// Grace period of a rotated secret.
+    pub secret_rotation_grace: Duration,
 }
 
 /// Upstream settings.
@@ -849,10 +865,28 @@ impl RawConfig {
             }
         }
 
+        if self
+            .management
+            .client_keys
+            .iter()
+            .any(|k| k.expose().len() < 8)
+        {
+            errs.push("management.client_keys: each key needs at least 8 characters".to_owned());
+        }
+        let secret_rotation_grace = secs_in(
+            "management.secret_rotation_grace_secs",
+            self.management.secret_rotation_grace_secs,
+            0,
+            0..=30 * 86_400,
+            &mut errs,
+        );
+
         if !errs.is_empty() {
             return Err(ConfigError::Invalid(errs));
         }
         Ok(Settings {
+            client_keys: self.management.client_keys,
+            secret_rotation_grace,
             upstream,
             server,
             routes_file: self.routes_file,

@@ -94,6 +94,8 @@ pub struct ServiceAccount {
     pub created_at: i64,
     /// Last successful token request, Unix seconds.
     pub last_login: Option<i64>,
+    /// The secret replaced by a rotation, accepted until the given Unix time (grace period).
+    pub retired_secret: Option<(SecretHash, i64)>,
 }
 
 /// A client secret in the clear: exists only between generation and the creation response.

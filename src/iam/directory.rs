@@ -184,6 +184,16 @@ impl Directory {
         // One writer at a time, so states are built on top of each other in commit order.
         let _guard = self.writer.lock().await;
         self.store.apply_iam(changes.clone()).await?;
+        Ok(self.publish_locked(changes))
+    }
+
+    /// Publishes changes another writer already committed (in its own batch).
+    pub async fn publish(&self, changes: Vec<IamChange>) -> u64 {
+        let _guard = self.writer.lock().await;
+        self.publish_locked(changes)
+    }
+
+    fn publish_locked(&self, changes: Vec<IamChange>) -> u64 {
         let current = self.state.load_full();
         let mut bindings = current.bindings.clone();
         let mut projects = current.projects.clone();
@@ -207,7 +217,36 @@ impl Directory {
         next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let version = next.version;
         self.state.store(Arc::new(next));
-        Ok(version)
+        version
+    }
+
+    /// The projects of `company`, sorted by id.
+    pub fn projects_of(&self, company: &str) -> Vec<Arc<Project>> {
+        let mut v: Vec<Arc<Project>> = self
+            .state
+            .load()
+            .projects
+            .values()
+            .filter(|p| p.company_id == company)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.project_id.cmp(&b.project_id));
+        v
+    }
+
+    /// The company a binding's resource belongs to (through the directory for projects and
+    /// environments); `None` for console-level bindings and unknown projects.
+    pub fn company_of(&self, b: &Binding) -> Option<String> {
+        let r = b.resource.as_ref()?;
+        match r.resource_type.as_str() {
+            "company" => Some(r.resource_id.clone()),
+            "project" => self.project(&r.resource_id).map(|p| p.company_id.clone()),
+            "environment" => {
+                let (p, _) = r.resource_id.split_once(':')?;
+                self.project(p).map(|p| p.company_id.clone())
+            }
+            _ => None,
+        }
     }
 }
 

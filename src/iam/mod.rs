@@ -4,9 +4,11 @@
 //! in-memory snapshot the hot path reads.
 
 pub mod account;
+pub mod api;
 pub mod binding;
 pub mod client_key;
 pub mod directory;
+pub mod manage;
 
 pub use account::{
     AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,
@@ -190,6 +192,7 @@ pub fn build_account(
         permissions,
         created_at: now,
         last_login: None,
+        retired_secret: None,
     };
     let created = Created {
         client_id,

@@ -51,6 +51,43 @@ pub struct Snapshot {
     /// The interpreter with every module and data file, for response rules (they use `with`,
     /// which the RVM lacks) and `explain`.
     interpreter: regorus::Engine,
+    /// `data.roles`: each role's rank and the levels where it may be bound.
+    roles: Arc<std::collections::HashMap<String, RoleInfo>>,
+}
+
+/// A role as the policy data defines it (`policies/roles.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// Rank (higher may assign lower).
+    pub rank: i64,
+    /// Levels where it may be bound: `company`, `project`, `environment`, `root`.
+    pub levels: Vec<String>,
+}
+
+fn roles_of(data: &regorus::Value) -> std::collections::HashMap<String, RoleInfo> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(text) = data.to_json_str() else {
+        return out;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return out;
+    };
+    if let Some(roles) = json.get("roles").and_then(|r| r.as_object()) {
+        for (id, r) in roles {
+            let rank = r.get("rank").and_then(|v| v.as_i64()).unwrap_or(0);
+            let levels = r
+                .get("levels")
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(id.clone(), RoleInfo { rank, levels });
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -67,6 +104,7 @@ impl Snapshot {
         let mut engine = source.engine(false)?;
         let interpreter = engine.clone();
         let data = engine.get_data();
+        let roles = Arc::new(roles_of(&data));
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
         let compiled = engine
             .compile_with_entrypoint(&entry)
@@ -89,6 +127,7 @@ impl Snapshot {
             revision: Arc::from(source.revision.as_str()),
             source: Arc::new(source),
             interpreter,
+            roles,
         })
     }
 
@@ -116,6 +155,11 @@ impl Snapshot {
     pub fn interpreter_only(mut self) -> Self {
         self.program = None;
         self
+    }
+
+    /// The roles of the policy data, for validating role assignments.
+    pub fn roles(&self) -> &Arc<std::collections::HashMap<String, RoleInfo>> {
+        &self.roles
     }
 
     /// Whether decisions run on the RVM.

@@ -49,8 +49,18 @@ pub struct GatewayLimits {
 /// Request headers the policy may read; never credentials.
 const POLICY_HEADERS: &[&str] = &["accept", "content-type", "user-agent", "x-request-id"];
 
+/// The management API behind `local` routes.
+#[derive(Debug, Clone)]
+pub struct Management {
+    /// The IAM write path.
+    pub manager: crate::iam::manage::Manager,
+    /// Accepted `Client-key` values; empty = no client key required.
+    pub client_keys: Arc<[crate::config::Secret]>,
+}
+
 /// The proxied request path.
 pub struct Gateway {
+    management: Option<Management>,
     routes: Arc<Routes>,
     auth: BearerAuth,
     directory: Directory,
@@ -87,6 +97,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            management: None,
             routes,
             auth,
             directory,
@@ -95,6 +106,12 @@ impl Gateway {
             limits,
             metrics,
         }
+    }
+
+    /// Serves the routes the table marks `local` with this management API.
+    pub fn with_management(mut self, management: Management) -> Self {
+        self.management = Some(management);
+        self
     }
 
     /// Handles one proxied request.
@@ -163,6 +180,30 @@ impl Gateway {
         route: Arc<Route>,
         params: BTreeMap<String, String>,
     ) -> Result<Response<Body>, Refusal> {
+        if route.local.is_some()
+            && let Some(m) = &self.management
+            && !m.client_keys.is_empty()
+        {
+            use subtle::ConstantTimeEq;
+            let presented = req
+                .headers()
+                .get("client-key")
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            let known = m
+                .client_keys
+                .iter()
+                .fold(subtle::Choice::from(0), |acc, k| {
+                    acc | k.expose().as_bytes().ct_eq(presented)
+                });
+            if !bool::from(known) {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or invalid Client-key header",
+                )
+                .into_response());
+            }
+        }
         let caller = match route.access {
             Access::Public => None,
             _ => Some(
@@ -219,7 +260,35 @@ impl Gateway {
                 query: &query,
                 body: json.as_ref(),
             };
-            self.authorize(checks, &view, input, caller).await?;
+            let mut input = input.clone();
+            if let Some(kind) = route.grants {
+                input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
+            }
+            self.authorize(checks, &view, &input, caller, route.adopt_projects)
+                .await?;
+            if let (Some(handler), Some(m)) = (&route.local, &self.management) {
+                let snapshot = self.policy.snapshot();
+                return Ok(crate::iam::api::handle(
+                    &m.manager,
+                    handler,
+                    crate::iam::api::LocalRequest {
+                        caller,
+                        params: &params,
+                        query: &query,
+                        body: json.as_ref(),
+                        roles: snapshot.roles(),
+                    },
+                )
+                .await);
+            }
+        }
+        if route.local.is_some() {
+            // A local route must be decided by the policy and served here, never forwarded.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "management API unavailable",
+            )
+            .into_response());
         }
 
         let Some(upstream) = &self.upstream else {
@@ -335,7 +404,7 @@ impl Gateway {
     /// Completes a target from the directory. A project's company always comes from the
     /// directory: an unknown project gets none (the policy denies `unknown_resource`), and a
     /// request naming a company that does not own the project is refused outright.
-    fn complete(&self, t: &Target) -> Result<ResourceInput, &'static str> {
+    fn complete(&self, t: &Target, adopt: bool) -> Result<ResourceInput, &'static str> {
         let company_id = match &t.project {
             Some(p) => match self.directory.project(p) {
                 Some(project) => {
@@ -344,6 +413,8 @@ impl Gateway {
                     }
                     Some(project.company_id.clone())
                 }
+                // Management routes record unknown projects under the path's company.
+                None if adopt => t.company.clone(),
                 None => None,
             },
             None => t.company.clone(),
@@ -361,6 +432,7 @@ impl Gateway {
         view: &RequestView<'_>,
         base: &DecisionInput,
         caller: &Caller,
+        adopt: bool,
     ) -> Result<(), Refusal> {
         let deny = |reason: &str| {
             ApiError::new(
@@ -386,7 +458,7 @@ impl Gateway {
                 .targets(check)
                 .map_err(|e| bad_request(e.to_string()))?;
             for target in &targets {
-                let resource = self.complete(target).map_err(|r| {
+                let resource = self.complete(target, adopt).map_err(|r| {
                     self.metrics.decisions.get_or_create(&deny_label()).inc();
                     deny(r)
                 })?;
@@ -453,6 +525,75 @@ impl Gateway {
         );
         Ok(Response::from_parts(parts, full(Bytes::from(out))))
     }
+}
+
+/// What a management request grants, for the no-escalation rule. Values of the wrong type are
+/// left out here; the handler refuses them with a 400 before anything is written.
+fn grants_of(
+    kind: super::table::Grants,
+    body: Option<&serde_json::Value>,
+    company: Option<&String>,
+) -> Vec<crate::policy::input::GrantInput> {
+    use crate::policy::input::GrantInput;
+    let grant = |role: &str, t: &str, id: String| GrantInput {
+        role: Some(role.to_owned()),
+        resource_type: Some(t.to_owned()),
+        resource_id: Some(id),
+        permissions: None,
+    };
+    let mut out = Vec::new();
+    let Some(body) = body else { return out };
+    match kind {
+        super::table::Grants::RootPermissions => {
+            let perms: Vec<String> = body
+                .get("permissions")
+                .and_then(|p| p.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(GrantInput {
+                role: None,
+                resource_type: None,
+                resource_id: None,
+                permissions: Some(perms),
+            });
+        }
+        super::table::Grants::Roles => {
+            if let (Some(role), Some(c)) = (body.get("role").and_then(|r| r.as_str()), company) {
+                out.push(grant(role, "company", c.clone()));
+            }
+            for p in body
+                .get("projectsRole")
+                .and_then(|p| p.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let Some(pid) = p.get("projectId").and_then(|v| v.as_str()) else {
+                    continue;
+                };
+                if let Some(role) = p.get("role").and_then(|r| r.as_str()) {
+                    out.push(grant(role, "project", pid.to_owned()));
+                }
+                for e in p
+                    .get("environmentsRole")
+                    .and_then(|e| e.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(env), Some(role)) = (
+                        e.get("envId").and_then(|v| v.as_str()),
+                        e.get("role").and_then(|v| v.as_str()),
+                    ) {
+                        out.push(grant(role, "environment", format!("{pid}:{env}")));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn deny_label() -> crate::telemetry::metrics::DecisionLabels {

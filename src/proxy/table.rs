@@ -51,6 +51,15 @@ pub struct RawRoute {
     pub checks: Option<Vec<RawCheck>>,
     /// Response rule in `iamgate.responses`.
     pub response: Option<String>,
+    /// Served by the gateway's management API (a handler name) instead of the upstream.
+    pub local: Option<String>,
+    /// What the request grants, for the no-escalation rule: `roles` (`role`, `projectsRole`)
+    /// or `root_permissions` (`permissions`).
+    pub grants: Option<String>,
+    /// Projects named under the path's company that the directory does not know are taken to
+    /// be that company's (and recorded by the handler).
+    #[serde(default)]
+    pub adopt_projects: bool,
 }
 
 /// One check as written.
@@ -217,6 +226,15 @@ pub enum Access {
     Policy(Vec<Check>),
 }
 
+/// What a request grants, read from its body for the no-escalation rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grants {
+    /// `role` at the company, `projectsRole[].role`, `projectsRole[].environmentsRole[].role`.
+    Roles,
+    /// `permissions` of a root service account.
+    RootPermissions,
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -228,6 +246,12 @@ pub struct Route {
     pub response: Option<Arc<str>>,
     /// Whether the JSON body must be read before deciding.
     pub needs_body: bool,
+    /// Management handler serving the route.
+    pub local: Option<Arc<str>>,
+    /// What the request grants.
+    pub grants: Option<Grants>,
+    /// Unknown projects belong to the path's company.
+    pub adopt_projects: bool,
 }
 
 /// The compiled route table.
@@ -372,24 +396,46 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
             Access::Public
         }
     };
+    let grants = match r.grants.as_deref() {
+        None => None,
+        Some("roles") => Some(Grants::Roles),
+        Some("root_permissions") => Some(Grants::RootPermissions),
+        Some(other) => {
+            errs.push(format!("grants `{other}` is not roles or root_permissions"));
+            None
+        }
+    };
+    if let Some(l) = &r.local
+        && !crate::iam::api::HANDLERS.contains(&l.as_str())
+    {
+        errs.push(format!("local `{l}` is not a management handler"));
+    }
+    if r.local.is_some() && !matches!(access, Access::Policy(_)) {
+        errs.push("a local route must be decided by the policy".to_owned());
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
-    let needs_body = match &access {
-        Access::Policy(checks) => checks.iter().any(|c| {
-            [&c.company, &c.project, &c.env]
-                .into_iter()
-                .flatten()
-                .chain(c.when.iter().map(Cond::source))
-                .any(|s| matches!(s, Source::Body(_)))
-        }),
-        _ => false,
-    };
+    let needs_body = r.local.is_some()
+        || grants.is_some()
+        || match &access {
+            Access::Policy(checks) => checks.iter().any(|c| {
+                [&c.company, &c.project, &c.env]
+                    .into_iter()
+                    .flatten()
+                    .chain(c.when.iter().map(Cond::source))
+                    .any(|s| matches!(s, Source::Body(_)))
+            }),
+            _ => false,
+        };
     Ok(Route {
         id: Arc::from(r.id.as_str()),
         access,
         response: r.response.as_deref().map(Arc::from),
         needs_body,
+        local: r.local.as_deref().map(Arc::from),
+        grants,
+        adopt_projects: r.adopt_projects,
     })
 }
 

@@ -336,6 +336,14 @@ async fn build_gateway(
         tracing::warn!("no upstream.url configured: proxied routes answer 503");
     }
     tracing::info!(routes = routes.len(), "route table loaded");
+    let management = crate::proxy::gateway::Management {
+        manager: crate::iam::manage::Manager::new(
+            accounts.clone(),
+            directory.clone(),
+            i64::try_from(settings.secret_rotation_grace.as_secs()).unwrap_or(0),
+        ),
+        client_keys: Arc::from(settings.client_keys.clone()),
+    };
     Ok(crate::proxy::gateway::Gateway::new(
         Arc::new(routes),
         auth,
@@ -347,7 +355,8 @@ async fn build_gateway(
             max_filtered_response: settings.server.max_filtered_response_bytes,
         },
         metrics.clone(),
-    ))
+    )
+    .with_management(management))
 }
 
 /// Longest a client may take to finish the TLS handshake.

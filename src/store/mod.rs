@@ -31,6 +31,45 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// One audit record: who changed what, with the state before and after (never secrets).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// Unix seconds.
+    pub at: i64,
+    /// The caller's id.
+    pub actor: String,
+    /// What was done (`service-account.create`, `roles.update`, …).
+    pub action: String,
+    /// What it was done to.
+    pub target: String,
+    /// State before.
+    pub before: Option<serde_json::Value>,
+    /// State after.
+    pub after: Option<serde_json::Value>,
+}
+
+/// One write of a batch; a batch is committed in one transaction, all or nothing.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A new account (with its keys). Conflicts on an existing id or a duplicate name.
+    InsertAccount(ServiceAccount),
+    /// Remove an account and its keys.
+    DeleteAccount(String),
+    /// Replace an account's credential (keys added or removed, secret rotated).
+    UpdateCredential {
+        /// The account.
+        client_id: String,
+        /// The new credential.
+        credential: crate::iam::Credential,
+        /// A replaced secret still accepted until the given time.
+        retired_secret: Option<(crate::iam::SecretHash, i64)>,
+    },
+    /// A binding or directory change.
+    Iam(crate::iam::directory::IamChange),
+    /// An audit record.
+    Audit(AuditRecord),
+}
+
 /// Durable storage of accounts.
 pub trait Store: Send + Sync + 'static {
     /// Every account, for building the snapshot.
@@ -45,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
     fn load_iam(&self) -> StoreFuture<'_, crate::iam::directory::IamData>;
     /// Applies binding and directory changes in one transaction (all or nothing).
     fn apply_iam(&self, changes: Vec<crate::iam::directory::IamChange>) -> StoreFuture<'_, ()>;
+    /// Commits a batch of writes in one transaction.
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
+    /// The newest `limit` audit records, newest first.
+    fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;
     /// Cheap liveness query for `/-/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

@@ -31,6 +31,11 @@ impl AccountSnapshot {
         self.0.load().get(client_id).cloned()
     }
 
+    /// Every account (management listings; not for the request path).
+    pub fn all(&self) -> Vec<Arc<ServiceAccount>> {
+        self.0.load().values().cloned().collect()
+    }
+
     /// Number of accounts.
     pub fn len(&self) -> usize {
         self.0.load().len()

@@ -4,7 +4,7 @@
 //! behind a mutex; SQLite serialises writers anyway, and reads on the hot path come from the
 //! snapshot, not from here. WAL mode keeps readers (the CLI) from blocking the server.
 
-use super::{Store, StoreError, StoreFuture};
+use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
 use crate::iam::directory::{IamChange, IamData, Project};
 use crate::iam::{Binding, ClientKey, Credential, Owner, SecretHash, ServiceAccount};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -46,6 +46,20 @@ CREATE TABLE projects (
     environments TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX projects_company ON projects(company_id);
+"#,
+    r#"
+ALTER TABLE service_accounts ADD COLUMN retired_secret_hash BLOB;
+ALTER TABLE service_accounts ADD COLUMN retired_secret_until INTEGER;
+CREATE UNIQUE INDEX service_accounts_name ON service_accounts(COALESCE(company_id, ''), name);
+CREATE TABLE audit_log (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before TEXT,
+    after  TEXT
+);
 "#,
 ];
 
@@ -149,7 +163,7 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
     }
     let mut stmt = conn
         .prepare(
-            "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login FROM service_accounts ORDER BY created_at, client_id",
+            "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login, retired_secret_hash, retired_secret_until FROM service_accounts ORDER BY created_at, client_id",
         )
         .map_err(unavailable)?;
     let rows = stmt
@@ -163,13 +177,25 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
                 r.get::<_, String>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<Vec<u8>>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
             ))
         })
         .map_err(unavailable)?;
     let mut out = Vec::new();
     for row in rows {
-        let (client_id, name, company, method, hash, perms, created_at, last_login) =
+        let (client_id, name, company, method, hash, perms, created_at, last_login, rh, ru) =
             row.map_err(unavailable)?;
+        let retired_secret = match (rh, ru) {
+            (Some(h), Some(until)) => Some((
+                SecretHash(
+                    h.try_into()
+                        .map_err(|_| StoreError::Corrupt(format!("retired hash of {client_id}")))?,
+                ),
+                until,
+            )),
+            _ => None,
+        };
         let credential = match (method.as_str(), hash) {
             ("client_secret_basic", Some(h)) => {
                 let arr: [u8; 32] = h
@@ -190,6 +216,7 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
             permissions,
             created_at,
             last_login,
+            retired_secret,
         });
     }
     Ok(out)
@@ -197,6 +224,40 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
 
 fn insert(conn: &mut Connection, a: &ServiceAccount) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
+    insert_in(&tx, a)?;
+    tx.commit().map_err(unavailable)
+}
+
+fn constraint(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(what())
+        }
+        other => unavailable(other),
+    }
+}
+
+fn insert_keys(
+    tx: &rusqlite::Transaction<'_>,
+    client_id: &str,
+    credential: &Credential,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Credential::Keys(keys) = credential {
+        for k in keys {
+            tx.execute(
+                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![client_id, k.kid, k.n, k.e, now],
+            )
+            .map_err(|e| constraint(e, || format!("duplicate kid {}", k.kid)))?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_in(tx: &rusqlite::Transaction<'_>, a: &ServiceAccount) -> Result<(), StoreError> {
     let company = match &a.owner {
         Owner::Root => None,
         Owner::Company(c) => Some(c.as_str()),
@@ -225,24 +286,98 @@ fn insert(conn: &mut Connection, a: &ServiceAccount) -> Result<(), StoreError> {
         "INSERT INTO service_accounts (client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![a.client_id, a.name, company, a.credential.method().as_str(), hash, perms, a.created_at, a.last_login],
     )
-    .map_err(unavailable)?;
-    if let Credential::Keys(keys) = &a.credential {
-        for k in keys {
-            tx.execute(
-                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a.client_id, k.kid, k.n, k.e, a.created_at],
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::SqliteFailure(f, _)
-                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    StoreError::Conflict(format!("duplicate kid {}", k.kid))
+    .map_err(|e| constraint(e, || format!("a service account named {:?} exists", a.name)))?;
+    insert_keys(tx, &a.client_id, &a.credential, a.created_at)
+}
+
+fn commit_batch(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    for w in writes {
+        match w {
+            Write::InsertAccount(a) => insert_in(&tx, a)?,
+            Write::DeleteAccount(id) => {
+                tx.execute(
+                    "DELETE FROM service_accounts WHERE client_id = ?1",
+                    params![id],
+                )
+                .map_err(unavailable)?;
+            }
+            Write::UpdateCredential {
+                client_id,
+                credential,
+                retired_secret,
+            } => {
+                let hash = match credential {
+                    Credential::Secret(h) => Some(h.0.to_vec()),
+                    Credential::Keys(_) => None,
+                };
+                let (rh, ru) = match retired_secret {
+                    Some((h, until)) => (Some(h.0.to_vec()), Some(*until)),
+                    None => (None, None),
+                };
+                let n = tx
+                    .execute(
+                        "UPDATE service_accounts SET secret_hash = ?2, retired_secret_hash = ?3, retired_secret_until = ?4 WHERE client_id = ?1",
+                        params![client_id, hash, rh, ru],
+                    )
+                    .map_err(unavailable)?;
+                if n == 0 {
+                    return Err(StoreError::Conflict(format!("no account {client_id}")));
                 }
-                other => unavailable(other),
-            })?;
+                tx.execute(
+                    "DELETE FROM service_account_keys WHERE client_id = ?1",
+                    params![client_id],
+                )
+                .map_err(unavailable)?;
+                insert_keys(&tx, client_id, credential, crate::util::unix_now())?;
+            }
+            Write::Iam(change) => apply_iam_in(&tx, change)?,
+            Write::Audit(r) => {
+                let enc = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+                tx.execute(
+                    "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![r.at, r.actor, r.action, r.target, enc(&r.before), enc(&r.after)],
+                )
+                .map_err(unavailable)?;
+            }
         }
     }
     tx.commit().map_err(unavailable)
+}
+
+fn audit_log(conn: &mut Connection, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT at, actor, action, target, before, after FROM audit_log ORDER BY id DESC LIMIT ?1")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, actor, action, target, before, after) = row.map_err(unavailable)?;
+        let dec = |v: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+            v.map(|t| serde_json::from_str(&t).map_err(corrupt("audit record")))
+                .transpose()
+        };
+        out.push(AuditRecord {
+            at,
+            actor,
+            action,
+            target,
+            before: dec(before)?,
+            after: dec(after)?,
+        });
+    }
+    Ok(out)
 }
 
 fn corrupt(what: &str) -> impl Fn(serde_json::Error) -> StoreError + '_ {
@@ -285,9 +420,8 @@ fn load_iam(conn: &mut Connection) -> Result<IamData, StoreError> {
     Ok(data)
 }
 
-fn apply_iam(conn: &mut Connection, changes: &[IamChange]) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(unavailable)?;
-    for change in changes {
+fn apply_iam_in(tx: &rusqlite::Transaction<'_>, change: &IamChange) -> Result<(), StoreError> {
+    {
         match change {
             IamChange::PutBinding(b) => {
                 let doc = serde_json::to_string(b).map_err(corrupt("binding"))?;
@@ -315,7 +449,7 @@ fn apply_iam(conn: &mut Connection, changes: &[IamChange]) -> Result<(), StoreEr
             }
         }
     }
-    tx.commit().map_err(unavailable)
+    Ok(())
 }
 
 impl Store for SqliteStore {
@@ -324,7 +458,16 @@ impl Store for SqliteStore {
     }
 
     fn apply_iam(&self, changes: Vec<IamChange>) -> StoreFuture<'_, ()> {
-        Box::pin(self.run(move |c| apply_iam(c, &changes)))
+        let writes = changes.into_iter().map(Write::Iam).collect::<Vec<_>>();
+        Box::pin(self.run(move |c| commit_batch(c, &writes)))
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()> {
+        Box::pin(self.run(move |c| commit_batch(c, &writes)))
+    }
+
+    fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {
+        Box::pin(self.run(move |c| audit_log(c, limit)))
     }
 
     fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>> {
@@ -384,6 +527,7 @@ mod tests {
             permissions: vec!["console.root.view".to_owned()],
             created_at: 100,
             last_login: None,
+            retired_secret: None,
         }
     }
 
@@ -403,6 +547,7 @@ mod tests {
             permissions: vec![],
             created_at: 101,
             last_login: None,
+            retired_secret: None,
         };
         store.insert_account(jwt_account.clone()).await.unwrap();
         assert!(matches!(

@@ -1,0 +1,482 @@
+//! The management API (SPEC §4.3–4.4): the handlers of the routes the route table marks
+//! `local`. They run at the end of the gateway's request path, after authentication and the
+//! policy (route permission and no-escalation) allowed the request, in place of the upstream.
+//!
+//! Bodies are checked field by field so every error names its field: unknown fields, wrong
+//! types, unknown roles and roles not allowed at a level are 400; nothing is written then.
+
+use super::manage::{
+    EnvRole, ManageError, Manager, ProjectRole, RoleRequest, Scope, SubjectKind, auth_method,
+};
+use super::{NewAccount, Owner};
+use crate::authn::bearer::Caller;
+use crate::error::{ApiError, Body, json};
+use crate::policy::engine::RoleInfo;
+use crate::util::unix_now;
+use http::{HeaderValue, Response, StatusCode};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// Largest `per_page` of a listing.
+pub const MAX_PER_PAGE: usize = 200;
+
+/// One management request, as the gateway hands it over.
+#[derive(Debug)]
+pub struct LocalRequest<'a> {
+    /// The authenticated caller.
+    pub caller: &'a Caller,
+    /// Path parameters.
+    pub params: &'a BTreeMap<String, String>,
+    /// Query pairs.
+    pub query: &'a [(String, String)],
+    /// The JSON body, if any.
+    pub body: Option<&'a Value>,
+    /// Roles of the live policy.
+    pub roles: &'a HashMap<String, RoleInfo>,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> ManageError {
+    ManageError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl ManageError {
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Body> {
+        let status = match &self {
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "management write failed; nothing was written");
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                    .into_response();
+            }
+        };
+        ApiError::new(status, self.to_string()).into_response()
+    }
+}
+
+/// A JSON object whose fields are read with their names in every error.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Obj<'a> {
+    fn new(v: Option<&'a Value>, path: &str, allowed: &[&str]) -> Result<Self, ManageError> {
+        let name = if path.is_empty() { "body" } else { path };
+        let map = v
+            .ok_or_else(|| bad(name, "a JSON object is required"))?
+            .as_object()
+            .ok_or_else(|| bad(name, "must be a JSON object"))?;
+        for k in map.keys() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(bad(format!("{}{k}", prefix(path)), "unknown field"));
+            }
+        }
+        Ok(Self {
+            map,
+            path: path.to_owned(),
+        })
+    }
+
+    fn field(&self, k: &str) -> String {
+        format!("{}{k}", prefix(&self.path))
+    }
+
+    fn str(&self, k: &str) -> Result<Option<&'a str>, ManageError> {
+        match self.map.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.len() <= 1024 => Ok(Some(s)),
+            Some(Value::String(_)) => Err(bad(self.field(k), "longer than 1024 characters")),
+            Some(_) => Err(bad(self.field(k), "must be a string")),
+        }
+    }
+
+    fn required_str(&self, k: &str) -> Result<&'a str, ManageError> {
+        self.str(k)?
+            .ok_or_else(|| bad(self.field(k), "is required"))
+    }
+
+    fn id(&self, k: &str) -> Result<&'a str, ManageError> {
+        let v = self.required_str(k)?;
+        check_id(&self.field(k), v)?;
+        Ok(v)
+    }
+
+    fn array(&self, k: &str) -> Result<Option<&'a Vec<Value>>, ManageError> {
+        match self.map.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) if a.len() <= 1000 => Ok(Some(a)),
+            Some(Value::Array(_)) => Err(bad(self.field(k), "more than 1000 items")),
+            Some(_) => Err(bad(self.field(k), "must be an array")),
+        }
+    }
+
+    fn strings(&self, k: &str) -> Result<Option<Vec<String>>, ManageError> {
+        let Some(a) = self.array(k)? else {
+            return Ok(None);
+        };
+        a.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad(format!("{}[{i}]", self.field(k)), "must be a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+fn prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}.")
+    }
+}
+
+/// Ids are URL-safe and short.
+fn check_id(field: &str, v: &str) -> Result<(), ManageError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(field, "must be 1 to 128 characters of [A-Za-z0-9-._~]"))
+    }
+}
+
+/// Parses `role` and `projectsRole` of a body.
+fn role_request(o: &Obj<'_>) -> Result<RoleRequest, ManageError> {
+    let mut req = RoleRequest {
+        role: o.str("role")?.map(str::to_owned),
+        projects: vec![],
+    };
+    if let Some(items) = o.array("projectsRole")? {
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("projectsRole[{i}]");
+            let p = Obj::new(
+                Some(item),
+                &path,
+                &["projectId", "role", "environmentsRole"],
+            )?;
+            let mut pr = ProjectRole {
+                project_id: p.id("projectId")?.to_owned(),
+                role: p.str("role")?.map(str::to_owned),
+                environments: vec![],
+            };
+            if let Some(envs) = p.array("environmentsRole")? {
+                for (j, e) in envs.iter().enumerate() {
+                    let e = Obj::new(
+                        Some(e),
+                        &format!("{path}.environmentsRole[{j}]"),
+                        &["envId", "role"],
+                    )?;
+                    pr.environments.push(EnvRole {
+                        env_id: e.id("envId")?.to_owned(),
+                        role: e.required_str("role")?.to_owned(),
+                    });
+                }
+            }
+            req.projects.push(pr);
+        }
+    }
+    Ok(req)
+}
+
+fn param<'a>(r: &'a LocalRequest<'_>, name: &str) -> Result<&'a str, ManageError> {
+    r.params
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| bad(name, "missing path parameter"))
+}
+
+fn created(v: &impl serde::Serialize) -> Response<Body> {
+    let mut r = json(
+        StatusCode::CREATED,
+        serde_json::to_string(v).unwrap_or_default(),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn ok_json(v: &impl serde::Serialize) -> Response<Body> {
+    json(StatusCode::OK, serde_json::to_string(v).unwrap_or_default())
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(crate::error::full(bytes::Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn new_account(o: &Obj<'_>, owner: Owner) -> Result<NewAccount, ManageError> {
+    Ok(NewAccount {
+        name: o.required_str("name")?.to_owned(),
+        method: auth_method(o.required_str("tokenEndpointAuthMethod")?)?,
+        public_key: o.map.get("publicKey").filter(|v| !v.is_null()).cloned(),
+        permissions: o.strings("permissions")?.unwrap_or_default(),
+        owner,
+    })
+}
+
+fn kinds(query: &[(String, String)]) -> Result<Vec<SubjectKind>, ManageError> {
+    let mut out = Vec::new();
+    for (k, v) in query {
+        if k != "identityType" {
+            continue;
+        }
+        for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            out.push(match t {
+                "user" => SubjectKind::User,
+                "group" => SubjectKind::Group,
+                "serviceaccount" | "serviceAccount" => SubjectKind::ServiceAccount,
+                other => {
+                    return Err(bad(
+                        "identityType",
+                        format!("`{other}` is not user, group or serviceAccount"),
+                    ));
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn number(
+    query: &[(String, String)],
+    key: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ManageError> {
+    match query.iter().find(|(k, _)| k == key) {
+        None => Ok(default),
+        Some((_, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| bad(key, format!("must be a number from 1 to {max}"))),
+    }
+}
+
+fn subject_kind(route: &str) -> SubjectKind {
+    if route.contains(".user.") {
+        SubjectKind::User
+    } else if route.contains(".group.") {
+        SubjectKind::Group
+    } else {
+        SubjectKind::ServiceAccount
+    }
+}
+
+/// Serves one management route.
+pub async fn handle(m: &Manager, route: &str, r: LocalRequest<'_>) -> Response<Body> {
+    match dispatch(m, route, &r).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(
+    m: &Manager,
+    route: &str,
+    r: &LocalRequest<'_>,
+) -> Result<Response<Body>, ManageError> {
+    let actor = r.caller.id.as_str();
+    let now = unix_now();
+    let company_scope = || param(r, "companyId").map(|c| Scope::Company(c.to_owned()));
+    let scope = || -> Result<Scope, ManageError> {
+        if route.starts_with("root.") {
+            Ok(Scope::Root)
+        } else {
+            company_scope()
+        }
+    };
+    let client_id = || param(r, "clientId").or_else(|_| param(r, "identityId"));
+    match route {
+        "root.list" => Ok(ok_json(&m.root_accounts())),
+        "root.create" => {
+            let o = Obj::new(
+                r.body,
+                "",
+                &[
+                    "name",
+                    "permissions",
+                    "tokenEndpointAuthMethod",
+                    "publicKey",
+                ],
+            )?;
+            let new = new_account(&o, Owner::Root)?;
+            let c = m
+                .create_account(actor, new, &RoleRequest::default(), r.roles, now)
+                .await?;
+            Ok(created(&c))
+        }
+        "company.sa.create" => {
+            let company = param(r, "companyId")?;
+            let o = Obj::new(
+                r.body,
+                "",
+                &[
+                    "name",
+                    "role",
+                    "tokenEndpointAuthMethod",
+                    "publicKey",
+                    "projectsRole",
+                ],
+            )?;
+            if o.map.contains_key("permissions") {
+                return Err(bad("permissions", "company service accounts hold roles"));
+            }
+            let new = new_account(&o, Owner::Company(company.to_owned()))?;
+            let roles = role_request(&o)?;
+            let c = m.create_account(actor, new, &roles, r.roles, now).await?;
+            Ok(created(&c))
+        }
+        "root.delete" | "company.sa.delete" => {
+            m.delete_account(actor, &scope()?, client_id()?, now)
+                .await?;
+            Ok(no_content())
+        }
+        "company.sa.list" => Ok(ok_json(&m.company_accounts(param(r, "companyId")?))),
+        "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
+            let company = param(r, "companyId")?;
+            let subject = client_id()?;
+            let o = Obj::new(r.body, "", &["role", "projectsRole"])?;
+            let roles = role_request(&o)?;
+            if roles.role.is_none() && roles.projects.is_empty() {
+                return Err(bad("body", "names no role to change"));
+            }
+            m.set_roles(
+                actor,
+                company,
+                (subject_kind(route), subject),
+                &roles,
+                r.roles,
+                now,
+            )
+            .await?;
+            Ok(no_content())
+        }
+        "company.user.remove" | "company.group.remove" => {
+            let company = param(r, "companyId")?;
+            m.remove_identity(actor, company, subject_kind(route), client_id()?, now)
+                .await?;
+            Ok(no_content())
+        }
+        "root.key.add" | "company.sa.key.add" => {
+            let o = Obj::new(r.body, "", &["publicKey"])?;
+            let key = o
+                .map
+                .get("publicKey")
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| bad("publicKey", "is required"))?;
+            let kid = m.add_key(actor, &scope()?, client_id()?, key, now).await?;
+            Ok(created(&serde_json::json!({ "kid": kid })))
+        }
+        "root.key.remove" | "company.sa.key.remove" => {
+            m.remove_key(actor, &scope()?, client_id()?, param(r, "kid")?, now)
+                .await?;
+            Ok(no_content())
+        }
+        "root.secret.rotate" | "company.sa.secret.rotate" => {
+            let secret = m.rotate_secret(actor, &scope()?, client_id()?, now).await?;
+            Ok(created(&serde_json::json!({
+                "clientId": client_id()?,
+                "clientSecret": secret.expose(),
+            })))
+        }
+        "company.identities" => {
+            let company = param(r, "companyId")?;
+            let kinds = kinds(r.query)?;
+            let project_ids: Vec<String> = r
+                .query
+                .iter()
+                .filter(|(k, _)| k == "projectIds")
+                .flat_map(|(_, v)| v.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let page = number(r.query, "page", 1, 1_000_000)?;
+            let per_page = number(r.query, "per_page", 25, MAX_PER_PAGE)?;
+            let all = m.identities(company, &kinds, &project_ids);
+            let pages = all.len().div_ceil(per_page).max(1);
+            let rows: Vec<Value> = all
+                .into_iter()
+                .skip((page - 1).saturating_mul(per_page))
+                .take(per_page)
+                .collect();
+            let mut resp = ok_json(&rows);
+            if let Ok(v) = HeaderValue::from_str(&pages.to_string()) {
+                resp.headers_mut().insert("x-total-pages", v);
+            }
+            Ok(resp)
+        }
+        "directory.register" => {
+            let project_id = param(r, "projectId")?;
+            check_id("projectId", project_id)?;
+            let o = Obj::new(r.body, "", &["companyId", "environments"])?;
+            let company = o.id("companyId")?.to_owned();
+            let environments = o.strings("environments")?.unwrap_or_default();
+            for (i, e) in environments.iter().enumerate() {
+                check_id(&format!("environments[{i}]"), e)?;
+            }
+            m.register_project(
+                actor,
+                super::directory::Project {
+                    project_id: project_id.to_owned(),
+                    company_id: company,
+                    environments,
+                },
+                now,
+            )
+            .await?;
+            Ok(no_content())
+        }
+        "audit.list" => {
+            let limit = number(r.query, "limit", 100, 1000)?;
+            let records = m.audit(limit).await?;
+            Ok(ok_json(&records))
+        }
+        other => {
+            tracing::error!(route = other, "route names an unknown management handler");
+            Ok(ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response())
+        }
+    }
+}
+
+/// Route handler names the route table may use with `local:`.
+pub const HANDLERS: &[&str] = &[
+    "root.list",
+    "root.create",
+    "root.delete",
+    "root.key.add",
+    "root.key.remove",
+    "root.secret.rotate",
+    "company.sa.list",
+    "company.sa.create",
+    "company.sa.roles",
+    "company.sa.delete",
+    "company.sa.key.add",
+    "company.sa.key.remove",
+    "company.sa.secret.rotate",
+    "company.user.roles",
+    "company.group.roles",
+    "company.user.remove",
+    "company.group.remove",
+    "company.identities",
+    "directory.register",
+    "audit.list",
+];

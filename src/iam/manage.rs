@@ -1,0 +1,935 @@
+//! The IAM write path behind the management API: service accounts, their credentials and role
+//! bindings, and directory entries. It runs after the gateway authorized the request.
+//!
+//! Every operation validates first, then builds one batch (the writes, the binding and directory
+//! changes, and an audit record with the state before and after), commits it in one
+//! transaction, and only then publishes it to the in-memory snapshots. A failed commit publishes
+//! nothing; a role assignment is checked against the live policy's role data (unknown role, role
+//! not allowed at that level).
+
+use super::directory::{Directory, IamChange, Project};
+use super::{
+    Accounts, AuthMethod, Binding, BindingResource, ClientKey, ClientSecret, Created, Credential,
+    IamError, NewAccount, Owner, ServiceAccount, build_account,
+};
+use crate::policy::engine::RoleInfo;
+use crate::store::{AuditRecord, StoreError, Write};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What kind of identity a binding names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectKind {
+    /// A service account (`subjects`).
+    ServiceAccount,
+    /// A user (`subjects`).
+    User,
+    /// A group (`groups`).
+    Group,
+}
+
+impl SubjectKind {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "sa",
+            Self::User => "user",
+            Self::Group => "group",
+        }
+    }
+
+    /// The Console's `identityType`.
+    pub fn identity_type(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "serviceAccount",
+            Self::User => "user",
+            Self::Group => "group",
+        }
+    }
+}
+
+/// One environment role of a role request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvRole {
+    /// `envId`.
+    pub env_id: String,
+    /// Role; `""` removes.
+    pub role: String,
+}
+
+/// One project's roles of a role request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRole {
+    /// Project `_id`.
+    pub project_id: String,
+    /// Project role; `Some("")` removes; `None` leaves it.
+    pub role: Option<String>,
+    /// Environment roles.
+    pub environments: Vec<EnvRole>,
+}
+
+/// A role request: the company role and project / environment roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleRequest {
+    /// Company role; `Some("")` removes; `None` leaves it.
+    pub role: Option<String>,
+    /// Project roles.
+    pub projects: Vec<ProjectRole>,
+}
+
+/// Which accounts an operation may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Root accounts only.
+    Root,
+    /// Accounts of this company only.
+    Company(String),
+}
+
+impl Scope {
+    fn admits(&self, a: &ServiceAccount) -> bool {
+        match (self, &a.owner) {
+            (Self::Root, Owner::Root) => true,
+            (Self::Company(c), Owner::Company(o)) => c == o,
+            _ => false,
+        }
+    }
+}
+
+/// A service account as listed (never a secret or a hash).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    /// Id.
+    pub client_id: String,
+    /// Name.
+    pub name: String,
+    /// `client_secret_basic` or `private_key_jwt`.
+    pub auth_method: &'static str,
+    /// Company roles (company accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company_roles: Option<Vec<String>>,
+    /// Root permissions (root accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// Key ids (`private_key_jwt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kids: Option<Vec<String>>,
+    /// Creation time.
+    pub client_id_issued_at: i64,
+    /// Last token, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<i64>,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ManageError {
+    ManageError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Why a management operation failed; each maps to one response.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    /// 400 naming the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field (`projectsRole[0].role`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// 404.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 403 outside the policy (a project of another company).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 503: storage failed, nothing was written.
+    #[error("store unavailable")]
+    Unavailable(String),
+}
+
+impl From<IamError> for ManageError {
+    fn from(e: IamError) -> Self {
+        match e {
+            IamError::Invalid { field, message } => invalid(field, message),
+            IamError::NotFound => Self::NotFound("service account"),
+            IamError::Conflict(c) => Self::Conflict(c),
+            IamError::Store(s) => s.into(),
+            IamError::Random => Self::Unavailable("randomness unavailable".to_owned()),
+        }
+    }
+}
+
+impl From<StoreError> for ManageError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(c) => Self::Conflict(c),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The IAM write path.
+#[derive(Clone)]
+pub struct Manager {
+    accounts: Accounts,
+    directory: Directory,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    secret_grace_secs: i64,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").finish_non_exhaustive()
+    }
+}
+
+fn binding_id(company: &str, kind: SubjectKind, subject: &str, level: &str, rid: &str) -> String {
+    format!("{company}/{}/{subject}/{level}/{rid}", kind.tag())
+}
+
+fn audit(
+    actor: &str,
+    action: &str,
+    target: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+    now: i64,
+) -> Write {
+    Write::Audit(AuditRecord {
+        at: now,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        before,
+        after,
+    })
+}
+
+fn account_json(a: &ServiceAccount) -> Value {
+    json!({
+        "clientId": a.client_id,
+        "name": a.name,
+        "company": match &a.owner { Owner::Company(c) => Some(c.clone()), Owner::Root => None },
+        "authMethod": a.credential.method().as_str(),
+        "permissions": a.permissions,
+        "kids": match &a.credential { Credential::Keys(k) => k.iter().map(|k| k.kid.clone()).collect(), Credential::Secret(_) => Vec::new() },
+    })
+}
+
+impl Manager {
+    /// A manager over the account service and the directory. `secret_grace_secs` is how long a
+    /// rotated secret keeps working.
+    pub fn new(accounts: Accounts, directory: Directory, secret_grace_secs: i64) -> Self {
+        Self {
+            accounts,
+            directory,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            secret_grace_secs,
+        }
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Commits `writes` in one transaction, then publishes account and directory changes.
+    async fn commit(
+        &self,
+        writes: Vec<Write>,
+        accounts: Vec<(String, Option<ServiceAccount>)>,
+    ) -> Result<(), ManageError> {
+        let iam: Vec<IamChange> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Iam(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
+        self.accounts.store().commit(writes).await?;
+        for (id, a) in accounts {
+            self.accounts.snapshot().apply(&id, a);
+        }
+        if !iam.is_empty() {
+            self.directory.publish(iam).await;
+        }
+        Ok(())
+    }
+
+    fn account_in(
+        &self,
+        scope: &Scope,
+        client_id: &str,
+    ) -> Result<Arc<ServiceAccount>, ManageError> {
+        self.accounts
+            .snapshot()
+            .get(client_id)
+            .filter(|a| scope.admits(a))
+            .ok_or(ManageError::NotFound("service account"))
+    }
+
+    fn check_name_free(&self, owner: &Owner, name: &str) -> Result<(), ManageError> {
+        let taken = self
+            .accounts
+            .snapshot()
+            .all()
+            .iter()
+            .any(|a| a.owner == *owner && a.name == name);
+        if taken {
+            return Err(ManageError::Conflict(format!(
+                "a service account named {name:?} exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Validates a role request against the policy's roles and builds its binding changes and
+    /// the projects to record. `for_create` forbids removals.
+    fn role_changes(
+        &self,
+        company: &str,
+        kind: SubjectKind,
+        subject: &str,
+        req: &RoleRequest,
+        roles: &HashMap<String, RoleInfo>,
+        for_create: bool,
+    ) -> Result<Vec<IamChange>, ManageError> {
+        let check = |field: String, role: &str, level: &str| -> Result<bool, ManageError> {
+            if role.is_empty() {
+                if for_create {
+                    return Err(invalid(field, "must name a role"));
+                }
+                return Ok(false);
+            }
+            let info = roles
+                .get(role)
+                .ok_or_else(|| invalid(field.clone(), format!("unknown role `{role}`")))?;
+            if !info.levels.iter().any(|l| l == level) {
+                return Err(invalid(
+                    field,
+                    format!("role `{role}` cannot be assigned at {level} level"),
+                ));
+            }
+            Ok(true)
+        };
+        let binding = |level: &str, rid: &str, role: &str| {
+            let (subjects, groups) = match kind {
+                SubjectKind::Group => (vec![], vec![subject.to_owned()]),
+                _ => (vec![subject.to_owned()], vec![]),
+            };
+            Binding {
+                binding_id: binding_id(company, kind, subject, level, rid),
+                subjects,
+                groups,
+                roles: vec![role.to_owned()],
+                permissions: vec![],
+                resource: Some(BindingResource {
+                    resource_type: level.to_owned(),
+                    resource_id: rid.to_owned(),
+                }),
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(role) = &req.role {
+            if check("role".to_owned(), role, "company")? {
+                out.push(IamChange::PutBinding(binding("company", company, role)));
+            } else {
+                out.push(IamChange::DeleteBinding(binding_id(
+                    company, kind, subject, "company", company,
+                )));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in req.projects.iter().enumerate() {
+            let at = format!("projectsRole[{i}]");
+            if !seen.insert(p.project_id.clone()) {
+                return Err(invalid(format!("{at}.projectId"), "named twice"));
+            }
+            // A project of another company is refused; an unknown one is recorded here.
+            match self.directory.project(&p.project_id) {
+                Some(known) if known.company_id != company => {
+                    return Err(ManageError::Forbidden(format!(
+                        "project {} does not belong to company {company}",
+                        p.project_id
+                    )));
+                }
+                Some(known) => {
+                    let mut envs = known.environments.clone();
+                    let before = envs.len();
+                    for e in &p.environments {
+                        if !envs.contains(&e.env_id) {
+                            envs.push(e.env_id.clone());
+                        }
+                    }
+                    if envs.len() != before {
+                        out.push(IamChange::PutProject(Project {
+                            environments: envs,
+                            ..(*known).clone()
+                        }));
+                    }
+                }
+                None => out.push(IamChange::PutProject(Project {
+                    project_id: p.project_id.clone(),
+                    company_id: company.to_owned(),
+                    environments: p.environments.iter().map(|e| e.env_id.clone()).collect(),
+                })),
+            }
+            if let Some(role) = &p.role {
+                if check(format!("{at}.role"), role, "project")? {
+                    out.push(IamChange::PutBinding(binding(
+                        "project",
+                        &p.project_id,
+                        role,
+                    )));
+                } else {
+                    out.push(IamChange::DeleteBinding(binding_id(
+                        company,
+                        kind,
+                        subject,
+                        "project",
+                        &p.project_id,
+                    )));
+                }
+            }
+            for (j, e) in p.environments.iter().enumerate() {
+                let rid = format!("{}:{}", p.project_id, e.env_id);
+                if check(
+                    format!("{at}.environmentsRole[{j}].role"),
+                    &e.role,
+                    "environment",
+                )? {
+                    out.push(IamChange::PutBinding(binding("environment", &rid, &e.role)));
+                } else {
+                    out.push(IamChange::DeleteBinding(binding_id(
+                        company,
+                        kind,
+                        subject,
+                        "environment",
+                        &rid,
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates an account (root, or company with roles) in one transaction.
+    pub async fn create_account(
+        &self,
+        actor: &str,
+        new: NewAccount,
+        roles_req: &RoleRequest,
+        roles: &HashMap<String, RoleInfo>,
+        now: i64,
+    ) -> Result<Created, ManageError> {
+        let _guard = self.writer.lock().await;
+        let (account, created) = build_account(new, self.accounts.hasher(), now)?;
+        self.check_name_free(&account.owner, &account.name)?;
+        let mut writes = vec![Write::InsertAccount(account.clone())];
+        let changes = match &account.owner {
+            Owner::Company(c) => self.role_changes(
+                c,
+                SubjectKind::ServiceAccount,
+                &account.client_id,
+                roles_req,
+                roles,
+                true,
+            )?,
+            Owner::Root => vec![],
+        };
+        let after = json!({"account": account_json(&account), "bindings": changes_json(&changes)});
+        writes.extend(changes.into_iter().map(Write::Iam));
+        writes.push(audit(
+            actor,
+            "service-account.create",
+            &account.client_id,
+            None,
+            Some(after),
+            now,
+        ));
+        let id = account.client_id.clone();
+        self.commit(writes, vec![(id, Some(account))]).await?;
+        Ok(created)
+    }
+
+    /// Deletes an account and every binding naming it.
+    pub async fn delete_account(
+        &self,
+        actor: &str,
+        scope: &Scope,
+        client_id: &str,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let _guard = self.writer.lock().await;
+        let account = self.account_in(scope, client_id)?;
+        let bindings: Vec<Binding> = self
+            .directory
+            .all_bindings()
+            .into_iter()
+            .filter(|b| b.subjects.iter().any(|s| s == client_id))
+            .collect();
+        let mut writes = vec![Write::DeleteAccount(client_id.to_owned())];
+        for b in &bindings {
+            if b.subjects.len() == 1 && b.groups.is_empty() {
+                writes.push(Write::Iam(IamChange::DeleteBinding(b.binding_id.clone())));
+            } else {
+                let mut kept = b.clone();
+                kept.subjects.retain(|s| s != client_id);
+                writes.push(Write::Iam(IamChange::PutBinding(kept)));
+            }
+        }
+        writes.push(audit(
+            actor,
+            "service-account.delete",
+            client_id,
+            Some(json!({"account": account_json(&account), "bindings": bindings})),
+            None,
+            now,
+        ));
+        self.commit(writes, vec![(client_id.to_owned(), None)])
+            .await
+    }
+
+    /// Changes the roles of an identity in a company.
+    pub async fn set_roles(
+        &self,
+        actor: &str,
+        company: &str,
+        (kind, subject): (SubjectKind, &str),
+        req: &RoleRequest,
+        roles: &HashMap<String, RoleInfo>,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let _guard = self.writer.lock().await;
+        if kind == SubjectKind::ServiceAccount {
+            self.account_in(&Scope::Company(company.to_owned()), subject)?;
+        }
+        let changes = self.role_changes(company, kind, subject, req, roles, false)?;
+        let before: Vec<Binding> = changes
+            .iter()
+            .filter_map(|c| match c {
+                IamChange::PutBinding(b) => self.directory.binding(&b.binding_id),
+                IamChange::DeleteBinding(id) => self.directory.binding(id),
+                _ => None,
+            })
+            .collect();
+        let after = changes_json(&changes);
+        let mut writes: Vec<Write> = changes.into_iter().map(Write::Iam).collect();
+        writes.push(audit(
+            actor,
+            "roles.update",
+            &format!("{}/{subject}", kind.tag()),
+            Some(json!(before)),
+            Some(after),
+            now,
+        ));
+        self.commit(writes, vec![]).await
+    }
+
+    /// Removes every binding of a user or group in a company.
+    pub async fn remove_identity(
+        &self,
+        actor: &str,
+        company: &str,
+        kind: SubjectKind,
+        subject: &str,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let _guard = self.writer.lock().await;
+        let bindings: Vec<Binding> = self
+            .directory
+            .all_bindings()
+            .into_iter()
+            .filter(|b| self.directory.company_of(b).as_deref() == Some(company))
+            .filter(|b| match kind {
+                SubjectKind::Group => b.groups.iter().any(|g| g == subject),
+                _ => b.subjects.iter().any(|s| s == subject),
+            })
+            .collect();
+        if bindings.is_empty() {
+            return Err(ManageError::NotFound("identity"));
+        }
+        let mut writes: Vec<Write> = bindings
+            .iter()
+            .map(|b| Write::Iam(IamChange::DeleteBinding(b.binding_id.clone())))
+            .collect();
+        writes.push(audit(
+            actor,
+            "identity.remove",
+            &format!("{}/{subject}", kind.tag()),
+            Some(json!(bindings)),
+            None,
+            now,
+        ));
+        self.commit(writes, vec![]).await
+    }
+
+    async fn replace_credential(
+        &self,
+        actor: &str,
+        action: &str,
+        account: &ServiceAccount,
+        credential: Credential,
+        retired_secret: Option<(super::SecretHash, i64)>,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let mut next = account.clone();
+        next.credential = credential.clone();
+        next.retired_secret = retired_secret.clone();
+        let writes = vec![
+            Write::UpdateCredential {
+                client_id: account.client_id.clone(),
+                credential,
+                retired_secret,
+            },
+            audit(
+                actor,
+                action,
+                &account.client_id,
+                Some(account_json(account)),
+                Some(account_json(&next)),
+                now,
+            ),
+        ];
+        self.commit(writes, vec![(account.client_id.clone(), Some(next))])
+            .await
+    }
+
+    /// Adds a public key to a `private_key_jwt` account; returns its kid.
+    pub async fn add_key(
+        &self,
+        actor: &str,
+        scope: &Scope,
+        client_id: &str,
+        public_key: &Value,
+        now: i64,
+    ) -> Result<String, ManageError> {
+        let _guard = self.writer.lock().await;
+        let account = self.account_in(scope, client_id)?;
+        let Credential::Keys(keys) = &account.credential else {
+            return Err(ManageError::Conflict(
+                "the account authenticates with a client secret".to_owned(),
+            ));
+        };
+        let key = ClientKey::parse(public_key).map_err(|e| invalid("publicKey", e.to_string()))?;
+        if keys.iter().any(|k| k.kid == key.kid) {
+            return Err(ManageError::Conflict(format!("key {} exists", key.kid)));
+        }
+        if keys.len() >= 10 {
+            return Err(ManageError::Conflict(
+                "an account holds at most 10 keys".to_owned(),
+            ));
+        }
+        let kid = key.kid.clone();
+        let mut next = keys.clone();
+        next.push(key);
+        self.replace_credential(
+            actor,
+            "service-account.key.add",
+            &account,
+            Credential::Keys(next),
+            None,
+            now,
+        )
+        .await?;
+        Ok(kid)
+    }
+
+    /// Removes a key; the last key cannot be removed.
+    pub async fn remove_key(
+        &self,
+        actor: &str,
+        scope: &Scope,
+        client_id: &str,
+        kid: &str,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let _guard = self.writer.lock().await;
+        let account = self.account_in(scope, client_id)?;
+        let Credential::Keys(keys) = &account.credential else {
+            return Err(ManageError::NotFound("key"));
+        };
+        if !keys.iter().any(|k| k.kid == kid) {
+            return Err(ManageError::NotFound("key"));
+        }
+        if keys.len() == 1 {
+            return Err(ManageError::Conflict(
+                "the last key cannot be removed; add another first".to_owned(),
+            ));
+        }
+        let next: Vec<ClientKey> = keys.iter().filter(|k| k.kid != kid).cloned().collect();
+        self.replace_credential(
+            actor,
+            "service-account.key.remove",
+            &account,
+            Credential::Keys(next),
+            None,
+            now,
+        )
+        .await
+    }
+
+    /// Rotates the secret of a `client_secret_basic` account; the old one keeps working for the
+    /// configured grace period.
+    pub async fn rotate_secret(
+        &self,
+        actor: &str,
+        scope: &Scope,
+        client_id: &str,
+        now: i64,
+    ) -> Result<ClientSecret, ManageError> {
+        let _guard = self.writer.lock().await;
+        let account = self.account_in(scope, client_id)?;
+        let Credential::Secret(old) = &account.credential else {
+            return Err(ManageError::Conflict(
+                "the account authenticates with private_key_jwt".to_owned(),
+            ));
+        };
+        let secret = ClientSecret::generate()
+            .map_err(|_| ManageError::Unavailable("randomness unavailable".to_owned()))?;
+        let hash = self.accounts.hasher().hash(secret.expose());
+        let retired =
+            (self.secret_grace_secs > 0).then(|| (old.clone(), now + self.secret_grace_secs));
+        self.replace_credential(
+            actor,
+            "service-account.secret.rotate",
+            &account,
+            Credential::Secret(hash),
+            retired,
+            now,
+        )
+        .await?;
+        Ok(secret)
+    }
+
+    /// Records or updates a project.
+    pub async fn register_project(
+        &self,
+        actor: &str,
+        project: Project,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        let _guard = self.writer.lock().await;
+        let before = self.directory.project(&project.project_id);
+        if let Some(b) = &before
+            && b.company_id != project.company_id
+        {
+            return Err(ManageError::Conflict(format!(
+                "project {} belongs to another company",
+                project.project_id
+            )));
+        }
+        let writes = vec![
+            audit(
+                actor,
+                "project.register",
+                &project.project_id,
+                before.map(|b| json!(*b)),
+                Some(json!(project)),
+                now,
+            ),
+            Write::Iam(IamChange::PutProject(project)),
+        ];
+        self.commit(writes, vec![]).await
+    }
+
+    /// The newest audit records.
+    pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, ManageError> {
+        Ok(self.accounts.store().audit_log(limit).await?)
+    }
+
+    /// Root accounts as listed.
+    pub fn root_accounts(&self) -> Vec<AccountView> {
+        self.view(|a| a.owner == Owner::Root, |_| None)
+    }
+
+    /// A company's accounts with their company roles.
+    pub fn company_accounts(&self, company: &str) -> Vec<AccountView> {
+        let roles = |a: &ServiceAccount| Some(self.company_roles(company, &a.client_id, false));
+        self.view(|a| a.owner == Owner::Company(company.to_owned()), roles)
+    }
+
+    fn view(
+        &self,
+        keep: impl Fn(&ServiceAccount) -> bool,
+        company_roles: impl Fn(&ServiceAccount) -> Option<Vec<String>>,
+    ) -> Vec<AccountView> {
+        let mut out: Vec<AccountView> = self
+            .accounts
+            .snapshot()
+            .all()
+            .iter()
+            .filter(|a| keep(a))
+            .map(|a| AccountView {
+                client_id: a.client_id.clone(),
+                name: a.name.clone(),
+                auth_method: a.credential.method().as_str(),
+                company_roles: company_roles(a),
+                permissions: (a.owner == Owner::Root).then(|| a.permissions.clone()),
+                kids: match &a.credential {
+                    Credential::Keys(k) => Some(k.iter().map(|k| k.kid.clone()).collect()),
+                    Credential::Secret(_) => None,
+                },
+                client_id_issued_at: a.created_at,
+                last_login: a.last_login,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.client_id_issued_at, &a.client_id).cmp(&(b.client_id_issued_at, &b.client_id))
+        });
+        out
+    }
+
+    fn company_roles(&self, company: &str, subject: &str, group: bool) -> Vec<String> {
+        let mut roles: Vec<String> = self
+            .directory
+            .all_bindings()
+            .into_iter()
+            .filter(|b| {
+                b.resource
+                    .as_ref()
+                    .is_some_and(|r| r.resource_type == "company" && r.resource_id == company)
+            })
+            .filter(|b| {
+                if group {
+                    b.groups.iter().any(|g| g == subject)
+                } else {
+                    b.subjects.iter().any(|s| s == subject)
+                }
+            })
+            .flat_map(|b| b.roles)
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// Every identity with a role in `company` (or a service account of it), with its company
+    /// roles and, for `project_ids`, its project and environment roles.
+    pub fn identities(
+        &self,
+        company: &str,
+        kinds: &[SubjectKind],
+        project_ids: &[String],
+    ) -> Vec<Value> {
+        let bindings: Vec<Binding> = self
+            .directory
+            .all_bindings()
+            .into_iter()
+            .filter(|b| self.directory.company_of(b).as_deref() == Some(company))
+            .collect();
+        let mut ids: std::collections::BTreeMap<(u8, String), (SubjectKind, String)> =
+            Default::default();
+        let sa_names: HashMap<String, String> = self
+            .accounts
+            .snapshot()
+            .all()
+            .iter()
+            .filter(|a| a.owner == Owner::Company(company.to_owned()))
+            .map(|a| (a.client_id.clone(), a.name.clone()))
+            .collect();
+        for (id, name) in &sa_names {
+            ids.insert((2, id.clone()), (SubjectKind::ServiceAccount, name.clone()));
+        }
+        for b in &bindings {
+            for s in &b.subjects {
+                if !sa_names.contains_key(s) {
+                    ids.insert((0, s.clone()), (SubjectKind::User, s.clone()));
+                }
+            }
+            for g in &b.groups {
+                ids.insert((1, g.clone()), (SubjectKind::Group, g.clone()));
+            }
+        }
+        ids.into_iter()
+            .filter(|(_, (k, _))| kinds.is_empty() || kinds.contains(k))
+            .map(|((_, id), (kind, name))| {
+                let is_group = kind == SubjectKind::Group;
+                let holds = |b: &&Binding| {
+                    if is_group {
+                        b.groups.contains(&id)
+                    } else {
+                        b.subjects.contains(&id)
+                    }
+                };
+                let roles_at = |t: &str, rid: &str| -> Vec<String> {
+                    let mut r: Vec<String> = bindings
+                        .iter()
+                        .filter(holds)
+                        .filter(|b| {
+                            b.resource
+                                .as_ref()
+                                .is_some_and(|r| r.resource_type == t && r.resource_id == rid)
+                        })
+                        .flat_map(|b| b.roles.clone())
+                        .collect();
+                    r.sort();
+                    r.dedup();
+                    r
+                };
+                let projects: Vec<Value> = project_ids
+                    .iter()
+                    .map(|p| {
+                        let envs = self
+                            .directory
+                            .project(p)
+                            .map(|proj| proj.environments.clone())
+                            .unwrap_or_default();
+                        json!({
+                            "_id": p,
+                            "roles": roles_at("project", p),
+                            "environments": envs.iter().map(|e| json!({
+                                "envId": e,
+                                "roles": roles_at("environment", &format!("{p}:{e}")),
+                            })).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let mut v = json!({
+                    "identityId": id,
+                    "name": name,
+                    "identityType": kind.identity_type(),
+                    "companyRoles": roles_at("company", company),
+                });
+                if !project_ids.is_empty()
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.insert("projects".to_owned(), Value::from(projects));
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+fn changes_json(changes: &[IamChange]) -> Value {
+    Value::from(
+        changes
+            .iter()
+            .map(|c| match c {
+                IamChange::PutBinding(b) => json!({"put": b}),
+                IamChange::DeleteBinding(id) => json!({"delete": id}),
+                IamChange::PutProject(p) => json!({"project": p}),
+                IamChange::DeleteProject(id) => json!({"deleteProject": id}),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Parses `tokenEndpointAuthMethod`.
+pub fn auth_method(v: &str) -> Result<AuthMethod, ManageError> {
+    AuthMethod::parse(v).ok_or_else(|| {
+        invalid(
+            "tokenEndpointAuthMethod",
+            "must be client_secret_basic or private_key_jwt",
+        )
+    })
+}
