@@ -280,6 +280,59 @@ fn subject_kind(route: &str) -> SubjectKind {
     }
 }
 
+/// Checks a management request's body before the policy decides on it, so a malformed request
+/// gets a 400 naming its field rather than a 403 about what it would grant. Writes nothing.
+pub fn prevalidate(
+    route: &str,
+    body: Option<&Value>,
+    roles: &HashMap<String, RoleInfo>,
+) -> Result<(), ManageError> {
+    match route {
+        "root.create" => {
+            let o = Obj::new(
+                body,
+                "",
+                &[
+                    "name",
+                    "permissions",
+                    "tokenEndpointAuthMethod",
+                    "publicKey",
+                ],
+            )?;
+            let new = new_account(&o, Owner::Root)?;
+            for (i, p) in new.permissions.iter().enumerate() {
+                if !super::ROOT_PERMISSIONS.contains(&p.as_str()) {
+                    return Err(bad(
+                        format!("permissions[{i}]"),
+                        format!("`{p}` is not a root permission"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        "company.sa.create" => {
+            let o = Obj::new(
+                body,
+                "",
+                &[
+                    "name",
+                    "role",
+                    "tokenEndpointAuthMethod",
+                    "publicKey",
+                    "projectsRole",
+                ],
+            )?;
+            new_account(&o, Owner::Root)?;
+            Manager::validate_roles(&role_request(&o)?, roles, true)
+        }
+        "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
+            let o = Obj::new(body, "", &["role", "projectsRole"])?;
+            Manager::validate_roles(&role_request(&o)?, roles, false)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Serves one management route.
 pub async fn handle(m: &Manager, route: &str, r: LocalRequest<'_>) -> Response<Body> {
     match dispatch(m, route, &r).await {

@@ -291,6 +291,50 @@ impl Manager {
         Ok(())
     }
 
+    /// Checks every role of a request against the policy's roles (exists, allowed at its level;
+    /// `""` only where removals are allowed). No state is read.
+    pub fn validate_roles(
+        req: &RoleRequest,
+        roles: &HashMap<String, RoleInfo>,
+        for_create: bool,
+    ) -> Result<(), ManageError> {
+        let check = |field: String, role: &str, level: &str| -> Result<(), ManageError> {
+            if role.is_empty() {
+                return if for_create {
+                    Err(invalid(field, "must name a role"))
+                } else {
+                    Ok(())
+                };
+            }
+            let info = roles
+                .get(role)
+                .ok_or_else(|| invalid(field.clone(), format!("unknown role `{role}`")))?;
+            if !info.levels.iter().any(|l| l == level) {
+                return Err(invalid(
+                    field,
+                    format!("role `{role}` cannot be assigned at {level} level"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(r) = &req.role {
+            check("role".to_owned(), r, "company")?;
+        }
+        for (i, p) in req.projects.iter().enumerate() {
+            if let Some(r) = &p.role {
+                check(format!("projectsRole[{i}].role"), r, "project")?;
+            }
+            for (j, e) in p.environments.iter().enumerate() {
+                check(
+                    format!("projectsRole[{i}].environmentsRole[{j}].role"),
+                    &e.role,
+                    "environment",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Validates a role request against the policy's roles and builds its binding changes and
     /// the projects to record. `for_create` forbids removals.
     fn role_changes(
@@ -302,24 +346,7 @@ impl Manager {
         roles: &HashMap<String, RoleInfo>,
         for_create: bool,
     ) -> Result<Vec<IamChange>, ManageError> {
-        let check = |field: String, role: &str, level: &str| -> Result<bool, ManageError> {
-            if role.is_empty() {
-                if for_create {
-                    return Err(invalid(field, "must name a role"));
-                }
-                return Ok(false);
-            }
-            let info = roles
-                .get(role)
-                .ok_or_else(|| invalid(field.clone(), format!("unknown role `{role}`")))?;
-            if !info.levels.iter().any(|l| l == level) {
-                return Err(invalid(
-                    field,
-                    format!("role `{role}` cannot be assigned at {level} level"),
-                ));
-            }
-            Ok(true)
-        };
+        Self::validate_roles(req, roles, for_create)?;
         let binding = |level: &str, rid: &str, role: &str| {
             let (subjects, groups) = match kind {
                 SubjectKind::Group => (vec![], vec![subject.to_owned()]),
@@ -339,7 +366,7 @@ impl Manager {
         };
         let mut out = Vec::new();
         if let Some(role) = &req.role {
-            if check("role".to_owned(), role, "company")? {
+            if !role.is_empty() {
                 out.push(IamChange::PutBinding(binding("company", company, role)));
             } else {
                 out.push(IamChange::DeleteBinding(binding_id(
@@ -383,7 +410,7 @@ impl Manager {
                 })),
             }
             if let Some(role) = &p.role {
-                if check(format!("{at}.role"), role, "project")? {
+                if !role.is_empty() {
                     out.push(IamChange::PutBinding(binding(
                         "project",
                         &p.project_id,
@@ -399,13 +426,9 @@ impl Manager {
                     )));
                 }
             }
-            for (j, e) in p.environments.iter().enumerate() {
+            for e in &p.environments {
                 let rid = format!("{}:{}", p.project_id, e.env_id);
-                if check(
-                    format!("{at}.environmentsRole[{j}].role"),
-                    &e.role,
-                    "environment",
-                )? {
+                if !e.role.is_empty() {
                     out.push(IamChange::PutBinding(binding("environment", &rid, &e.role)));
                 } else {
                     out.push(IamChange::DeleteBinding(binding_id(

@@ -260,6 +260,14 @@ impl Gateway {
                 query: &query,
                 body: json.as_ref(),
             };
+            if let Some(handler) = &route.local {
+                crate::iam::api::prevalidate(
+                    handler,
+                    json.as_ref(),
+                    self.policy.snapshot().roles(),
+                )
+                .map_err(|e| e.into_response())?;
+            }
             let mut input = input.clone();
             if let Some(kind) = route.grants {
                 input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
