@@ -895,3 +895,45 @@ async fn projects_are_registered_explicitly() {
     .await;
     assert_eq!(r.status, 409);
 }
+
+#[tokio::test]
+async fn the_directory_syncs_from_the_console() {
+    let console = TestUpstream::start().await;
+    console.answer(
+        "/api/backend/projects/",
+        200,
+        json!([
+            {"_id": P1, "tenantId": "acme", "name": "one", "environments": [{"envId": "dev"}, {"envId": "prod"}]},
+            {"_id": P2, "tenantId": "globex", "environments": []},
+        ]),
+    );
+    let gw = gateway()
+        .with(&format!(
+            "directory: {{sync_url: \"{}/api/backend/projects/\", sync_interval_secs: 1}}",
+            console.url()
+        ))
+        .start()
+        .await;
+    let dir = gw.running().directory.clone();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while dir.project(P2).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no sync");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dir.project(P1).unwrap().environments, ["dev", "prod"]);
+    assert_eq!(dir.project(P2).unwrap().company_id, "globex");
+    // The Console is authoritative: a moved project follows; a broken answer changes nothing.
+    console.answer(
+        "/api/backend/projects/",
+        200,
+        json!([{"_id": P2, "tenantId": "acme"}]),
+    );
+    while dir.project(P2).unwrap().company_id != "acme" {
+        assert!(std::time::Instant::now() < deadline, "no resync");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    console.answer("/api/backend/projects/", 200, json!({"broken": true}));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(dir.project(P2).unwrap().company_id, "acme");
+    assert!(dir.project(P1).is_some());
+}

@@ -95,6 +95,20 @@ pub struct RawConfig {
     pub external_issuers: Vec<RawExternalIssuer>,
     /// The management API.
     pub management: RawManagement,
+    /// The project directory.
+    pub directory: RawDirectory,
+}
+
+/// `directory:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDirectory {
+    /// A Console endpoint answering `[{"_id","tenantId","environments":[{"envId"}]}]`, polled.
+    pub sync_url: Option<String>,
+    /// Bearer token sent to `sync_url`.
+    pub sync_token: Option<Secret>,
+    /// Seconds between syncs. Default 300.
+    pub sync_interval_secs: Option<u64>,
 }
 
 /// `management:` section.
@@ -344,6 +358,8 @@ pub struct Settings {
     pub client_keys: Vec<Secret>,
     /// Grace period of a rotated secret.
     pub secret_rotation_grace: Duration,
+    /// Directory sync: URL, token, interval.
+    pub directory_sync: Option<(http::Uri, Option<Secret>, Duration)>,
 }
 
 /// Upstream settings.
@@ -881,10 +897,26 @@ impl RawConfig {
             &mut errs,
         );
 
+        let sync_every = secs_in(
+            "directory.sync_interval_secs",
+            self.directory.sync_interval_secs,
+            300,
+            1..=86_400,
+            &mut errs,
+        );
+        let directory_sync = self.directory.sync_url.as_deref().and_then(|u| {
+            check_url("directory.sync_url", u, &mut errs);
+            u.parse::<http::Uri>()
+                .map_err(|e| errs.push(format!("directory.sync_url: {e}")))
+                .ok()
+                .map(|u| (u, self.directory.sync_token.clone(), sync_every))
+        });
+
         if !errs.is_empty() {
             return Err(ConfigError::Invalid(errs));
         }
         Ok(Settings {
+            directory_sync,
             client_keys: self.management.client_keys,
             secret_rotation_grace,
             upstream,

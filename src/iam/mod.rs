@@ -9,6 +9,7 @@ pub mod binding;
 pub mod client_key;
 pub mod directory;
 pub mod manage;
+pub mod sync;
 
 pub use account::{
     AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,

@@ -252,6 +252,31 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             shutdown_rx.clone(),
         );
     }
+    if let Some((url, token, every)) = settings.directory_sync.clone() {
+        let client = crate::proxy::upstream::http_client(
+            settings.upstream.connect_timeout,
+            settings.upstream.ca_file.as_deref(),
+        )
+        .map_err(StartError::Tls)?;
+        let directory = directory.clone();
+        crate::util::spawn_periodic(every, shutdown_rx.clone(), false, move || {
+            let (directory, client, url, token) = (
+                directory.clone(),
+                client.clone(),
+                url.clone(),
+                token.clone(),
+            );
+            async move {
+                match crate::iam::sync::sync_once(&directory, &client, &url, token.as_ref()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changed = n, "directory synchronised"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "directory sync failed; keeping the current directory")
+                    }
+                }
+            }
+        });
+    }
     let service = stack::build(app, &settings.server);
     let task = tokio::spawn(serve(
         listener,

@@ -1,0 +1,135 @@
+//! Periodic directory synchronisation from the Console: a background task beside the request
+//! path that fetches Console-shaped projects (`[{"_id","tenantId","environments":[{"envId"}]}]`)
+//! and records every new or changed project in one transaction. The Console is authoritative
+//! for which company owns a project, so a sync also corrects a project the IAM API adopted under
+//! the wrong company. Fetches are bounded in size and time; a failed fetch changes nothing.
+
+use super::directory::{Directory, IamChange, Project};
+use crate::error::Body;
+use crate::proxy::upstream::HttpClient;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use std::time::Duration;
+
+/// Largest accepted answer.
+pub const MAX_SYNC_BYTES: usize = 32 * 1024 * 1024;
+/// Longest a fetch may take.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a sync failed; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// Fetch, status, size or time.
+    #[error("fetch: {0}")]
+    Fetch(String),
+    /// Not the expected JSON.
+    #[error("answer: {0}")]
+    Shape(String),
+    /// The store refused the batch.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+#[derive(serde::Deserialize)]
+struct ConsoleEnv {
+    #[serde(rename = "envId")]
+    env_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ConsoleProject {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "tenantId")]
+    tenant_id: String,
+    #[serde(default)]
+    environments: Vec<ConsoleEnv>,
+}
+
+/// Parses a Console project list into directory entries.
+pub fn parse_projects(bytes: &[u8]) -> Result<Vec<Project>, SyncError> {
+    let list: Vec<ConsoleProject> =
+        serde_json::from_slice(bytes).map_err(|e| SyncError::Shape(e.to_string()))?;
+    Ok(list
+        .into_iter()
+        .filter(|p| !p.id.is_empty() && !p.tenant_id.is_empty())
+        .map(|p| Project {
+            project_id: p.id,
+            company_id: p.tenant_id,
+            environments: p.environments.into_iter().map(|e| e.env_id).collect(),
+        })
+        .collect())
+}
+
+/// One synchronisation; returns how many projects changed.
+pub async fn sync_once(
+    directory: &Directory,
+    client: &HttpClient,
+    url: &http::Uri,
+    token: Option<&crate::config::Secret>,
+) -> Result<usize, SyncError> {
+    let mut req = http::Request::get(url.clone()).header(http::header::ACCEPT, "application/json");
+    if let Some(t) = token {
+        req = req.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", t.expose()),
+        );
+    }
+    let req = req
+        .body::<Body>(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| SyncError::Fetch(e.to_string()))?;
+    let fetch = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| SyncError::Fetch(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(SyncError::Fetch(format!("status {}", resp.status())));
+        }
+        Limited::new(resp.into_body(), MAX_SYNC_BYTES)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| SyncError::Fetch(e.to_string()))
+    };
+    let bytes = tokio::time::timeout(SYNC_TIMEOUT, fetch)
+        .await
+        .map_err(|_| SyncError::Fetch("timed out".to_owned()))??;
+    let changes: Vec<IamChange> = parse_projects(&bytes)?
+        .into_iter()
+        .filter(|p| directory.project(&p.project_id).as_deref() != Some(p))
+        .map(IamChange::PutProject)
+        .collect();
+    let n = changes.len();
+    if n > 0 {
+        directory.apply(changes).await?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_projects_parse_and_junk_is_refused() {
+        let p = parse_projects(
+            br#"[{"_id":"p1","tenantId":"c1","name":"x","environments":[{"envId":"dev","label":"D"}]},{"_id":"","tenantId":"c1"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            vec![Project {
+                project_id: "p1".into(),
+                company_id: "c1".into(),
+                environments: vec!["dev".into()]
+            }]
+        );
+        assert!(parse_projects(br#"{"not":"a list"}"#).is_err());
+        assert!(parse_projects(br#"[{"_id":5,"tenantId":"c"}]"#).is_err());
+    }
+}
