@@ -9,12 +9,15 @@ use serde_json::Value;
 use std::process::Command;
 
 fn iamgate(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_iamgate"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamgate"));
+    cmd.args(args)
         .env("IAMGATE_DATA_DIR", data_dir)
-        .env_remove("IAMGATE_CONFIG")
-        .output()
-        .unwrap();
+        .env_remove("IAMGATE_CONFIG");
+    // Against PostgreSQL, the CLI writes where the test gateway will read.
+    if let Some(url) = data_dir.parent().and_then(common::existing_test_database) {
+        cmd.env("IAMGATE_DATABASE_URL", url);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,6 +28,7 @@ fn iamgate(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) 
 #[tokio::test]
 async fn generated_key_created_account_and_cli_assertion_get_a_token() {
     let dir = tempfile::tempdir().unwrap();
+    common::test_database(&dir).await;
     let data = dir.path().join("data");
     let key_file = dir.path().join("client.pem");
 

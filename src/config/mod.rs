@@ -565,10 +565,6 @@ impl RawConfig {
                     }
                     DatabaseSettings::Sqlite(PathBuf::from(path))
                 } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
-                    errs.push(
-                        "database_url: PostgreSQL is not available in this build yet; use sqlite"
-                            .to_owned(),
-                    );
                     DatabaseSettings::Postgres(url)
                 } else {
                     errs.push(

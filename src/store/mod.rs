@@ -5,6 +5,7 @@
 //! trait is object-safe and async so SQLite (embedded default) and PostgreSQL (several instances)
 //! implementations slot in without touching callers.
 
+pub mod postgres;
 pub mod snapshot;
 pub mod sqlite;
 
@@ -96,8 +97,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(db: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     match db {
         DatabaseSettings::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        DatabaseSettings::Postgres(_) => Err(StoreError::Unavailable(
-            "postgres is not supported by this build".to_owned(),
-        )),
+        DatabaseSettings::Postgres(url) => {
+            Ok(Arc::new(postgres::PgStore::open(url.expose()).await?))
+        }
     }
 }

@@ -75,6 +75,11 @@ impl GatewayBuilder {
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let mut raw: RawConfig = parse_yaml(&self.yaml).unwrap();
         raw.data_dir = Some(dir.path().join("data"));
+        if raw.database_url.is_none()
+            && let Some(url) = test_database(&dir).await
+        {
+            raw.database_url = Some(iamgate::config::Secret::new(url));
+        }
         let settings = raw.validate().unwrap();
         let running = tokio::time::timeout(WAIT, iamgate::server::start(settings))
             .await
@@ -88,6 +93,40 @@ impl GatewayBuilder {
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
+}
+
+/// With `IAMGATE_TEST_DATABASE_URL` set (an admin URL of a throwaway PostgreSQL, see
+/// `.ci/postgres.sh`), every test gateway gets a fresh database of its own; a restart test that
+/// reuses its data directory gets the same database again. Without it, SQLite.
+pub async fn test_database(dir: &TempDir) -> Option<String> {
+    let admin = std::env::var("IAMGATE_TEST_DATABASE_URL").ok()?;
+    let marker = dir.path().join("test-database");
+    if let Ok(name) = std::fs::read_to_string(&marker) {
+        return Some(replace_db(&admin, &name));
+    }
+    let name = format!("iamgate_test_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("test database server");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    std::fs::write(&marker, &name).unwrap();
+    Some(replace_db(&admin, &name))
+}
+
+/// The database `test_database` created for the directory `dir`, if any.
+pub fn existing_test_database(dir: &std::path::Path) -> Option<String> {
+    let admin = std::env::var("IAMGATE_TEST_DATABASE_URL").ok()?;
+    let name = std::fs::read_to_string(dir.join("test-database")).ok()?;
+    Some(replace_db(&admin, &name))
+}
+
+fn replace_db(url: &str, name: &str) -> String {
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    format!("{base}/{name}")
 }
 
 pub struct Gateway {

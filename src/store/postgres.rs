@@ -1,0 +1,610 @@
+//! The PostgreSQL store, for several instances sharing one database (selected by a
+//! `postgres://` URL). Same schema and semantics as the SQLite store, plus what sharing needs:
+//! migrations serialised by an advisory lock, the assertion replay record, and a `NOTIFY` after
+//! every committed batch so other instances refresh their snapshots.
+//!
+//! The store keeps a small pool of connections of its own; a connection that broke (database
+//! restart) is replaced on next use, so the gateway recovers without a restart. TLS to the
+//! database (`sslmode=require`) goes through rustls with the Mozilla roots.
+
+use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
+use crate::iam::directory::{IamChange, IamData, Project};
+use crate::iam::{Binding, ClientKey, Credential, Owner, SecretHash, ServiceAccount};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// The channel other instances listen on.
+pub const CHANNEL: &str = "iamgate_changes";
+/// Connections kept.
+const POOL_SIZE: usize = 8;
+/// Longest wait for a connection or a statement.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE service_accounts (
+    client_id            TEXT PRIMARY KEY,
+    name                 TEXT NOT NULL,
+    company_id           TEXT,
+    auth_method          TEXT NOT NULL CHECK (auth_method IN ('client_secret_basic','private_key_jwt')),
+    secret_hash          BYTEA,
+    permissions          TEXT NOT NULL DEFAULT '[]',
+    created_at           BIGINT NOT NULL,
+    last_login           BIGINT,
+    retired_secret_hash  BYTEA,
+    retired_secret_until BIGINT,
+    CHECK ((auth_method = 'client_secret_basic') = (secret_hash IS NOT NULL))
+);
+CREATE UNIQUE INDEX service_accounts_name ON service_accounts ((COALESCE(company_id, '')), name);
+CREATE TABLE service_account_keys (
+    client_id  TEXT NOT NULL REFERENCES service_accounts(client_id) ON DELETE CASCADE,
+    kid        TEXT NOT NULL,
+    n          TEXT NOT NULL,
+    e          TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (client_id, kid)
+);
+CREATE TABLE bindings (binding_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE projects (
+    project_id   TEXT PRIMARY KEY,
+    company_id   TEXT NOT NULL,
+    environments TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE audit_log (
+    id     BIGSERIAL PRIMARY KEY,
+    at     BIGINT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before TEXT,
+    after  TEXT
+);
+CREATE TABLE assertion_jtis (
+    client_id  TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+CREATE INDEX assertion_jtis_expiry ON assertion_jtis (expires_at);
+"#];
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn db_error(e: tokio_postgres::Error, conflict: impl FnOnce() -> String) -> StoreError {
+    if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+        StoreError::Conflict(conflict())
+    } else {
+        unavailable(e)
+    }
+}
+
+/// PostgreSQL-backed [`Store`].
+pub struct PgStore {
+    config: Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    idle: Mutex<Vec<Client>>,
+    permits: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// A pooled connection, returned on drop unless it broke.
+struct Conn<'a> {
+    store: &'a PgStore,
+    client: Option<Client>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !c.is_closed()
+            && let Ok(mut idle) = self.store.idle.lock()
+        {
+            idle.push(c);
+        }
+    }
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        // Always Some until drop.
+        self.client.as_ref().unwrap_or_else(|| unreachable_client())
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        match self.client.as_mut() {
+            Some(c) => c,
+            None => unreachable_client(),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_client() -> ! {
+    panic!("pooled connection used after release")
+}
+
+impl PgStore {
+    /// Connects, migrates, and returns the store. The URL is never logged.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Unavailable(format!("database url: {e}"))
+        })?;
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(unavailable)?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
+            }
+        };
+        let store = Self {
+            config,
+            tls,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(POOL_SIZE),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A new connection whose driver runs on its own task.
+    pub async fn connect(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+        let fut = async {
+            match &self.tls {
+                None => {
+                    let (client, conn) = self.config.connect(NoTls).await.map_err(unavailable)?;
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "database connection ended");
+                        }
+                    });
+                    Ok((client, task))
+                }
+                Some(tls) => {
+                    let (client, conn) = self
+                        .config
+                        .connect(tls.clone())
+                        .await
+                        .map_err(unavailable)?;
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "database connection ended");
+                        }
+                    });
+                    Ok((client, task))
+                }
+            }
+        };
+        tokio::time::timeout(TIMEOUT, fut)
+            .await
+            .map_err(|_| StoreError::Unavailable("connect timed out".to_owned()))?
+    }
+
+    /// The configuration (for the change listener's own connection).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        let permit = tokio::time::timeout(TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| StoreError::Unavailable("no database connection free".to_owned()))?
+            .map_err(unavailable)?;
+        let reused = self.idle.lock().ok().and_then(|mut idle| {
+            while let Some(c) = idle.pop() {
+                if !c.is_closed() {
+                    return Some(c);
+                }
+            }
+            None
+        });
+        let client = match reused {
+            Some(c) => c,
+            None => self.connect().await?.0,
+        };
+        Ok(Conn {
+            store: self,
+            client: Some(client),
+            _permit: permit,
+        })
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(unavailable)?;
+        // Several instances may start at once: one migrates, the others wait here.
+        tx.execute("SELECT pg_advisory_xact_lock(7210843350)", &[])
+            .await
+            .map_err(unavailable)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS iamgate_schema (version INT NOT NULL)")
+            .await
+            .map_err(unavailable)?;
+        let row = tx
+            .query_opt("SELECT version FROM iamgate_schema", &[])
+            .await
+            .map_err(unavailable)?;
+        let done = match row {
+            Some(r) => usize::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+            None => {
+                tx.execute("INSERT INTO iamgate_schema (version) VALUES (0)", &[])
+                    .await
+                    .map_err(unavailable)?;
+                0
+            }
+        };
+        if done > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "database schema version {done} is newer than this binary ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        for sql in MIGRATIONS.iter().skip(done) {
+            tx.batch_execute(sql).await.map_err(unavailable)?;
+        }
+        let version = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        tx.execute("UPDATE iamgate_schema SET version = $1", &[&version])
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn load_all(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        let c = self.conn().await?;
+        let mut keys: HashMap<String, Vec<ClientKey>> = HashMap::new();
+        for r in c
+            .query(
+                "SELECT client_id, kid, n, e FROM service_account_keys ORDER BY created_at, kid",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?
+        {
+            let cid: String = r.get(0);
+            let key = ClientKey::from_stored(r.get(1), r.get(2), r.get(3))
+                .map_err(|e| StoreError::Corrupt(format!("key of {cid}: {e}")))?;
+            keys.entry(cid).or_default().push(key);
+        }
+        let mut out = Vec::new();
+        for r in c
+            .query(
+                "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login, retired_secret_hash, retired_secret_until FROM service_accounts ORDER BY created_at, client_id",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?
+        {
+            let client_id: String = r.get(0);
+            let hash = |v: Option<Vec<u8>>| -> Result<Option<SecretHash>, StoreError> {
+                v.map(|h| {
+                    h.try_into()
+                        .map(SecretHash)
+                        .map_err(|_| StoreError::Corrupt(format!("secret hash of {client_id}")))
+                })
+                .transpose()
+            };
+            let method: String = r.get(3);
+            let credential = match (method.as_str(), hash(r.get(4))?) {
+                ("client_secret_basic", Some(h)) => Credential::Secret(h),
+                ("private_key_jwt", _) => {
+                    Credential::Keys(keys.remove(&client_id).unwrap_or_default())
+                }
+                _ => return Err(StoreError::Corrupt(format!("auth method of {client_id}"))),
+            };
+            let perms: String = r.get(5);
+            let permissions: Vec<String> = serde_json::from_str(&perms)
+                .map_err(|_| StoreError::Corrupt(format!("permissions of {client_id}")))?;
+            let retired_secret = match (hash(r.get(8))?, r.get::<_, Option<i64>>(9)) {
+                (Some(h), Some(until)) => Some((h, until)),
+                _ => None,
+            };
+            let company: Option<String> = r.get(2);
+            out.push(ServiceAccount {
+                name: r.get(1),
+                owner: company.map_or(Owner::Root, Owner::Company),
+                credential,
+                permissions,
+                created_at: r.get(6),
+                last_login: r.get(7),
+                retired_secret,
+                client_id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn load_iam_data(&self) -> Result<IamData, StoreError> {
+        let c = self.conn().await?;
+        let mut data = IamData::default();
+        for r in c
+            .query("SELECT doc FROM bindings ORDER BY binding_id", &[])
+            .await
+            .map_err(unavailable)?
+        {
+            let doc: String = r.get(0);
+            data.bindings.push(
+                serde_json::from_str::<Binding>(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("binding: {e}")))?,
+            );
+        }
+        for r in c
+            .query(
+                "SELECT project_id, company_id, environments FROM projects ORDER BY project_id",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?
+        {
+            let envs: String = r.get(2);
+            data.projects.push(Project {
+                project_id: r.get(0),
+                company_id: r.get(1),
+                environments: serde_json::from_str(&envs)
+                    .map_err(|e| StoreError::Corrupt(format!("project: {e}")))?,
+            });
+        }
+        Ok(data)
+    }
+
+    async fn commit_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(unavailable)?;
+        for w in &writes {
+            match w {
+                Write::InsertAccount(a) => insert_account(&tx, a).await?,
+                Write::DeleteAccount(id) => {
+                    tx.execute("DELETE FROM service_accounts WHERE client_id = $1", &[id])
+                        .await
+                        .map_err(unavailable)?;
+                }
+                Write::UpdateCredential {
+                    client_id,
+                    credential,
+                    retired_secret,
+                } => {
+                    let hash = match credential {
+                        Credential::Secret(h) => Some(h.0.to_vec()),
+                        Credential::Keys(_) => None,
+                    };
+                    let (rh, ru) = match retired_secret {
+                        Some((h, until)) => (Some(h.0.to_vec()), Some(*until)),
+                        None => (None, None),
+                    };
+                    let n = tx
+                        .execute(
+                            "UPDATE service_accounts SET secret_hash = $2, retired_secret_hash = $3, retired_secret_until = $4 WHERE client_id = $1",
+                            &[client_id, &hash, &rh, &ru],
+                        )
+                        .await
+                        .map_err(unavailable)?;
+                    if n == 0 {
+                        return Err(StoreError::Conflict(format!("no account {client_id}")));
+                    }
+                    tx.execute(
+                        "DELETE FROM service_account_keys WHERE client_id = $1",
+                        &[client_id],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                    insert_keys(&tx, client_id, credential, crate::util::unix_now()).await?;
+                }
+                Write::Iam(change) => apply_iam(&tx, change).await?,
+                Write::Audit(r) => {
+                    let enc = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+                    tx.execute(
+                        "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&r.at, &r.actor, &r.action, &r.target, &enc(&r.before), &enc(&r.after)],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                }
+            }
+        }
+        // Delivered to the other instances only if the transaction commits.
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &CHANNEL,
+                &i64::try_from(writes.len()).unwrap_or(0).to_string(),
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+}
+
+async fn insert_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    client_id: &str,
+    credential: &Credential,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Credential::Keys(keys) = credential {
+        for k in keys {
+            tx.execute(
+                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&client_id, &k.kid, &k.n, &k.e, &now],
+            )
+            .await
+            .map_err(|e| db_error(e, || format!("duplicate kid {}", k.kid)))?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_account(
+    tx: &tokio_postgres::Transaction<'_>,
+    a: &ServiceAccount,
+) -> Result<(), StoreError> {
+    let company = match &a.owner {
+        Owner::Root => None,
+        Owner::Company(c) => Some(c.clone()),
+    };
+    let hash = match &a.credential {
+        Credential::Secret(h) => Some(h.0.to_vec()),
+        Credential::Keys(_) => None,
+    };
+    let perms =
+        serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO service_accounts (client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[&a.client_id, &a.name, &company, &a.credential.method().as_str(), &hash, &perms, &a.created_at, &a.last_login],
+    )
+    .await
+    .map_err(|e| db_error(e, || format!("a service account named {:?} exists", a.name)))?;
+    insert_keys(tx, &a.client_id, &a.credential, a.created_at).await
+}
+
+async fn apply_iam(
+    tx: &tokio_postgres::Transaction<'_>,
+    change: &IamChange,
+) -> Result<(), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    match change {
+        IamChange::PutBinding(b) => {
+            let doc = serde_json::to_string(b).map_err(corrupt)?;
+            tx.execute(
+                "INSERT INTO bindings (binding_id, doc) VALUES ($1, $2) ON CONFLICT (binding_id) DO UPDATE SET doc = EXCLUDED.doc",
+                &[&b.binding_id, &doc],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        IamChange::DeleteBinding(id) => {
+            tx.execute("DELETE FROM bindings WHERE binding_id = $1", &[id])
+                .await
+                .map_err(unavailable)?;
+        }
+        IamChange::PutProject(p) => {
+            let envs = serde_json::to_string(&p.environments).map_err(corrupt)?;
+            tx.execute(
+                "INSERT INTO projects (project_id, company_id, environments) VALUES ($1, $2, $3) ON CONFLICT (project_id) DO UPDATE SET company_id = EXCLUDED.company_id, environments = EXCLUDED.environments",
+                &[&p.project_id, &p.company_id, &envs],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        IamChange::DeleteProject(id) => {
+            tx.execute("DELETE FROM projects WHERE project_id = $1", &[id])
+                .await
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>> {
+        Box::pin(self.load_all())
+    }
+
+    fn insert_account(&self, account: ServiceAccount) -> StoreFuture<'_, ()> {
+        Box::pin(self.commit_batch(vec![Write::InsertAccount(account)]))
+    }
+
+    fn delete_account(&self, client_id: String) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            let n = c
+                .execute(
+                    "WITH gone AS (DELETE FROM service_accounts WHERE client_id = $1 RETURNING 1) SELECT pg_notify($2, '1') FROM gone",
+                    &[&client_id, &CHANNEL],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn record_logins(&self, logins: Vec<(String, i64)>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(unavailable)?;
+            for (id, ts) in &logins {
+                tx.execute(
+                    "UPDATE service_accounts SET last_login = GREATEST(COALESCE(last_login, 0), $2) WHERE client_id = $1",
+                    &[id, ts],
+                )
+                .await
+                .map_err(unavailable)?;
+            }
+            tx.commit().await.map_err(unavailable)
+        })
+    }
+
+    fn load_iam(&self) -> StoreFuture<'_, IamData> {
+        Box::pin(self.load_iam_data())
+    }
+
+    fn apply_iam(&self, changes: Vec<IamChange>) -> StoreFuture<'_, ()> {
+        Box::pin(self.commit_batch(changes.into_iter().map(Write::Iam).collect()))
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()> {
+        Box::pin(self.commit_batch(writes))
+    }
+
+    fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut out = Vec::new();
+            for r in c
+                .query(
+                    "SELECT at, actor, action, target, before, after FROM audit_log ORDER BY id DESC LIMIT $1",
+                    &[&limit],
+                )
+                .await
+                .map_err(unavailable)?
+            {
+                let dec = |v: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+                    v.map(|t| {
+                        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
+                    })
+                    .transpose()
+                };
+                out.push(AuditRecord {
+                    at: r.get(0),
+                    actor: r.get(1),
+                    action: r.get(2),
+                    target: r.get(3),
+                    before: dec(r.get(4))?,
+                    after: dec(r.get(5))?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            tokio::time::timeout(TIMEOUT, c.simple_query("SELECT 1"))
+                .await
+                .map_err(|_| StoreError::Unavailable("ping timed out".to_owned()))?
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
