@@ -41,6 +41,8 @@ pub struct TokenEndpoint {
     issuer: Issuer,
     rules: AssertionRules,
     replay: MemoryReplay,
+    /// The store's replay record, shared by every instance, when it keeps one.
+    shared_replay: Option<Arc<dyn crate::store::Store>>,
     by_client: FailureLimiter,
     by_address: FailureLimiter,
     last_logins: LastLogins,
@@ -91,6 +93,7 @@ impl TokenEndpoint {
                     .unwrap_or(3600),
             },
             replay: MemoryReplay::new(settings.replay_cache_capacity),
+            shared_replay: None,
             by_client: FailureLimiter::new(rl.max_failures_per_client, rl.window, 100_000),
             by_address: FailureLimiter::new(rl.max_failures_per_address, rl.window, 100_000),
             last_logins,
@@ -98,6 +101,12 @@ impl TokenEndpoint {
             metrics,
             dummy_key,
         })
+    }
+
+    /// Records assertion `jti`s in `store` (shared by every instance) instead of in memory.
+    pub fn with_shared_replay(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+        self.shared_replay = Some(store);
+        self
     }
 
     /// Handles one token request from `peer`.
@@ -299,12 +308,27 @@ impl TokenEndpoint {
             _ => return Err(fail(OAuthError::invalid_client(AUTH_FAILED))),
         };
         // Recorded only now: an assertion that fails any other check cannot burn a jti.
-        match self.replay.check_and_record(
-            &a.client_id,
-            &a.jti,
-            a.exp.saturating_add(self.rules.skew),
-            now,
-        ) {
+        let until = a.exp.saturating_add(self.rules.skew);
+        let check = match &self.shared_replay {
+            Some(store) => match store
+                .record_jti(a.client_id.clone(), a.jti.clone(), until, now)
+                .await
+            {
+                Ok(true) => ReplayCheck::Fresh,
+                Ok(false) => ReplayCheck::Replayed,
+                Err(e) => {
+                    // Fail closed: without the shared record a replay could not be detected.
+                    tracing::warn!(error = %e, "replay record unavailable");
+                    return Err(fail(OAuthError::unavailable(
+                        "the replay record is unavailable; retry shortly",
+                    )));
+                }
+            },
+            None => self
+                .replay
+                .check_and_record(&a.client_id, &a.jti, until, now),
+        };
+        match check {
             ReplayCheck::Fresh => Ok(account),
             ReplayCheck::Replayed => Err(fail(OAuthError::invalid_client(
                 "client_assertion jti has already been used",

@@ -187,6 +187,25 @@ impl Directory {
         Ok(self.publish_locked(changes))
     }
 
+    /// Replaces the whole state with `data` read from the store (resynchronisation), bumping the
+    /// version so no cached decision survives it.
+    pub async fn replace(&self, data: IamData) {
+        let _guard = self.writer.lock().await;
+        let bindings = data
+            .bindings
+            .into_iter()
+            .map(|b| (b.binding_id.clone(), b))
+            .collect();
+        let projects = data
+            .projects
+            .into_iter()
+            .map(|p| (p.project_id.clone(), Arc::new(p)))
+            .collect();
+        let mut next = State::build(bindings, projects);
+        next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
+        self.state.store(Arc::new(next));
+    }
+
     /// Publishes changes another writer already committed (in its own batch).
     pub async fn publish(&self, changes: Vec<IamChange>) -> u64 {
         let _guard = self.writer.lock().await;

@@ -215,6 +215,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         last_logins.clone(),
         metrics.clone(),
     )?;
+    let token = if store.shares_replay() {
+        token.with_shared_replay(store.clone())
+    } else {
+        token
+    };
     let directory = crate::iam::directory::Directory::load(store.clone()).await?;
     let gateway = build_gateway(
         &settings, &issuer_id, &audience, &keys, &accounts, &directory, &policy, &metrics,
@@ -236,7 +241,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_login_flusher(
         last_logins,
-        store,
+        store.clone(),
         settings.last_login_flush,
         shutdown_rx.clone(),
     );
@@ -250,6 +255,28 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             settings.policy.reload,
             policy_stats.clone(),
             shutdown_rx.clone(),
+        );
+    }
+    if store.shares_replay() {
+        spawn_change_follower(
+            store.clone(),
+            accounts.clone(),
+            directory.clone(),
+            shutdown_rx.clone(),
+        );
+        let store = store.clone();
+        crate::util::spawn_periodic(
+            Duration::from_secs(60),
+            shutdown_rx.clone(),
+            false,
+            move || {
+                let store = store.clone();
+                async move {
+                    if let Err(e) = store.purge_jtis(unix_now()).await {
+                        tracing::warn!(error = %e, "could not purge expired replay records");
+                    }
+                }
+            },
         );
     }
     if let Some((url, token, every)) = settings.directory_sync.clone() {
@@ -476,6 +503,73 @@ async fn serve<S, B>(
     {
         tracing::warn!("shutdown grace period elapsed with connections still open");
     }
+}
+
+/// Interval of the full resynchronisation that covers lost notifications.
+const RESYNC_EVERY: Duration = Duration::from_secs(30);
+
+/// Re-reads accounts, bindings and the directory from the shared store.
+async fn resync(
+    store: &dyn crate::store::Store,
+    accounts: &Accounts,
+    directory: &crate::iam::directory::Directory,
+) -> Result<(), crate::store::StoreError> {
+    let all = store.load_accounts().await?;
+    let iam = store.load_iam().await?;
+    accounts.snapshot().replace_all(all);
+    directory.replace(iam).await;
+    Ok(())
+}
+
+/// Follows other instances' changes on a shared store: a notification (or, for lost ones, a
+/// periodic resynchronisation) re-reads the snapshots. After a broken feed (database restart)
+/// it reconnects, resynchronises, and goes on; requests keep being served meanwhile.
+fn spawn_change_follower(
+    store: Arc<dyn crate::store::Store>,
+    accounts: Accounts,
+    directory: crate::iam::directory::Directory,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let mut feed = match store.changes().await {
+                Ok(Some(rx)) => rx,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change feed unavailable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            };
+            // Whatever happened while the feed was down is picked up here.
+            if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
+                tracing::warn!(error = %e, "resynchronisation failed");
+            }
+            loop {
+                tokio::select! {
+                    got = feed.recv() => match got {
+                        Some(()) => {
+                            if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
+                                tracing::warn!(error = %e, "resynchronisation failed");
+                            }
+                        }
+                        None => {
+                            tracing::warn!("change feed ended; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep(RESYNC_EVERY) => {
+                        if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
+                            tracing::warn!(error = %e, "periodic resynchronisation failed");
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    });
 }
 
 fn spawn_login_flusher(

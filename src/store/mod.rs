@@ -89,6 +89,35 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
     /// The newest `limit` audit records, newest first.
     fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;
+    /// A feed of other instances' changes (one `()` per batch, coalesced), when the store is
+    /// shared; the receiver closes when the feed breaks, and the caller asks again.
+    fn changes(&self) -> StoreFuture<'_, Option<tokio::sync::mpsc::Receiver<()>>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Whether assertion `jti`s are recorded here, shared by every instance on this store.
+    /// Otherwise each instance keeps its own in-memory record (one instance per SQLite file).
+    fn shares_replay(&self) -> bool {
+        false
+    }
+    /// Records `(client_id, jti)` until `expires_at`: `Ok(true)` on first use, `Ok(false)` for a
+    /// replay (an expired earlier record does not count).
+    fn record_jti(
+        &self,
+        _client_id: String,
+        _jti: String,
+        _expires_at: i64,
+        _now: i64,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async {
+            Err(StoreError::Unavailable(
+                "this store keeps no replay record".to_owned(),
+            ))
+        })
+    }
+    /// Drops replay records expired before `now`; returns how many.
+    fn purge_jtis(&self, _now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
     /// Cheap liveness query for `/-/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

@@ -84,6 +84,7 @@ fn db_error(e: tokio_postgres::Error, conflict: impl FnOnce() -> String) -> Stor
 
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
+    instance: String,
     config: Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<Client>>,
@@ -159,6 +160,7 @@ impl PgStore {
             }
         };
         let store = Self {
+            instance: uuid::Uuid::new_v4().to_string(),
             config,
             tls,
             idle: Mutex::new(Vec::new()),
@@ -201,9 +203,36 @@ impl PgStore {
             .map_err(|_| StoreError::Unavailable("connect timed out".to_owned()))?
     }
 
-    /// The configuration (for the change listener's own connection).
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// Opens a dedicated connection that `LISTEN`s for the changes of *other* instances; each
+    /// notification is one `()` on the receiver (coalesced), which closes when the connection
+    /// ends (database restart): the caller reconnects and resynchronises.
+    pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let own = self.instance.clone();
+        let timeout = |_| StoreError::Unavailable("connect timed out".to_owned());
+        let listen = format!("LISTEN {CHANNEL}");
+        match &self.tls {
+            None => {
+                let (client, conn) = tokio::time::timeout(TIMEOUT, self.config.connect(NoTls))
+                    .await
+                    .map_err(timeout)?
+                    .map_err(unavailable)?;
+                tokio::spawn(pump(conn, own, tx));
+                client.batch_execute(&listen).await.map_err(unavailable)?;
+                tokio::spawn(hold(client));
+            }
+            Some(tls) => {
+                let (client, conn) =
+                    tokio::time::timeout(TIMEOUT, self.config.connect(tls.clone()))
+                        .await
+                        .map_err(timeout)?
+                        .map_err(unavailable)?;
+                tokio::spawn(pump(conn, own, tx));
+                client.batch_execute(&listen).await.map_err(unavailable)?;
+                tokio::spawn(hold(client));
+            }
+        }
+        Ok(rx)
     }
 
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
@@ -434,6 +463,34 @@ impl PgStore {
     }
 }
 
+/// Drives a listening connection, forwarding other instances' notifications.
+async fn pump<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    own: String,
+    tx: tokio::sync::mpsc::Sender<()>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.payload() != own => {
+                // A full channel already holds a pending refresh.
+                let _ = tx.try_send(());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+}
+
+/// Keeps the listening client alive until its connection ends.
+async fn hold(client: Client) {
+    while !client.is_closed() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn insert_keys(
     tx: &tokio_postgres::Transaction<'_>,
     client_id: &str,
@@ -528,8 +585,8 @@ impl Store for PgStore {
             let c = self.conn().await?;
             let n = c
                 .execute(
-                    "WITH gone AS (DELETE FROM service_accounts WHERE client_id = $1 RETURNING 1) SELECT pg_notify($2, '1') FROM gone",
-                    &[&client_id, &CHANNEL],
+                    "WITH gone AS (DELETE FROM service_accounts WHERE client_id = $1 RETURNING 1) SELECT pg_notify($2, $3) FROM gone",
+                    &[&client_id, &CHANNEL, &self.instance],
                 )
                 .await
                 .map_err(unavailable)?;
@@ -594,6 +651,44 @@ impl Store for PgStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn shares_replay(&self) -> bool {
+        true
+    }
+
+    fn changes(&self) -> StoreFuture<'_, Option<tokio::sync::mpsc::Receiver<()>>> {
+        Box::pin(async move { self.listen().await.map(Some) })
+    }
+
+    fn record_jti(
+        &self,
+        client_id: String,
+        jti: String,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
+            let rows = c
+                .query(
+                    "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE assertion_jtis.expires_at < $4 RETURNING 1",
+                    &[&client_id, &jti, &expires_at, &now],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(!rows.is_empty())
+        })
+    }
+
+    fn purge_jtis(&self, now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            c.execute("DELETE FROM assertion_jtis WHERE expires_at < $1", &[&now])
+                .await
+                .map_err(unavailable)
         })
     }
 

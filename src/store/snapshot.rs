@@ -46,6 +46,15 @@ impl AccountSnapshot {
         self.0.load().is_empty()
     }
 
+    /// Replaces every account (resynchronisation from the shared store).
+    pub fn replace_all(&self, accounts: Vec<ServiceAccount>) {
+        let map = accounts
+            .into_iter()
+            .map(|a| (a.client_id.clone(), Arc::new(a)))
+            .collect();
+        self.0.store(Arc::new(map));
+    }
+
     /// Applies a change: `Some(account)` upserts, `None` removes `client_id`.
     pub fn apply(&self, client_id: &str, account: Option<ServiceAccount>) {
         self.0.rcu(|current| {
