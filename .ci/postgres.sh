@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster for the tests, from Debian's packages: a temporary directory,
 # trust authentication, loopback only. `start` prints the admin URL; `stop DIR` removes it all.
 #   url=$(.ci/postgres.sh start 55432)   ...   .ci/postgres.sh stop
+# `down` and `up` stop and restart the same cluster with its data (outage tests).
 set -euo pipefail
 cmd=${1:?start PORT | stop}
 state=${PGTEST_STATE:-/tmp/iamgate-pgtest}
@@ -18,11 +19,19 @@ start)
     as_pg "$bin/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 >"$state/initdb.log" 2>&1
     as_pg "$bin/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $state -c fsync=off -c max_connections=400" start >/dev/null
+    # Remember the options so that `up` restarts it the same way.
+    printf '%s\n' "listen_addresses = '127.0.0.1'" "port = $port" "unix_socket_directories = '$state'" "fsync = off" "max_connections = 400" >>"$state/data/postgresql.conf"
     echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+down)
+    as_pg "$bin/pg_ctl" -D "$state/data" -m immediate -w stop >/dev/null
+    ;;
+up)
+    as_pg "$bin/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 30 start >/dev/null
     ;;
 stop)
     [ -d "$state/data" ] && as_pg "$bin/pg_ctl" -D "$state/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$state"
     ;;
-*) echo "usage: $0 start PORT | stop" >&2; exit 2 ;;
+*) echo "usage: $0 start PORT | down | up | stop" >&2; exit 2 ;;
 esac

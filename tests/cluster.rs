@@ -136,3 +136,121 @@ async fn deletions_and_role_changes_reach_the_other_instance_within_a_second() {
     .await;
     assert!(took < Duration::from_secs(1));
 }
+
+/// A cluster of its own (so stopping it disturbs no other test), removed on drop.
+struct OwnCluster {
+    state: std::path::PathBuf,
+    url: String,
+}
+
+impl OwnCluster {
+    fn script(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh"))
+            .args(args)
+            .env("PGTEST_STATE", &self.state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = Self {
+            state: std::env::temp_dir().join(format!(
+                "iamgate-pg-outage-{}",
+                uuid::Uuid::new_v4().simple()
+            )),
+            url: String::new(),
+        };
+        c.url = c.script(&["start", &port.to_string()]);
+        c
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh"))
+            .arg("stop")
+            .env("PGTEST_STATE", &self.state)
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_503_for_writes_while_requests_keep_being_decided() {
+    if std::env::var("IAMGATE_TEST_DATABASE_URL").is_err() {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!("database_url: \"{}\"", cluster.url))
+        .start()
+        .await;
+    gw.project(P1, "acme", &["dev"]).await;
+    let (id, token) = gw.company_sa("acme").await;
+    gw.bind(&id, "guest", Some(("project", P1))).await;
+    let (root_id, root_secret) = gw.secret_client().await;
+    let path = format!("/api/backend/projects/{P1}/revisions");
+    assert_eq!(gw.get_as(&path, &token).await.status, 200);
+
+    cluster.script(&["down"]);
+    until(
+        "token endpoint answers 503",
+        Duration::from_secs(5),
+        async || gw.token_basic(&root_id, &root_secret).await.status == 503,
+    )
+    .await;
+    // Readiness reflects the database; writes fail and leave nothing behind.
+    let r = gw.get("/-/ready").await;
+    assert_eq!(r.status, 503);
+    let created = gw
+        .running()
+        .accounts
+        .create(
+            iamgate::iam::NewAccount {
+                name: "during-outage".into(),
+                owner: iamgate::iam::Owner::Root,
+                method: iamgate::iam::AuthMethod::ClientSecretBasic,
+                public_key: None,
+                permissions: vec![],
+            },
+            iamgate::util::unix_now(),
+        )
+        .await;
+    assert!(created.is_err());
+    // Proxied requests are still decided, from the last snapshot.
+    assert_eq!(gw.get_as(&path, &token).await.status, 200);
+
+    cluster.script(&["up"]);
+    until(
+        "token endpoint recovers",
+        Duration::from_secs(10),
+        async || gw.token_basic(&root_id, &root_secret).await.status == 200,
+    )
+    .await;
+    assert_eq!(gw.get("/-/ready").await.status, 200);
+    gw.bind(&id, "guest", Some(("project", "64b7e1a0c0ffee0000000002")))
+        .await;
+    assert!(
+        !gw.running()
+            .accounts
+            .snapshot()
+            .all()
+            .iter()
+            .any(|a| a.name == "during-outage")
+    );
+}

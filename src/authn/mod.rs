@@ -43,6 +43,8 @@ pub struct TokenEndpoint {
     replay: MemoryReplay,
     /// The store's replay record, shared by every instance, when it keeps one.
     shared_replay: Option<Arc<dyn crate::store::Store>>,
+    /// Whether the shared store answered its last health check.
+    store_healthy: Option<Arc<std::sync::atomic::AtomicBool>>,
     by_client: FailureLimiter,
     by_address: FailureLimiter,
     last_logins: LastLogins,
@@ -94,6 +96,7 @@ impl TokenEndpoint {
             },
             replay: MemoryReplay::new(settings.replay_cache_capacity),
             shared_replay: None,
+            store_healthy: None,
             by_client: FailureLimiter::new(rl.max_failures_per_client, rl.window, 100_000),
             by_address: FailureLimiter::new(rl.max_failures_per_address, rl.window, 100_000),
             last_logins,
@@ -103,9 +106,16 @@ impl TokenEndpoint {
         })
     }
 
-    /// Records assertion `jti`s in `store` (shared by every instance) instead of in memory.
-    pub fn with_shared_replay(mut self, store: Arc<dyn crate::store::Store>) -> Self {
+    /// Records assertion `jti`s in `store` (shared by every instance) instead of in memory, and
+    /// answers 503 while `healthy` is false: with the shared database down, this instance
+    /// cannot know about revocations made elsewhere, so it issues no token.
+    pub fn with_shared_store(
+        mut self,
+        store: Arc<dyn crate::store::Store>,
+        healthy: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         self.shared_replay = Some(store);
+        self.store_healthy = Some(healthy);
         self
     }
 
@@ -145,6 +155,15 @@ impl TokenEndpoint {
     {
         if req.method() != Method::POST {
             return Err(OAuthError::method_not_allowed());
+        }
+        if self
+            .store_healthy
+            .as_ref()
+            .is_some_and(|h| !h.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(OAuthError::unavailable(
+                "the account store is unavailable; retry shortly",
+            ));
         }
         let (parts, body) = req.into_parts();
         let declared = parts

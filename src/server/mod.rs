@@ -215,8 +215,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         last_logins.clone(),
         metrics.clone(),
     )?;
+    let store_healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let token = if store.shares_replay() {
-        token.with_shared_replay(store.clone())
+        token.with_shared_store(store.clone(), store_healthy.clone())
     } else {
         token
     };
@@ -258,6 +259,28 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         );
     }
     if store.shares_replay() {
+        // One ping a second decides whether the token endpoint may issue tokens.
+        let (store2, healthy) = (store.clone(), store_healthy.clone());
+        crate::util::spawn_periodic(
+            Duration::from_secs(1),
+            shutdown_rx.clone(),
+            false,
+            move || {
+                let (store, healthy) = (store2.clone(), healthy.clone());
+                async move {
+                    let ok = store.ping().await.is_ok();
+                    if healthy.swap(ok, std::sync::atomic::Ordering::Relaxed) != ok {
+                        if ok {
+                            tracing::info!("shared store reachable again");
+                        } else {
+                            tracing::warn!(
+                                "shared store unreachable: token endpoint and writes answer 503, requests are decided from the last snapshot"
+                            );
+                        }
+                    }
+                }
+            },
+        );
         spawn_change_follower(
             store.clone(),
             accounts.clone(),
