@@ -159,6 +159,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let policy_stats = Arc::new(crate::policy::reload::ReloadStats::new(&metrics));
 
     let store = crate::store::open(&settings.database).await?;
+    if store.shares_replay() {
+        // Every instance must sign with the same keys and hash secrets with the same pepper.
+        if settings.signing.keys.is_empty() {
+            tracing::warn!(
+                "shared database without signing.keys: each instance generates its own keys under its data dir, so tokens of one are refused by the others; configure the same PEM files on every instance"
+            );
+        }
+        if settings.secret_pepper.is_none() {
+            tracing::warn!(
+                "shared database without secret_pepper: each instance generates its own pepper, so client secrets created on one fail on the others; set the same IAMGATE_SECRET_PEPPER on every instance"
+            );
+        }
+    }
     let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
         .map_err(io("secret pepper"))?;
     let hasher = Arc::new(SecretHasher::new(&pepper));
