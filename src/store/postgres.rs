@@ -672,10 +672,17 @@ impl Store for PgStore {
         Box::pin(async move {
             let c = self.conn().await?;
             // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
+            // Typed parameters: one round trip, no prepare, on the token endpoint's hot path.
+            use tokio_postgres::types::Type;
             let rows = c
-                .query(
+                .query_typed(
                     "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE assertion_jtis.expires_at < $4 RETURNING 1",
-                    &[&client_id, &jti, &expires_at, &now],
+                    &[
+                        (&client_id, Type::TEXT),
+                        (&jti, Type::TEXT),
+                        (&expires_at, Type::INT8),
+                        (&now, Type::INT8),
+                    ],
                 )
                 .await
                 .map_err(unavailable)?;
