@@ -72,6 +72,10 @@ impl GatewayBuilder {
     }
 
     pub async fn start(self) -> Gateway {
+        // The per-decision limit is wall-clock and process-wide (first setting wins). Under CI
+        // load a thread can be descheduled past the 50 ms default, and a decision cut short is a
+        // (fail-closed) deny; the limit itself is tested in the policy tests.
+        iamgate::policy::engine::set_decision_timeout(Duration::from_secs(2));
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let mut raw: RawConfig = parse_yaml(&self.yaml).unwrap();
         raw.data_dir = Some(dir.path().join("data"));
