@@ -188,9 +188,13 @@ impl Directory {
     }
 
     /// Replaces the whole state with `data` read from the store (resynchronisation), bumping the
-    /// version so no cached decision survives it.
-    pub async fn replace(&self, data: IamData) {
+    /// version so no cached decision survives it, unless a local write happened since `version`
+    /// was read (the data may predate it); returns whether it replaced.
+    pub async fn replace_if(&self, version: u64, data: IamData) -> bool {
         let _guard = self.writer.lock().await;
+        if self.state.load().version != version {
+            return false;
+        }
         let bindings = data
             .bindings
             .into_iter()
@@ -204,6 +208,7 @@ impl Directory {
         let mut next = State::build(bindings, projects);
         next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         self.state.store(Arc::new(next));
+        true
     }
 
     /// Publishes changes another writer already committed (in its own batch).

@@ -550,10 +550,17 @@ async fn resync(
     accounts: &Accounts,
     directory: &crate::iam::directory::Directory,
 ) -> Result<(), crate::store::StoreError> {
-    let all = store.load_accounts().await?;
-    let iam = store.load_iam().await?;
-    accounts.snapshot().replace_all(all);
-    directory.replace(iam).await;
+    // A read that raced a local write is stale: read again (the write is in the store now).
+    for _ in 0..5 {
+        let (generation, version) = (accounts.snapshot().generation(), directory.version());
+        let all = store.load_accounts().await?;
+        let iam = store.load_iam().await?;
+        let fresh_accounts = accounts.snapshot().replace_all_if(generation, all);
+        let fresh_iam = directory.replace_if(version, iam).await;
+        if fresh_accounts && fresh_iam {
+            return Ok(());
+        }
+    }
     Ok(())
 }
 

@@ -12,9 +12,10 @@ use std::sync::Arc;
 /// Accounts by client id.
 pub type AccountMap = HashMap<String, Arc<ServiceAccount>>;
 
-/// A shared, atomically replaced view of every account.
+/// A shared, atomically replaced view of every account. Local writes bump a generation, so a
+/// resynchronisation that read the store before a local write cannot overwrite it.
 #[derive(Debug, Clone, Default)]
-pub struct AccountSnapshot(Arc<ArcSwap<AccountMap>>);
+pub struct AccountSnapshot(Arc<ArcSwap<AccountMap>>, Arc<std::sync::Mutex<u64>>);
 
 impl AccountSnapshot {
     /// A snapshot holding `accounts`.
@@ -23,7 +24,12 @@ impl AccountSnapshot {
             .into_iter()
             .map(|a| (a.client_id.clone(), Arc::new(a)))
             .collect();
-        Self(Arc::new(ArcSwap::from_pointee(map)))
+        Self(Arc::new(ArcSwap::from_pointee(map)), Arc::default())
+    }
+
+    /// The generation: changes with every local write.
+    pub fn generation(&self) -> u64 {
+        self.1.lock().map(|g| *g).unwrap_or(u64::MAX)
     }
 
     /// Looks an account up.
@@ -46,17 +52,28 @@ impl AccountSnapshot {
         self.0.load().is_empty()
     }
 
-    /// Replaces every account (resynchronisation from the shared store).
-    pub fn replace_all(&self, accounts: Vec<ServiceAccount>) {
+    /// Replaces every account (resynchronisation from the shared store), unless a local write
+    /// happened since `generation` was read; returns whether it replaced.
+    pub fn replace_all_if(&self, generation: u64, accounts: Vec<ServiceAccount>) -> bool {
+        let Ok(g) = self.1.lock() else { return false };
+        if *g != generation {
+            return false;
+        }
         let map = accounts
             .into_iter()
             .map(|a| (a.client_id.clone(), Arc::new(a)))
             .collect();
         self.0.store(Arc::new(map));
+        true
     }
 
     /// Applies a change: `Some(account)` upserts, `None` removes `client_id`.
     pub fn apply(&self, client_id: &str, account: Option<ServiceAccount>) {
+        let mut g = match self.1.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *g = g.wrapping_add(1);
         self.0.rcu(|current| {
             let mut next = AccountMap::clone(current);
             match &account {
