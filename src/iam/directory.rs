@@ -61,6 +61,20 @@ struct State {
 }
 
 impl State {
+    fn from_data(data: IamData) -> Self {
+        let bindings = data
+            .bindings
+            .into_iter()
+            .map(|b| (b.binding_id.clone(), b))
+            .collect();
+        let projects = data
+            .projects
+            .into_iter()
+            .map(|p| (p.project_id.clone(), Arc::new(p)))
+            .collect();
+        Self::build(bindings, projects)
+    }
+
     fn build(bindings: HashMap<String, Binding>, projects: HashMap<String, Arc<Project>>) -> Self {
         let mut subject_lists: HashMap<String, Vec<Binding>> = HashMap::new();
         let mut by_group: HashMap<String, Vec<Binding>> = HashMap::new();
@@ -113,17 +127,7 @@ impl Directory {
     /// Loads every binding and project from `store`.
     pub async fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let data = store.load_iam().await?;
-        let bindings = data
-            .bindings
-            .into_iter()
-            .map(|b| (b.binding_id.clone(), b))
-            .collect();
-        let projects = data
-            .projects
-            .into_iter()
-            .map(|p| (p.project_id.clone(), Arc::new(p)))
-            .collect();
-        let mut state = State::build(bindings, projects);
+        let mut state = State::from_data(data);
         state.version = 1;
         Ok(Self {
             store,
@@ -195,17 +199,7 @@ impl Directory {
         if self.state.load().version != version {
             return false;
         }
-        let bindings = data
-            .bindings
-            .into_iter()
-            .map(|b| (b.binding_id.clone(), b))
-            .collect();
-        let projects = data
-            .projects
-            .into_iter()
-            .map(|p| (p.project_id.clone(), Arc::new(p)))
-            .collect();
-        let mut next = State::build(bindings, projects);
+        let mut next = State::from_data(data);
         next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         self.state.store(Arc::new(next));
         true

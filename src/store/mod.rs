@@ -71,6 +71,97 @@ pub enum Write {
     Audit(AuditRecord),
 }
 
+/// How both stores encode values into columns, so SQLite and PostgreSQL cannot drift apart.
+pub(crate) mod columns {
+    use super::StoreError;
+    use crate::iam::{Credential, SecretHash};
+
+    /// The `secret_hash` column of a credential.
+    pub fn secret_hash(c: &Credential) -> Option<Vec<u8>> {
+        match c {
+            Credential::Secret(h) => Some(h.0.to_vec()),
+            Credential::Keys(_) => None,
+        }
+    }
+
+    /// The `retired_secret_hash` and `retired_secret_until` columns.
+    pub fn retired(r: &Option<(SecretHash, i64)>) -> (Option<Vec<u8>>, Option<i64>) {
+        match r {
+            Some((h, until)) => (Some(h.0.to_vec()), Some(*until)),
+            None => (None, None),
+        }
+    }
+
+    /// The columns of one `service_accounts` row, as both stores read them.
+    pub struct AccountRow {
+        pub client_id: String,
+        pub name: String,
+        pub company_id: Option<String>,
+        pub auth_method: String,
+        pub secret_hash: Option<Vec<u8>>,
+        pub permissions: String,
+        pub created_at: i64,
+        pub last_login: Option<i64>,
+        pub retired_hash: Option<Vec<u8>>,
+        pub retired_until: Option<i64>,
+    }
+
+    /// The column list matching [`AccountRow`], in order.
+    pub const ACCOUNT_COLUMNS: &str = "client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login, retired_secret_hash, retired_secret_until";
+
+    impl AccountRow {
+        /// Decodes the row; a `private_key_jwt` account takes its keys out of `keys`.
+        pub fn into_account(
+            self,
+            keys: &mut std::collections::HashMap<String, Vec<crate::iam::ClientKey>>,
+        ) -> Result<crate::iam::ServiceAccount, StoreError> {
+            let id = self.client_id;
+            let hash = |bytes: Vec<u8>| -> Result<SecretHash, StoreError> {
+                bytes
+                    .try_into()
+                    .map(SecretHash)
+                    .map_err(|_| StoreError::Corrupt(format!("secret hash of {id}")))
+            };
+            let credential = match (self.auth_method.as_str(), self.secret_hash) {
+                ("client_secret_basic", Some(h)) => Credential::Secret(hash(h)?),
+                ("private_key_jwt", _) => Credential::Keys(keys.remove(&id).unwrap_or_default()),
+                _ => return Err(StoreError::Corrupt(format!("auth method of {id}"))),
+            };
+            let retired_secret = match (self.retired_hash, self.retired_until) {
+                (Some(h), Some(until)) => Some((hash(h)?, until)),
+                _ => None,
+            };
+            let permissions: Vec<String> = serde_json::from_str(&self.permissions)
+                .map_err(|_| StoreError::Corrupt(format!("permissions of {id}")))?;
+            Ok(crate::iam::ServiceAccount {
+                name: self.name,
+                owner: self
+                    .company_id
+                    .map_or(crate::iam::Owner::Root, crate::iam::Owner::Company),
+                credential,
+                permissions,
+                created_at: self.created_at,
+                last_login: self.last_login,
+                retired_secret,
+                client_id: id,
+            })
+        }
+    }
+
+    /// An optional JSON document as text.
+    pub fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
+        v.as_ref().map(|v| v.to_string())
+    }
+
+    /// Optional JSON text as a document.
+    pub fn json_value(v: Option<String>) -> Result<Option<serde_json::Value>, StoreError> {
+        v.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))
+        })
+        .transpose()
+    }
+}
+
 /// Durable storage of accounts.
 pub trait Store: Send + Sync + 'static {
     /// Every account, for building the snapshot.

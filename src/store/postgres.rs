@@ -9,7 +9,7 @@
 
 use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
 use crate::iam::directory::{IamChange, IamData, Project};
-use crate::iam::{Binding, ClientKey, Credential, Owner, SecretHash, ServiceAccount};
+use crate::iam::{Binding, ClientKey, Credential, Owner, ServiceAccount};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -315,49 +315,24 @@ impl PgStore {
             keys.entry(cid).or_default().push(key);
         }
         let mut out = Vec::new();
-        for r in c
-            .query(
-                "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login, retired_secret_hash, retired_secret_until FROM service_accounts ORDER BY created_at, client_id",
-                &[],
-            )
-            .await
-            .map_err(unavailable)?
-        {
-            let client_id: String = r.get(0);
-            let hash = |v: Option<Vec<u8>>| -> Result<Option<SecretHash>, StoreError> {
-                v.map(|h| {
-                    h.try_into()
-                        .map(SecretHash)
-                        .map_err(|_| StoreError::Corrupt(format!("secret hash of {client_id}")))
-                })
-                .transpose()
-            };
-            let method: String = r.get(3);
-            let credential = match (method.as_str(), hash(r.get(4))?) {
-                ("client_secret_basic", Some(h)) => Credential::Secret(h),
-                ("private_key_jwt", _) => {
-                    Credential::Keys(keys.remove(&client_id).unwrap_or_default())
-                }
-                _ => return Err(StoreError::Corrupt(format!("auth method of {client_id}"))),
-            };
-            let perms: String = r.get(5);
-            let permissions: Vec<String> = serde_json::from_str(&perms)
-                .map_err(|_| StoreError::Corrupt(format!("permissions of {client_id}")))?;
-            let retired_secret = match (hash(r.get(8))?, r.get::<_, Option<i64>>(9)) {
-                (Some(h), Some(until)) => Some((h, until)),
-                _ => None,
-            };
-            let company: Option<String> = r.get(2);
-            out.push(ServiceAccount {
+        let sql = format!(
+            "SELECT {} FROM service_accounts ORDER BY created_at, client_id",
+            super::columns::ACCOUNT_COLUMNS
+        );
+        for r in c.query(&sql, &[]).await.map_err(unavailable)? {
+            let row = super::columns::AccountRow {
+                client_id: r.get(0),
                 name: r.get(1),
-                owner: company.map_or(Owner::Root, Owner::Company),
-                credential,
-                permissions,
+                company_id: r.get(2),
+                auth_method: r.get(3),
+                secret_hash: r.get(4),
+                permissions: r.get(5),
                 created_at: r.get(6),
                 last_login: r.get(7),
-                retired_secret,
-                client_id,
-            });
+                retired_hash: r.get(8),
+                retired_until: r.get(9),
+            };
+            out.push(row.into_account(&mut keys)?);
         }
         Ok(out)
     }
@@ -411,14 +386,8 @@ impl PgStore {
                     credential,
                     retired_secret,
                 } => {
-                    let hash = match credential {
-                        Credential::Secret(h) => Some(h.0.to_vec()),
-                        Credential::Keys(_) => None,
-                    };
-                    let (rh, ru) = match retired_secret {
-                        Some((h, until)) => (Some(h.0.to_vec()), Some(*until)),
-                        None => (None, None),
-                    };
+                    let hash = super::columns::secret_hash(credential);
+                    let (rh, ru) = super::columns::retired(retired_secret);
                     let n = tx
                         .execute(
                             "UPDATE service_accounts SET secret_hash = $2, retired_secret_hash = $3, retired_secret_until = $4 WHERE client_id = $1",
@@ -439,10 +408,9 @@ impl PgStore {
                 }
                 Write::Iam(change) => apply_iam(&tx, change).await?,
                 Write::Audit(r) => {
-                    let enc = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
                     tx.execute(
                         "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&r.at, &r.actor, &r.action, &r.target, &enc(&r.before), &enc(&r.after)],
+                        &[&r.at, &r.actor, &r.action, &r.target, &super::columns::json_text(&r.before), &super::columns::json_text(&r.after)],
                     )
                     .await
                     .map_err(unavailable)?;
@@ -518,10 +486,7 @@ async fn insert_account(
         Owner::Root => None,
         Owner::Company(c) => Some(c.clone()),
     };
-    let hash = match &a.credential {
-        Credential::Secret(h) => Some(h.0.to_vec()),
-        Credential::Keys(_) => None,
-    };
+    let hash = super::columns::secret_hash(&a.credential);
     let perms =
         serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.execute(
@@ -635,19 +600,13 @@ impl Store for PgStore {
                 .await
                 .map_err(unavailable)?
             {
-                let dec = |v: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
-                    v.map(|t| {
-                        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
-                    })
-                    .transpose()
-                };
                 out.push(AuditRecord {
                     at: r.get(0),
                     actor: r.get(1),
                     action: r.get(2),
                     target: r.get(3),
-                    before: dec(r.get(4))?,
-                    after: dec(r.get(5))?,
+                    before: super::columns::json_value(r.get(4))?,
+                    after: super::columns::json_value(r.get(5))?,
                 });
             }
             Ok(out)

@@ -6,7 +6,7 @@
 
 use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
 use crate::iam::directory::{IamChange, IamData, Project};
-use crate::iam::{Binding, ClientKey, Credential, Owner, SecretHash, ServiceAccount};
+use crate::iam::{Binding, ClientKey, Credential, Owner, ServiceAccount};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -162,62 +162,30 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
         }
     }
     let mut stmt = conn
-        .prepare(
-            "SELECT client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login, retired_secret_hash, retired_secret_until FROM service_accounts ORDER BY created_at, client_id",
-        )
+        .prepare(&format!(
+            "SELECT {} FROM service_accounts ORDER BY created_at, client_id",
+            super::columns::ACCOUNT_COLUMNS
+        ))
         .map_err(unavailable)?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<Vec<u8>>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<i64>>(7)?,
-                r.get::<_, Option<Vec<u8>>>(8)?,
-                r.get::<_, Option<i64>>(9)?,
-            ))
+            Ok(super::columns::AccountRow {
+                client_id: r.get(0)?,
+                name: r.get(1)?,
+                company_id: r.get(2)?,
+                auth_method: r.get(3)?,
+                secret_hash: r.get(4)?,
+                permissions: r.get(5)?,
+                created_at: r.get(6)?,
+                last_login: r.get(7)?,
+                retired_hash: r.get(8)?,
+                retired_until: r.get(9)?,
+            })
         })
         .map_err(unavailable)?;
     let mut out = Vec::new();
     for row in rows {
-        let (client_id, name, company, method, hash, perms, created_at, last_login, rh, ru) =
-            row.map_err(unavailable)?;
-        let retired_secret = match (rh, ru) {
-            (Some(h), Some(until)) => Some((
-                SecretHash(
-                    h.try_into()
-                        .map_err(|_| StoreError::Corrupt(format!("retired hash of {client_id}")))?,
-                ),
-                until,
-            )),
-            _ => None,
-        };
-        let credential = match (method.as_str(), hash) {
-            ("client_secret_basic", Some(h)) => {
-                let arr: [u8; 32] = h
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt(format!("secret hash of {client_id}")))?;
-                Credential::Secret(SecretHash(arr))
-            }
-            ("private_key_jwt", _) => Credential::Keys(keys.remove(&client_id).unwrap_or_default()),
-            _ => return Err(StoreError::Corrupt(format!("auth method of {client_id}"))),
-        };
-        let permissions: Vec<String> = serde_json::from_str(&perms)
-            .map_err(|_| StoreError::Corrupt(format!("permissions of {client_id}")))?;
-        out.push(ServiceAccount {
-            client_id,
-            name,
-            owner: company.map_or(Owner::Root, Owner::Company),
-            credential,
-            permissions,
-            created_at,
-            last_login,
-            retired_secret,
-        });
+        out.push(row.map_err(unavailable)?.into_account(&mut keys)?);
     }
     Ok(out)
 }
@@ -262,10 +230,7 @@ fn insert_in(tx: &rusqlite::Transaction<'_>, a: &ServiceAccount) -> Result<(), S
         Owner::Root => None,
         Owner::Company(c) => Some(c.as_str()),
     };
-    let hash = match &a.credential {
-        Credential::Secret(h) => Some(h.0.to_vec()),
-        Credential::Keys(_) => None,
-    };
+    let hash = super::columns::secret_hash(&a.credential);
     let perms =
         serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let exists: Option<i64> = tx
@@ -307,14 +272,8 @@ fn commit_batch(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreErro
                 credential,
                 retired_secret,
             } => {
-                let hash = match credential {
-                    Credential::Secret(h) => Some(h.0.to_vec()),
-                    Credential::Keys(_) => None,
-                };
-                let (rh, ru) = match retired_secret {
-                    Some((h, until)) => (Some(h.0.to_vec()), Some(*until)),
-                    None => (None, None),
-                };
+                let hash = super::columns::secret_hash(credential);
+                let (rh, ru) = super::columns::retired(retired_secret);
                 let n = tx
                     .execute(
                         "UPDATE service_accounts SET secret_hash = ?2, retired_secret_hash = ?3, retired_secret_until = ?4 WHERE client_id = ?1",
@@ -333,10 +292,9 @@ fn commit_batch(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreErro
             }
             Write::Iam(change) => apply_iam_in(&tx, change)?,
             Write::Audit(r) => {
-                let enc = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
                 tx.execute(
                     "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![r.at, r.actor, r.action, r.target, enc(&r.before), enc(&r.after)],
+                    params![r.at, r.actor, r.action, r.target, super::columns::json_text(&r.before), super::columns::json_text(&r.after)],
                 )
                 .map_err(unavailable)?;
             }
@@ -364,17 +322,13 @@ fn audit_log(conn: &mut Connection, limit: usize) -> Result<Vec<AuditRecord>, St
     let mut out = Vec::new();
     for row in rows {
         let (at, actor, action, target, before, after) = row.map_err(unavailable)?;
-        let dec = |v: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
-            v.map(|t| serde_json::from_str(&t).map_err(corrupt("audit record")))
-                .transpose()
-        };
         out.push(AuditRecord {
             at,
             actor,
             action,
             target,
-            before: dec(before)?,
-            after: dec(after)?,
+            before: super::columns::json_value(before)?,
+            after: super::columns::json_value(after)?,
         });
     }
     Ok(out)
