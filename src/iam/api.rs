@@ -280,6 +280,48 @@ fn subject_kind(route: &str) -> SubjectKind {
     }
 }
 
+/// The body of `POST /api/service-accounts`.
+fn root_create(body: Option<&Value>) -> Result<NewAccount, ManageError> {
+    let o = Obj::new(
+        body,
+        "",
+        &[
+            "name",
+            "permissions",
+            "tokenEndpointAuthMethod",
+            "publicKey",
+        ],
+    )?;
+    new_account(&o, Owner::Root)
+}
+
+/// The body of `POST /api/companies/{companyId}/service-accounts`.
+fn company_create(
+    body: Option<&Value>,
+    company: &str,
+) -> Result<(NewAccount, RoleRequest), ManageError> {
+    let o = Obj::new(
+        body,
+        "",
+        &[
+            "name",
+            "role",
+            "tokenEndpointAuthMethod",
+            "publicKey",
+            "projectsRole",
+        ],
+    )?;
+    Ok((
+        new_account(&o, Owner::Company(company.to_owned()))?,
+        role_request(&o)?,
+    ))
+}
+
+/// The body of a role edit (`PATCH …/{service-accounts|users|groups}/{id}`).
+fn role_edit(body: Option<&Value>) -> Result<RoleRequest, ManageError> {
+    role_request(&Obj::new(body, "", &["role", "projectsRole"])?)
+}
+
 /// Checks a management request's body before the policy decides on it, so a malformed request
 /// gets a 400 naming its field rather than a 403 about what it would grant. Writes nothing.
 pub fn prevalidate(
@@ -289,17 +331,7 @@ pub fn prevalidate(
 ) -> Result<(), ManageError> {
     match route {
         "root.create" => {
-            let o = Obj::new(
-                body,
-                "",
-                &[
-                    "name",
-                    "permissions",
-                    "tokenEndpointAuthMethod",
-                    "publicKey",
-                ],
-            )?;
-            let new = new_account(&o, Owner::Root)?;
+            let new = root_create(body)?;
             for (i, p) in new.permissions.iter().enumerate() {
                 if !super::ROOT_PERMISSIONS.contains(&p.as_str()) {
                     return Err(bad(
@@ -311,23 +343,11 @@ pub fn prevalidate(
             Ok(())
         }
         "company.sa.create" => {
-            let o = Obj::new(
-                body,
-                "",
-                &[
-                    "name",
-                    "role",
-                    "tokenEndpointAuthMethod",
-                    "publicKey",
-                    "projectsRole",
-                ],
-            )?;
-            new_account(&o, Owner::Root)?;
-            Manager::validate_roles(&role_request(&o)?, roles, true)
+            let (_, req) = company_create(body, "")?;
+            Manager::validate_roles(&req, roles, true)
         }
         "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
-            let o = Obj::new(body, "", &["role", "projectsRole"])?;
-            Manager::validate_roles(&role_request(&o)?, roles, false)
+            Manager::validate_roles(&role_edit(body)?, roles, false)
         }
         _ => Ok(()),
     }
@@ -360,17 +380,7 @@ async fn dispatch(
     match route {
         "root.list" => Ok(ok_json(&m.root_accounts())),
         "root.create" => {
-            let o = Obj::new(
-                r.body,
-                "",
-                &[
-                    "name",
-                    "permissions",
-                    "tokenEndpointAuthMethod",
-                    "publicKey",
-                ],
-            )?;
-            let new = new_account(&o, Owner::Root)?;
+            let new = root_create(r.body)?;
             let c = m
                 .create_account(actor, new, &RoleRequest::default(), r.roles, now)
                 .await?;
@@ -378,22 +388,7 @@ async fn dispatch(
         }
         "company.sa.create" => {
             let company = param(r, "companyId")?;
-            let o = Obj::new(
-                r.body,
-                "",
-                &[
-                    "name",
-                    "role",
-                    "tokenEndpointAuthMethod",
-                    "publicKey",
-                    "projectsRole",
-                ],
-            )?;
-            if o.map.contains_key("permissions") {
-                return Err(bad("permissions", "company service accounts hold roles"));
-            }
-            let new = new_account(&o, Owner::Company(company.to_owned()))?;
-            let roles = role_request(&o)?;
+            let (new, roles) = company_create(r.body, company)?;
             let c = m.create_account(actor, new, &roles, r.roles, now).await?;
             Ok(created(&c))
         }
@@ -406,8 +401,7 @@ async fn dispatch(
         "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
             let company = param(r, "companyId")?;
             let subject = client_id()?;
-            let o = Obj::new(r.body, "", &["role", "projectsRole"])?;
-            let roles = role_request(&o)?;
+            let roles = role_edit(r.body)?;
             if roles.role.is_none() && roles.projects.is_empty() {
                 return Err(bad("body", "names no role to change"));
             }
