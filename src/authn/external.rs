@@ -7,8 +7,6 @@
 //! junk tokens cannot turn the gateway into a load generator against the provider.
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
@@ -172,34 +170,16 @@ impl ExternalIssuer {
             JwksSource::File(path) => tokio::fs::read(path)
                 .await
                 .map_err(|e| err(format!("{}: {e}", path.display())))?,
-            JwksSource::Url(uri) => {
-                let req = http::Request::get(uri.clone())
-                    .header(http::header::ACCEPT, "application/json")
-                    .body(
-                        Empty::<Bytes>::new()
-                            .map_err(|never| match never {})
-                            .boxed(),
-                    )
-                    .map_err(|e| err(e.to_string()))?;
-                let fetch = async {
-                    let resp = self
-                        .client
-                        .request(req)
-                        .await
-                        .map_err(|e| err(format!("fetch failed: {e}")))?;
-                    if resp.status() != http::StatusCode::OK {
-                        return Err(err(format!("fetch answered {}", resp.status())));
-                    }
-                    Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-                        .collect()
-                        .await
-                        .map(|c| c.to_bytes().to_vec())
-                        .map_err(|e| err(format!("reading body: {e}")))
-                };
-                tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch)
-                    .await
-                    .map_err(|_| err("fetch timed out".to_owned()))??
-            }
+            JwksSource::Url(uri) => crate::proxy::upstream::fetch_bounded(
+                &self.client,
+                uri,
+                None,
+                MAX_JWKS_BYTES,
+                JWKS_FETCH_TIMEOUT,
+            )
+            .await
+            .map_err(err)?
+            .to_vec(),
         };
         if bytes.len() > MAX_JWKS_BYTES {
             return Err(err("document too large".to_owned()));

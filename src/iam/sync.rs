@@ -5,10 +5,7 @@
 //! the wrong company. Fetches are bounded in size and time; a failed fetch changes nothing.
 
 use super::directory::{Directory, IamChange, Project};
-use crate::error::Body;
 use crate::proxy::upstream::HttpClient;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
 use std::time::Duration;
 
 /// Largest accepted answer.
@@ -68,37 +65,15 @@ pub async fn sync_once(
     url: &http::Uri,
     token: Option<&crate::config::Secret>,
 ) -> Result<usize, SyncError> {
-    let mut req = http::Request::get(url.clone()).header(http::header::ACCEPT, "application/json");
-    if let Some(t) = token {
-        req = req.header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", t.expose()),
-        );
-    }
-    let req = req
-        .body::<Body>(
-            Empty::<Bytes>::new()
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .map_err(|e| SyncError::Fetch(e.to_string()))?;
-    let fetch = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| SyncError::Fetch(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(SyncError::Fetch(format!("status {}", resp.status())));
-        }
-        Limited::new(resp.into_body(), MAX_SYNC_BYTES)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| SyncError::Fetch(e.to_string()))
-    };
-    let bytes = tokio::time::timeout(SYNC_TIMEOUT, fetch)
-        .await
-        .map_err(|_| SyncError::Fetch("timed out".to_owned()))??;
+    let bytes = crate::proxy::upstream::fetch_bounded(
+        client,
+        url,
+        token.map(|t| t.expose()),
+        MAX_SYNC_BYTES,
+        SYNC_TIMEOUT,
+    )
+    .await
+    .map_err(SyncError::Fetch)?;
     let changes: Vec<IamChange> = parse_projects(&bytes)?
         .into_iter()
         .filter(|p| directory.project(&p.project_id).as_deref() != Some(p))

@@ -153,6 +153,45 @@ pub fn http_client(
         .build(connector))
 }
 
+/// GETs `uri` (JSON wanted, optionally with a bearer token) and returns its 2xx body, read up to
+/// `max_bytes` and within `timeout`: the bounded fetch behind JWKS URLs and directory sync.
+pub async fn fetch_bounded(
+    client: &HttpClient,
+    uri: &Uri,
+    bearer: Option<&str>,
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, String> {
+    let mut req = Request::get(uri.clone()).header(header::ACCEPT, "application/json");
+    if let Some(t) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req
+        .body::<Body>(
+            http_body_util::Empty::<bytes::Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| e.to_string())?;
+    let fetch = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| format!("fetch failed: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("fetch answered {}", resp.status()));
+        }
+        http_body_util::Limited::new(resp.into_body(), max_bytes)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| format!("reading body: {e}"))
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| "fetch timed out".to_owned())?
+}
+
 /// The pooled client to one upstream base URL.
 #[derive(Debug, Clone)]
 pub struct Upstream {
