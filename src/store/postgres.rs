@@ -170,37 +170,30 @@ impl PgStore {
         Ok(store)
     }
 
-    /// A new connection whose driver runs on its own task.
-    pub async fn connect(&self) -> Result<(Client, tokio::task::JoinHandle<()>), StoreError> {
+    /// A new connection whose driver runs on its own task; with `notify`, that task forwards
+    /// other instances' notifications (`(own instance id, sender)`).
+    async fn connect(
+        &self,
+        notify: Option<(String, tokio::sync::mpsc::Sender<()>)>,
+    ) -> Result<Client, StoreError> {
         let fut = async {
-            match &self.tls {
+            Ok::<_, tokio_postgres::Error>(match &self.tls {
                 None => {
-                    let (client, conn) = self.config.connect(NoTls).await.map_err(unavailable)?;
-                    let task = tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "database connection ended");
-                        }
-                    });
-                    Ok((client, task))
+                    let (client, conn) = self.config.connect(NoTls).await?;
+                    tokio::spawn(drive(conn, notify));
+                    client
                 }
                 Some(tls) => {
-                    let (client, conn) = self
-                        .config
-                        .connect(tls.clone())
-                        .await
-                        .map_err(unavailable)?;
-                    let task = tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "database connection ended");
-                        }
-                    });
-                    Ok((client, task))
+                    let (client, conn) = self.config.connect(tls.clone()).await?;
+                    tokio::spawn(drive(conn, notify));
+                    client
                 }
-            }
+            })
         };
         tokio::time::timeout(TIMEOUT, fut)
             .await
             .map_err(|_| StoreError::Unavailable("connect timed out".to_owned()))?
+            .map_err(unavailable)
     }
 
     /// Opens a dedicated connection that `LISTEN`s for the changes of *other* instances; each
@@ -208,30 +201,12 @@ impl PgStore {
     /// ends (database restart): the caller reconnects and resynchronises.
     pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let own = self.instance.clone();
-        let timeout = |_| StoreError::Unavailable("connect timed out".to_owned());
-        let listen = format!("LISTEN {CHANNEL}");
-        match &self.tls {
-            None => {
-                let (client, conn) = tokio::time::timeout(TIMEOUT, self.config.connect(NoTls))
-                    .await
-                    .map_err(timeout)?
-                    .map_err(unavailable)?;
-                tokio::spawn(pump(conn, own, tx));
-                client.batch_execute(&listen).await.map_err(unavailable)?;
-                tokio::spawn(hold(client));
-            }
-            Some(tls) => {
-                let (client, conn) =
-                    tokio::time::timeout(TIMEOUT, self.config.connect(tls.clone()))
-                        .await
-                        .map_err(timeout)?
-                        .map_err(unavailable)?;
-                tokio::spawn(pump(conn, own, tx));
-                client.batch_execute(&listen).await.map_err(unavailable)?;
-                tokio::spawn(hold(client));
-            }
-        }
+        let client = self.connect(Some((self.instance.clone(), tx))).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(hold(client));
         Ok(rx)
     }
 
@@ -250,7 +225,7 @@ impl PgStore {
         });
         let client = match reused {
             Some(c) => c,
-            None => self.connect().await?.0,
+            None => self.connect(None).await?,
         };
         Ok(Conn {
             store: self,
@@ -431,23 +406,30 @@ impl PgStore {
     }
 }
 
-/// Drives a listening connection, forwarding other instances' notifications.
-async fn pump<S, T>(
+/// Drives a connection; with `notify`, forwards other instances' notifications.
+async fn drive<S, T>(
     mut conn: tokio_postgres::Connection<S, T>,
-    own: String,
-    tx: tokio::sync::mpsc::Sender<()>,
+    notify: Option<(String, tokio::sync::mpsc::Sender<()>)>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
         match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) if n.payload() != own => {
-                // A full channel already holds a pending refresh.
-                let _ = tx.try_send(());
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                if let Some((own, tx)) = &notify
+                    && n.payload() != own
+                {
+                    // A full channel already holds a pending refresh.
+                    let _ = tx.try_send(());
+                }
             }
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => break,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "database connection ended");
+                break;
+            }
+            None => break,
         }
     }
 }
