@@ -229,24 +229,23 @@ impl Gateway {
             (None, body.boxed())
         };
 
-        // The input document is built only where the policy reads it.
-        let input = match (&caller, &route.access) {
+        // The query is parsed and the input document built only where the policy reads them.
+        let query: Vec<(String, String)> = match (&caller, parts.uri.query()) {
+            (Some(_), Some(q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+            _ => Vec::new(),
+        };
+        let mut input = match (&caller, &route.access) {
             (Some(caller), Access::Policy(_)) => {
-                Some(self.base_input(&parts, caller, &route, &params))
+                Some(self.base_input(&parts, caller, &route, &params, &query))
             }
             (Some(caller), _) if route.response.is_some() => {
-                Some(self.base_input(&parts, caller, &route, &params))
+                Some(self.base_input(&parts, caller, &route, &params, &query))
             }
             _ => None,
         };
         if let (Access::Policy(checks), Some(caller), Some(input)) =
-            (&route.access, &caller, &input)
+            (&route.access, &caller, &mut input)
         {
-            let query: Vec<(String, String)> = parts
-                .uri
-                .query()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-                .unwrap_or_default();
             let json = match &buffered {
                 Some(b) if b.is_empty() => None,
                 Some(b) => Some(
@@ -268,11 +267,10 @@ impl Gateway {
                 )
                 .map_err(|e| e.into_response())?;
             }
-            let mut input = input.clone();
             if let Some(kind) = route.grants {
                 input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
             }
-            self.authorize(checks, &view, &input, caller, route.adopt_projects)
+            self.authorize(checks, &view, input, caller, route.adopt_projects)
                 .await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 let snapshot = self.policy.snapshot();
@@ -364,14 +362,12 @@ impl Gateway {
         caller: &Caller,
         route: &Route,
         params: &BTreeMap<String, String>,
+        pairs: &[(String, String)],
     ) -> DecisionInput {
+        // The first value of each key, as the policy input documents it.
         let mut query = BTreeMap::new();
-        if let Some(q) = parts.uri.query() {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                query
-                    .entry(k.into_owned())
-                    .or_insert_with(|| v.into_owned());
-            }
+        for (k, v) in pairs {
+            query.entry(k.clone()).or_insert_with(|| v.clone());
         }
         let headers = POLICY_HEADERS
             .iter()
