@@ -254,3 +254,69 @@ async fn a_database_outage_is_503_for_writes_while_requests_keep_being_decided()
             .any(|a| a.name == "during-outage")
     );
 }
+
+#[tokio::test]
+async fn the_shared_replay_record_answers_each_claim_of_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = common::test_database(&dir).await else {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let store = std::sync::Arc::new(iamgate::store::postgres::PgStore::open(&db).await.unwrap());
+    use iamgate::store::Store;
+    let now = 1_000_000;
+    // 200 claims at once, so they share statements: 40 distinct jtis, 5 copies of each.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let jti = format!("jti-{}", i % 40);
+            (
+                i % 40,
+                store
+                    .record_jti("client-a".into(), jti, now + 60, now)
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut firsts = [0; 40];
+    for t in tasks {
+        let (n, fresh) = t.await.unwrap();
+        if fresh {
+            firsts[n] += 1;
+        }
+    }
+    assert_eq!(firsts, [1; 40], "exactly one first use per jti");
+    // The same jti of another client is a different claim.
+    assert!(
+        store
+            .record_jti("client-b".into(), "jti-0".into(), now + 60, now)
+            .await
+            .unwrap()
+    );
+    // Unexpired: still a replay; expired: the old record does not count.
+    assert!(
+        !store
+            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 59)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 61)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_jti("client-a".into(), "jti-1".into(), now + 180, now + 62)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.purge_jtis(now + 61).await.unwrap(),
+        40,
+        "every other first-batch record expired"
+    );
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Store failures. Messages never contain credentials or connection strings.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database is unreachable or failed; the caller answers 503.
     #[error("database unavailable: {0}")]

@@ -22,6 +22,13 @@ pub const CHANNEL: &str = "iamgate_changes";
 const POOL_SIZE: usize = 8;
 /// Longest wait for a connection or a statement.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Assertions waiting for the replay record; a full queue makes callers wait (bounded by
+/// [`TIMEOUT`]).
+const JTI_QUEUE: usize = 4096;
+/// Most assertions recorded by one statement.
+const JTI_BATCH: usize = 256;
+/// Replay-record statements in flight at once; while they run, the next batch fills up.
+const JTI_IN_FLIGHT: usize = 2;
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE service_accounts (
@@ -85,10 +92,25 @@ fn db_error(e: tokio_postgres::Error, conflict: impl FnOnce() -> String) -> Stor
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
     instance: String,
+    pool: Arc<Pool>,
+    jtis: tokio::sync::mpsc::Sender<JtiClaim>,
+}
+
+/// The store's own small connection pool.
+struct Pool {
     config: Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<Vec<Client>>,
     permits: tokio::sync::Semaphore,
+}
+
+/// One assertion waiting for the next replay-record batch.
+struct JtiClaim {
+    client_id: String,
+    jti: String,
+    expires_at: i64,
+    now: i64,
+    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -100,7 +122,7 @@ impl std::fmt::Debug for PgStore {
 
 /// A pooled connection, returned on drop unless it broke.
 struct Conn<'a> {
-    store: &'a PgStore,
+    pool: &'a Pool,
     client: Option<Client>,
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
@@ -109,7 +131,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.client.take()
             && !c.is_closed()
-            && let Ok(mut idle) = self.store.idle.lock()
+            && let Ok(mut idle) = self.pool.idle.lock()
         {
             idle.push(c);
         }
@@ -138,38 +160,7 @@ fn unreachable_client() -> ! {
     panic!("pooled connection used after release")
 }
 
-impl PgStore {
-    /// Connects, migrates, and returns the store. The URL is never logged.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            StoreError::Unavailable(format!("database url: {e}"))
-        })?;
-        let tls = match config.get_ssl_mode() {
-            SslMode::Disable => None,
-            _ => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(unavailable)?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
-            }
-        };
-        let store = Self {
-            instance: uuid::Uuid::new_v4().to_string(),
-            config,
-            tls,
-            idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(POOL_SIZE),
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
+impl Pool {
     /// A new connection whose driver runs on its own task; with `notify`, that task forwards
     /// other instances' notifications (`(own instance id, sender)`).
     async fn connect(
@@ -196,20 +187,6 @@ impl PgStore {
             .map_err(unavailable)
     }
 
-    /// Opens a dedicated connection that `LISTEN`s for the changes of *other* instances; each
-    /// notification is one `()` on the receiver (coalesced), which closes when the connection
-    /// ends (database restart): the caller reconnects and resynchronises.
-    pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let client = self.connect(Some((self.instance.clone(), tx))).await?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(unavailable)?;
-        tokio::spawn(hold(client));
-        Ok(rx)
-    }
-
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
         let permit = tokio::time::timeout(TIMEOUT, self.permits.acquire())
             .await
@@ -228,10 +205,67 @@ impl PgStore {
             None => self.connect(None).await?,
         };
         Ok(Conn {
-            store: self,
+            pool: self,
             client: Some(client),
             _permit: permit,
         })
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates, and returns the store. The URL is never logged.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::Unavailable(format!("database url: {e}"))
+        })?;
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(unavailable)?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
+            }
+        };
+        let pool = Arc::new(Pool {
+            config,
+            tls,
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(POOL_SIZE),
+        });
+        let (jtis, claims) = tokio::sync::mpsc::channel(JTI_QUEUE);
+        tokio::spawn(batch_jtis(pool.clone(), claims));
+        let store = Self {
+            instance: uuid::Uuid::new_v4().to_string(),
+            pool,
+            jtis,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        self.pool.conn().await
+    }
+
+    /// Opens a dedicated connection that `LISTEN`s for the changes of *other* instances; each
+    /// notification is one `()` on the receiver (coalesced), which closes when the connection
+    /// ends (database restart): the caller reconnects and resynchronises.
+    pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let client = self.pool.connect(Some((self.instance.clone(), tx))).await?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(unavailable)?;
+        tokio::spawn(hold(client));
+        Ok(rx)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -434,6 +468,101 @@ async fn drive<S, T>(
     }
 }
 
+/// Records assertions in batches: one statement (one transaction, one round trip) for every
+/// claim that queued up while the previous statements ran. Under load this turns hundreds of
+/// single-row transactions a second into a few dozen, which is what keeps the shared replay
+/// record from costing the token endpoint its throughput; alone, a claim waits for nobody.
+async fn batch_jtis(pool: Arc<Pool>, mut claims: tokio::sync::mpsc::Receiver<JtiClaim>) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(JTI_IN_FLIGHT));
+    loop {
+        // Wait for a free slot first, so that claims arriving meanwhile join the batch.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(JTI_BATCH);
+        if claims.recv_many(&mut batch, JTI_BATCH).await == 0 {
+            return; // the store was dropped
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            record_batch(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Inserts one batch and answers each claim: `true` on first use, `false` for a replay, whether
+/// of an earlier record or of a copy in the same batch.
+async fn record_batch(pool: &Pool, batch: Vec<JtiClaim>) {
+    use tokio_postgres::types::Type;
+    let mut first = std::collections::HashSet::with_capacity(batch.len());
+    let (mut ids, mut jtis, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
+    let mut now = i64::MAX;
+    let mut copies = Vec::new();
+    let mut claims = Vec::with_capacity(batch.len());
+    for c in batch {
+        if first.insert((c.client_id.clone(), c.jti.clone())) {
+            ids.push(c.client_id.clone());
+            jtis.push(c.jti.clone());
+            expiries.push(c.expires_at);
+            // The earliest clock of the batch: an old record counts as expired only if it
+            // expired for every claim (fail closed).
+            now = now.min(c.now);
+            claims.push(c);
+        } else {
+            copies.push(c);
+        }
+    }
+    for c in copies {
+        let _ = c.reply.send(Ok(false));
+    }
+    let run = async {
+        let c = pool.conn().await?;
+        // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
+        // Typed parameters: one round trip, no prepare.
+        let rows = c
+            .query_typed(
+                "INSERT INTO assertion_jtis (client_id, jti, expires_at) SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE assertion_jtis.expires_at < $4 RETURNING client_id, jti",
+                &[
+                    (&ids, Type::TEXT_ARRAY),
+                    (&jtis, Type::TEXT_ARRAY),
+                    (&expiries, Type::INT8_ARRAY),
+                    (&now, Type::INT8),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut fresh = std::collections::HashSet::with_capacity(rows.len());
+        for r in rows {
+            fresh.insert((
+                r.try_get::<_, String>(0).map_err(unavailable)?,
+                r.try_get::<_, String>(1).map_err(unavailable)?,
+            ));
+        }
+        Ok::<_, StoreError>(fresh)
+    };
+    match tokio::time::timeout(TIMEOUT, run).await {
+        Ok(Ok(fresh)) => {
+            for c in claims {
+                let new = fresh.contains(&(c.client_id, c.jti));
+                let _ = c.reply.send(Ok(new));
+            }
+        }
+        Ok(Err(e)) => {
+            for c in claims {
+                let _ = c.reply.send(Err(e.clone()));
+            }
+        }
+        Err(_) => {
+            for c in claims {
+                let _ = c.reply.send(Err(StoreError::Unavailable(
+                    "replay record timed out".to_owned(),
+                )));
+            }
+        }
+    }
+}
+
 /// Keeps the listening client alive until its connection ends.
 async fn hold(client: Client) {
     while !client.is_closed() {
@@ -611,23 +740,26 @@ impl Store for PgStore {
         now: i64,
     ) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let c = self.conn().await?;
-            // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
-            // Typed parameters: one round trip, no prepare, on the token endpoint's hot path.
-            use tokio_postgres::types::Type;
-            let rows = c
-                .query_typed(
-                    "INSERT INTO assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE assertion_jtis.expires_at < $4 RETURNING 1",
-                    &[
-                        (&client_id, Type::TEXT),
-                        (&jti, Type::TEXT),
-                        (&expires_at, Type::INT8),
-                        (&now, Type::INT8),
-                    ],
-                )
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let claim = JtiClaim {
+                client_id,
+                jti,
+                expires_at,
+                now,
+                reply,
+            };
+            let wait = async {
+                self.jtis
+                    .send(claim)
+                    .await
+                    .map_err(|_| StoreError::Unavailable("replay record stopped".to_owned()))?;
+                answer
+                    .await
+                    .map_err(|_| StoreError::Unavailable("replay record stopped".to_owned()))?
+            };
+            tokio::time::timeout(TIMEOUT, wait)
                 .await
-                .map_err(unavailable)?;
-            Ok(!rows.is_empty())
+                .map_err(|_| StoreError::Unavailable("replay record timed out".to_owned()))?
         })
     }
 
