@@ -9,7 +9,6 @@ use iamgate::config::{ProcessEnv, Settings};
 use iamgate::iam::{AuthMethod, NewAccount, Owner, SecretHasher};
 use iamgate::store::Store;
 use iamgate::token::SigningKey;
-use iamgate::token::keyset::ManagedKeys;
 use iamgate::util::unix_now;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -307,12 +306,21 @@ fn keys_rotate(config: Option<PathBuf>) -> Result<()> {
     if !settings.signing.keys.is_empty() {
         bail!("signing keys come from configured PEM files; rotate them by editing the config");
     }
-    let retain =
-        settings.oauth.access_token_lifetime.as_secs() + settings.oauth.clock_skew.as_secs();
-    let managed = ManagedKeys::new(settings.data_dir.join("keys"), i64::try_from(retain)?);
-    let m = managed.rotate(unix_now())?;
-    println!("{}", serde_json::to_string_pretty(&m)?);
-    Ok(())
+    runtime()?.block_on(async {
+        let store = iamgate::store::open(&settings.database).await?;
+        let pepper =
+            iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
+        let Some(managed) = iamgate::server::managed_keys(&settings, &store, &pepper).await? else {
+            bail!("signing keys come from configured PEM files; rotate them by editing the config");
+        };
+        let keys = managed.rotate(unix_now()).await?;
+        // Running servers pick the new set up within `signing.reload_secs`.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?
+        );
+        Ok(())
+    })
 }
 
 fn assertion(

@@ -6,17 +6,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 
 fn iamgate(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamgate"));
-    cmd.args(args)
-        .env("IAMGATE_DATA_DIR", data_dir)
-        .env_remove("IAMGATE_CONFIG");
-    // Against PostgreSQL, the CLI writes where the test gateway will read.
-    if let Some(url) = data_dir.parent().and_then(common::existing_test_database) {
-        cmd.env("IAMGATE_DATABASE_URL", url);
-    }
+    let mut cmd = common::cli(data_dir);
+    cmd.args(args);
     let out = cmd.output().unwrap();
     (
         out.status.success(),

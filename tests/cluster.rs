@@ -7,7 +7,7 @@
 mod common;
 
 use common::upstream::TestUpstream;
-use common::{Gateway, TestKey, gateway};
+use common::{Gateway, TestKey, gateway, verify_access_token};
 use std::time::{Duration, Instant};
 
 const P1: &str = "64b7e1a0c0ffee0000000001";
@@ -15,13 +15,27 @@ const P1: &str = "64b7e1a0c0ffee0000000001";
 /// Two gateways on one fresh database, with the same signing key and pepper.
 async fn pair(up: &TestUpstream) -> Option<(Gateway, Gateway, tempfile::TempDir)> {
     let shared = tempfile::tempdir().unwrap();
-    let db = common::test_database(&shared).await?;
     let key = iamgate::token::SigningKey::generate(None).unwrap();
     let pem = shared.path().join("signing.pem");
     std::fs::write(&pem, key.to_pkcs8_pem().unwrap()).unwrap();
-    let yaml = format!(
-        "public_url: http://gateway.cluster.test\ndatabase_url: \"{db}\"\nsecret_pepper: cluster-test-pepper-0123456789\nsigning:\n  keys: [{{path: {}, status: active}}]\nbootstrap: {{enabled: false}}",
+    let signing = format!(
+        "signing:\n  keys: [{{path: {}, status: active}}]",
         pem.display()
+    );
+    pair_with(up, shared, &signing).await
+}
+
+const CLUSTER_PEPPER: &str = "cluster-test-pepper-0123456789";
+
+/// Two gateways on one fresh database under `shared`, with the same pepper and `extra` config.
+async fn pair_with(
+    up: &TestUpstream,
+    shared: tempfile::TempDir,
+    extra: &str,
+) -> Option<(Gateway, Gateway, tempfile::TempDir)> {
+    let db = common::test_database(&shared).await?;
+    let yaml = format!(
+        "public_url: http://gateway.cluster.test\ndatabase_url: \"{db}\"\nsecret_pepper: {CLUSTER_PEPPER}\nbootstrap: {{enabled: false}}\n{extra}"
     );
     let a = gateway().upstream(&up.url()).with(&yaml).start().await;
     let b = gateway().upstream(&up.url()).with(&yaml).start().await;
@@ -145,18 +159,12 @@ struct OwnCluster {
 
 impl OwnCluster {
     fn script(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh"))
-            .args(args)
-            .env("PGTEST_STATE", &self.state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        common::run_ok(
+            std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh"))
+                .args(args)
+                .env("PGTEST_STATE", &self.state),
+        )
     }
 
     fn start() -> Self {
@@ -319,4 +327,114 @@ async fn the_shared_replay_record_answers_each_claim_of_a_batch() {
         40,
         "every other first-batch record expired"
     );
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn instances_share_the_managed_key_set_and_all_see_a_rotation() {
+    let up = TestUpstream::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let Some((a, b, shared)) = pair_with(&up, shared, "signing: {reload_secs: 1}").await else {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    // One key set, generated once, sealed in the database.
+    let jwks = a.jwks().await;
+    assert_eq!(jwks, b.jwks().await, "both instances publish the same keys");
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "active + next");
+    let db = common::existing_test_database(shared.path()).unwrap();
+    {
+        let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let row = client
+            .query_one(
+                "SELECT value FROM shared_state WHERE name = 'signing-keys'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let sealed: Vec<u8> = row.get(0);
+        assert!(
+            !String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"),
+            "private keys are sealed at rest"
+        );
+    }
+
+    // A token minted on A is accepted on B.
+    a.project(P1, "acme", &["dev"]).await;
+    let (id, before) = a.company_sa("acme").await;
+    a.bind(&id, "guest", Some(("project", P1))).await;
+    let path = format!("/api/backend/projects/{P1}/revisions");
+    until(
+        "A's token accepted on B",
+        Duration::from_secs(2),
+        async || b.get_as(&path, &before).await.status == 200,
+    )
+    .await;
+
+    // `iamgate keys rotate` against the database: both instances move to the promoted key.
+    common::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
+            .args(["keys", "rotate"])
+            .env("IAMGATE_DATA_DIR", shared.path().join("cli-data"))
+            .env("IAMGATE_DATABASE_URL", &db)
+            .env("IAMGATE_SECRET_PEPPER", CLUSTER_PEPPER)
+            .env_remove("IAMGATE_CONFIG"),
+    );
+    let (sa_id, secret) = b.secret_client().await;
+    let old_kid = kid_of(&before);
+    let mut fresh = Vec::new();
+    for gw in [&a, &b] {
+        until(
+            "instance signs with the promoted key",
+            Duration::from_secs(5),
+            async || {
+                let r = gw.token_basic(&sa_id, &secret).await;
+                r.status == 200 && kid_of(r.json()["access_token"].as_str().unwrap()) != old_kid
+            },
+        )
+        .await;
+        let r = gw.token_basic(&sa_id, &secret).await;
+        fresh.push(r.json()["access_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        kid_of(&fresh[0]),
+        kid_of(&fresh[1]),
+        "same active key everywhere"
+    );
+    let jwks_after = a.jwks().await;
+    assert_eq!(
+        jwks_after["keys"].as_array().unwrap().len(),
+        3,
+        "retired + active + next"
+    );
+    // The promoted key was published before it signed; the retired one still verifies.
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid_of(&fresh[0]).as_str())
+    );
+    for gw in [&a, &b] {
+        assert_eq!(
+            gw.get_as(&path, &before).await.status,
+            200,
+            "pre-rotation token still valid"
+        );
+        verify_access_token(gw, &fresh[0]).await;
+        verify_access_token(gw, &fresh[1]).await;
+    }
+
+    // An instance given another pepper refuses to start rather than reject every secret.
+    let err = common::start_error(&format!(
+        "database_url: \"{db}\"\nsecret_pepper: another-pepper-0123456789\nbootstrap: {{enabled: false}}"
+    ))
+    .await;
+    assert!(err.contains("secret_pepper differs"), "{err}");
 }

@@ -41,16 +41,7 @@ async fn restart_keeps_accounts_keys_and_tokens_and_rotation_keeps_old_tokens_va
     assert_eq!(kid_of(&after), kid_of(&before));
 
     // Rotate with the CLI while the server runs.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
-        .args(["keys", "rotate"])
-        .env("IAMGATE_DATA_DIR", gw.data_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_ok(common::cli(&gw.data_path()).args(["keys", "rotate"]));
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let rotated = loop {

@@ -684,6 +684,14 @@ impl RawConfig {
         {
             errs.push("secret_pepper: must be at least 16 characters".to_owned());
         }
+        if matches!(database, DatabaseSettings::Postgres(_)) && self.secret_pepper.is_none() {
+            // A generated pepper lives in one instance's data dir: secrets created on one
+            // instance would fail on the others, and the shared key set could not be opened.
+            errs.push(
+                "secret_pepper: required with a postgres database_url (set the same value on every instance)"
+                    .to_owned(),
+            );
+        }
         let flush = secs_in(
             "last_login_flush_secs",
             self.last_login_flush_secs,

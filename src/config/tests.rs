@@ -78,6 +78,26 @@ fn database_url_schemes() {
     };
     let s = raw.validate().unwrap();
     assert!(matches!(s.database, DatabaseSettings::Sqlite(ref p) if p == Path::new("/tmp/a.db")));
+    // Several instances share a database: each must be given the same pepper.
+    let raw = RawConfig {
+        database_url: Some(Secret::new("postgres://u:hunter2@db/iamgate")),
+        ..Default::default()
+    };
+    let err = raw.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("secret_pepper: required with a postgres"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "secret leaked: {err}");
+    let raw = RawConfig {
+        database_url: Some(Secret::new("postgres://u:hunter2@db/iamgate")),
+        secret_pepper: Some(Secret::new("a-very-long-pepper-value")),
+        ..Default::default()
+    };
+    assert!(matches!(
+        raw.validate().unwrap().database,
+        DatabaseSettings::Postgres(_)
+    ));
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod tls;
 use crate::authn::{TokenEndpoint, default_audiences};
 use crate::config::Settings;
 use crate::iam::{Accounts, LastLogins, SecretHasher};
-use crate::token::keyset::{ManagedKeys, load_configured};
+use crate::token::keyset::{KeyHome, ManagedKeys, load_configured};
 use crate::token::{Issuer, KeyRing, metadata};
 use crate::util::unix_now;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -159,33 +159,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let policy_stats = Arc::new(crate::policy::reload::ReloadStats::new(&metrics));
 
     let store = crate::store::open(&settings.database).await?;
-    if store.shares_replay() {
-        // Every instance must sign with the same keys and hash secrets with the same pepper.
-        if settings.signing.keys.is_empty() {
-            tracing::warn!(
-                "shared database without signing.keys: each instance generates its own keys under its data dir, so tokens of one are refused by the others; configure the same PEM files on every instance"
-            );
-        }
-        if settings.secret_pepper.is_none() {
-            tracing::warn!(
-                "shared database without secret_pepper: each instance generates its own pepper, so client secrets created on one fail on the others; set the same IAMGATE_SECRET_PEPPER on every instance"
-            );
-        }
-    }
     let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
         .map_err(io("secret pepper"))?;
     let hasher = Arc::new(SecretHasher::new(&pepper));
     let accounts = Accounts::load(store.clone(), hasher.clone()).await?;
 
     let lifetime = settings.oauth.access_token_lifetime.as_secs();
-    let retain = i64::try_from(lifetime + settings.oauth.clock_skew.as_secs()).unwrap_or(i64::MAX);
-    let managed = settings
-        .signing
-        .keys
-        .is_empty()
-        .then(|| ManagedKeys::new(settings.data_dir.join("keys"), retain));
+    let managed = managed_keys(&settings, &store, &pepper).await?;
     let keyset = match &managed {
-        Some(m) => m.load_or_init(unix_now())?,
+        Some(m) => m.load_or_init(unix_now()).await?,
         None => load_configured(&settings.signing.keys)?,
     };
     let keys = KeyRing::new(keyset);
@@ -615,6 +597,33 @@ fn spawn_change_follower(
     });
 }
 
+/// The managed signing key set, unless the config names PEM files: sealed in the database when
+/// the store is shared (after checking that this instance's pepper is the one the others use),
+/// otherwise under `<data_dir>/keys`.
+pub async fn managed_keys(
+    settings: &Settings,
+    store: &Arc<dyn crate::store::Store>,
+    pepper: &[u8],
+) -> Result<Option<ManagedKeys>, StartError> {
+    if !settings.signing.keys.is_empty() {
+        return Ok(None);
+    }
+    let retain =
+        settings.oauth.access_token_lifetime.as_secs() + settings.oauth.clock_skew.as_secs();
+    let retain = i64::try_from(retain).unwrap_or(i64::MAX);
+    let home = if store.shares_replay() {
+        let sealer = Arc::new(crate::token::seal::Sealer::from_pepper(pepper)?);
+        crate::token::seal::check_same_pepper(store.as_ref(), &sealer).await?;
+        KeyHome::Shared {
+            store: store.clone(),
+            sealer,
+        }
+    } else {
+        KeyHome::Dir(settings.data_dir.join("keys"))
+    };
+    Ok(Some(ManagedKeys::new(home, retain)))
+}
+
 fn spawn_login_flusher(
     logins: LastLogins,
     store: Arc<dyn crate::store::Store>,
@@ -637,26 +646,35 @@ fn spawn_key_reloader(
     every: Duration,
     shutdown: watch::Receiver<bool>,
 ) {
-    let last = Arc::new(std::sync::Mutex::new(managed.manifest_bytes()));
+    let managed = Arc::new(managed);
+    // The revision seen at the last successful reload; `None` before the first.
+    let last = Arc::new(tokio::sync::Mutex::new(None::<Option<Vec<u8>>>));
     crate::util::spawn_periodic(every, shutdown, false, move || {
-        let now_bytes = managed.manifest_bytes();
-        let changed = last.lock().map(|l| *l != now_bytes).unwrap_or(true);
-        // Also rebuild when unchanged so retired keys drop out once their tokens expired.
-        match managed.reload(unix_now()) {
-            Ok(set) => {
-                if changed {
-                    tracing::info!(active = set.active().kid(), "signing key set reloaded");
+        let (managed, ring, last) = (managed.clone(), ring.clone(), last.clone());
+        async move {
+            let mut last = last.lock().await;
+            let revision = match managed.revision().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // An unreachable store is reported by the health check; keep signing.
+                    tracing::debug!(error = %e, "signing key set not checked");
+                    return;
                 }
-                ring.replace(set);
-                if let Ok(mut l) = last.lock() {
-                    *l = now_bytes;
+            };
+            let changed = last.as_ref().is_some_and(|l| *l != revision);
+            // Also rebuild when unchanged so retired keys drop out once their tokens expired.
+            match managed.reload(unix_now()).await {
+                Ok(set) => {
+                    if changed {
+                        tracing::info!(active = set.active().kid(), "signing key set reloaded");
+                    }
+                    ring.replace(set);
+                    *last = Some(revision);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "signing key set rejected; keeping the current one")
                 }
             }
-            Err(e) if changed => {
-                tracing::error!(error = %e, "new signing key set rejected; keeping the current one")
-            }
-            Err(_) => {}
         }
-        std::future::ready(())
     });
 }

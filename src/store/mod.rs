@@ -209,6 +209,25 @@ pub trait Store: Send + Sync + 'static {
     fn purge_jtis(&self, _now: i64) -> StoreFuture<'_, u64> {
         Box::pin(async { Ok(0) })
     }
+    /// A named document every instance shares (the sealed signing key set, the pepper check),
+    /// with its version; `None` when absent or when the store is not shared.
+    fn load_shared(&self, _name: &'static str) -> StoreFuture<'_, Option<(i64, Vec<u8>)>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Writes a shared document if its version is still `expected` (`None`: only if absent), and
+    /// notifies the other instances; `Ok(false)` when another instance wrote first.
+    fn store_shared(
+        &self,
+        _name: &'static str,
+        _expected: Option<i64>,
+        _value: Vec<u8>,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async {
+            Err(StoreError::Unavailable(
+                "this store is not shared between instances".to_owned(),
+            ))
+        })
+    }
     /// Cheap liveness query for `/-/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

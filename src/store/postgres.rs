@@ -30,7 +30,8 @@ const JTI_BATCH: usize = 256;
 /// Replay-record statements in flight at once; while they run, the next batch fills up.
 const JTI_IN_FLIGHT: usize = 2;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE service_accounts (
     client_id            TEXT PRIMARY KEY,
     name                 TEXT NOT NULL,
@@ -75,7 +76,15 @@ CREATE TABLE assertion_jtis (
     PRIMARY KEY (client_id, jti)
 );
 CREATE INDEX assertion_jtis_expiry ON assertion_jtis (expires_at);
-"#];
+"#,
+    r#"
+CREATE TABLE shared_state (
+    name    TEXT PRIMARY KEY,
+    version BIGINT NOT NULL,
+    value   BYTEA NOT NULL
+);
+"#,
+];
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -769,6 +778,56 @@ impl Store for PgStore {
             c.execute("DELETE FROM assertion_jtis WHERE expires_at < $1", &[&now])
                 .await
                 .map_err(unavailable)
+        })
+    }
+
+    fn load_shared(&self, name: &'static str) -> StoreFuture<'_, Option<(i64, Vec<u8>)>> {
+        Box::pin(async move {
+            let c = self.conn().await?;
+            let row = c
+                .query_opt(
+                    "SELECT version, value FROM shared_state WHERE name = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn store_shared(
+        &self,
+        name: &'static str,
+        expected: Option<i64>,
+        value: Vec<u8>,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let tx = c.transaction().await.map_err(unavailable)?;
+            let n = match expected {
+                None => tx
+                    .execute(
+                        "INSERT INTO shared_state (name, version, value) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
+                        &[&name, &value],
+                    )
+                    .await
+                    .map_err(unavailable)?,
+                Some(v) => tx
+                    .execute(
+                        "UPDATE shared_state SET value = $3, version = version + 1 WHERE name = $1 AND version = $2",
+                        &[&name, &v, &value],
+                    )
+                    .await
+                    .map_err(unavailable)?,
+            };
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(true)
         })
     }
 

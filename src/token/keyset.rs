@@ -3,9 +3,10 @@
 //! Publishing the next key before it signs lets consumers cache it ahead of a rotation, and keeping
 //! a retired key published until every token it signed has expired means a rotation never breaks a
 //! valid token. Keys come either from PEM files named in the config (operator-managed) or from a
-//! managed directory `<data_dir>/keys` with a `keyset.json` manifest that `iamgate keys rotate`
-//! edits and running servers re-read. The current set sits behind an `ArcSwap`, so the signer reads
-//! it without a lock.
+//! managed set that `iamgate keys rotate` edits and running servers re-read: a directory
+//! `<data_dir>/keys` with a `keyset.json` manifest for one instance, or one sealed document in the
+//! shared PostgreSQL store, so that every instance signs with the same keys and sees a rotation.
+//! The current set sits behind an `ArcSwap`, so the signer reads it without a lock.
 
 use super::{SigningKey, TokenError};
 use crate::config::KeyFileSettings;
@@ -145,16 +146,14 @@ pub fn load_configured(files: &[KeyFileSettings]) -> Result<KeySet, TokenError> 
     KeySet::new(keys)
 }
 
-/// One entry of `keyset.json`.
+/// What a managed key set records of each key, besides the key itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ManifestEntry {
+pub struct KeyInfo {
     /// Key id (RFC 7638 thumbprint).
     pub kid: String,
     /// Role.
     pub status: KeyStatus,
-    /// PEM file name inside the key directory.
-    pub file: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
     /// When it stopped signing, Unix seconds.
@@ -162,177 +161,337 @@ pub struct ManifestEntry {
     pub retired_at: Option<i64>,
 }
 
+/// One entry of `keyset.json`: the key's record and its PEM file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestEntry {
+    kid: String,
+    status: KeyStatus,
+    /// PEM file name inside the key directory.
+    file: String,
+    created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_at: Option<i64>,
+}
+
 /// `keyset.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// All keys, newest last.
-    pub keys: Vec<ManifestEntry>,
+struct Manifest {
+    keys: Vec<ManifestEntry>,
 }
 
-/// The managed key directory `<data_dir>/keys`.
+/// One entry of the shared (sealed) key set document: the record and the private key PEM.
+#[derive(Serialize, Deserialize)]
+struct SharedEntry {
+    #[serde(flatten)]
+    info: KeyInfo,
+    pem: String,
+}
+
+/// A managed key with its record.
+#[derive(Debug, Clone)]
+struct Managed {
+    info: KeyInfo,
+    key: Arc<SigningKey>,
+}
+
+/// The shared document's name in the store.
+const SHARED_NAME: &str = "signing-keys";
+
+/// Where a managed key set lives.
+#[derive(Debug, Clone)]
+pub enum KeyHome {
+    /// `<data_dir>/keys`: a `keyset.json` manifest and one PEM file per key (one instance).
+    Dir(PathBuf),
+    /// One document in the shared store, sealed under the pepper (several instances).
+    Shared {
+        /// The store every instance uses.
+        store: Arc<dyn crate::store::Store>,
+        /// Seals the document.
+        sealer: Arc<super::seal::Sealer>,
+    },
+}
+
+impl std::fmt::Debug for dyn crate::store::Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// A managed key set: generated on first start, rotated by `iamgate keys rotate`, re-read by
+/// running servers.
 #[derive(Debug, Clone)]
 pub struct ManagedKeys {
-    dir: PathBuf,
+    home: KeyHome,
     /// How long a retired key stays published: token lifetime + clock skew.
     retain_secs: i64,
 }
 
+/// A stored set with the revision it was read at.
+struct Stored {
+    keys: Vec<Managed>,
+    /// `None` when nothing is stored yet.
+    revision: Option<i64>,
+}
+
 impl ManagedKeys {
-    /// A managed key directory whose retired keys stay published for `retain_secs`.
-    pub fn new(dir: impl Into<PathBuf>, retain_secs: i64) -> Self {
-        Self {
-            dir: dir.into(),
-            retain_secs,
+    /// A managed key set in `home` whose retired keys stay published for `retain_secs`.
+    pub fn new(home: KeyHome, retain_secs: i64) -> Self {
+        Self { home, retain_secs }
+    }
+
+    /// A cheap value that changes whenever the stored set changes (`None`: nothing stored).
+    pub async fn revision(&self) -> Result<Option<Vec<u8>>, TokenError> {
+        match &self.home {
+            KeyHome::Dir(dir) => match std::fs::read(dir.join("keyset.json")) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(key_err("keyset.json", e.to_string())),
+            },
+            KeyHome::Shared { store, .. } => Ok(store
+                .load_shared(SHARED_NAME)
+                .await?
+                .map(|(v, _)| v.to_be_bytes().to_vec())),
         }
     }
 
-    fn manifest_path(&self) -> PathBuf {
-        self.dir.join("keyset.json")
-    }
-
-    /// The manifest's raw bytes, for cheap change detection.
-    pub fn manifest_bytes(&self) -> Option<Vec<u8>> {
-        std::fs::read(self.manifest_path()).ok()
-    }
-
-    fn read_manifest(&self) -> Result<Option<Manifest>, TokenError> {
-        match std::fs::read(self.manifest_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| key_err("keyset.json", e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(key_err("keyset.json", e.to_string())),
-        }
-    }
-
-    fn write_manifest(&self, m: &Manifest) -> Result<(), TokenError> {
-        let bytes = serde_json::to_vec_pretty(m)?;
-        crate::util::write_private_file(&self.manifest_path(), &bytes)
-            .map_err(|e| key_err("keyset.json", e.to_string()))
-    }
-
-    fn new_entry(&self, status: KeyStatus, now: i64) -> Result<ManifestEntry, TokenError> {
-        let key = SigningKey::generate(None)?;
-        let file = format!("{}.pem", key.kid());
-        crate::util::write_private_file(&self.dir.join(&file), key.to_pkcs8_pem()?.as_bytes())
-            .map_err(|e| key_err(&file, e.to_string()))?;
-        Ok(ManifestEntry {
-            kid: key.kid().to_owned(),
-            status,
-            file,
-            created_at: now,
-            retired_at: None,
-        })
-    }
-
-    /// Loads the key set, generating an active and a next key on first start.
-    pub fn load_or_init(&self, now: i64) -> Result<KeySet, TokenError> {
-        let manifest = match self.read_manifest()? {
-            Some(m) => m,
-            None => {
-                let m = Manifest {
-                    keys: vec![
-                        self.new_entry(KeyStatus::Active, now)?,
-                        self.new_entry(KeyStatus::Next, now)?,
-                    ],
+    async fn read(&self) -> Result<Stored, TokenError> {
+        match &self.home {
+            KeyHome::Dir(dir) => read_dir(dir),
+            KeyHome::Shared { store, sealer } => {
+                let Some((version, sealed)) = store.load_shared(SHARED_NAME).await? else {
+                    return Ok(Stored {
+                        keys: Vec::new(),
+                        revision: None,
+                    });
                 };
-                self.write_manifest(&m)?;
-                m
+                let plain = sealer.open(SHARED_NAME, &sealed)?;
+                let entries: Vec<SharedEntry> = serde_json::from_slice(&plain)
+                    .map_err(|e| key_err("shared key set", e.to_string()))?;
+                let mut keys = Vec::with_capacity(entries.len());
+                for e in entries {
+                    let key = SigningKey::from_pem(&e.pem, Some(e.info.kid.clone()))?;
+                    keys.push(Managed {
+                        info: e.info,
+                        key: Arc::new(key),
+                    });
+                }
+                Ok(Stored {
+                    keys,
+                    revision: Some(version),
+                })
             }
-        };
-        self.build(&manifest, now)
+        }
     }
 
-    fn is_expired(&self, e: &ManifestEntry, now: i64) -> bool {
-        e.status == KeyStatus::Retired
-            && e.retired_at
+    /// Writes `keys` if nothing changed since `revision`; `Ok(false)` if another writer won.
+    async fn write(&self, keys: &[Managed], revision: Option<i64>) -> Result<bool, TokenError> {
+        match &self.home {
+            KeyHome::Dir(dir) => write_dir(dir, keys).map(|()| true),
+            KeyHome::Shared { store, sealer } => {
+                let mut entries = Vec::with_capacity(keys.len());
+                for k in keys {
+                    entries.push(SharedEntry {
+                        info: k.info.clone(),
+                        pem: k.key.to_pkcs8_pem()?,
+                    });
+                }
+                let plain = serde_json::to_vec(&entries)?;
+                let sealed = sealer.seal(SHARED_NAME, &plain)?;
+                Ok(store.store_shared(SHARED_NAME, revision, sealed).await?)
+            }
+        }
+    }
+
+    fn is_expired(&self, i: &KeyInfo, now: i64) -> bool {
+        i.status == KeyStatus::Retired
+            && i.retired_at
                 .is_some_and(|t| t.saturating_add(self.retain_secs) < now)
     }
 
-    fn build(&self, m: &Manifest, now: i64) -> Result<KeySet, TokenError> {
-        let mut keys = Vec::new();
-        for e in m.keys.iter().filter(|e| !self.is_expired(e, now)) {
-            if e.file.contains(['/', '\\']) || e.file.starts_with('.') {
-                return Err(key_err(
-                    &e.file,
-                    "file must be a plain name inside the key directory",
-                ));
+    fn build(&self, keys: &[Managed], now: i64) -> Result<KeySet, TokenError> {
+        KeySet::new(
+            keys.iter()
+                .filter(|k| !self.is_expired(&k.info, now))
+                .map(|k| (k.info.status, k.key.clone()))
+                .collect(),
+        )
+    }
+
+    /// Loads the key set, generating an active and a next key on first start (once, even
+    /// when several instances start together on a shared store).
+    pub async fn load_or_init(&self, now: i64) -> Result<KeySet, TokenError> {
+        for _ in 0..3 {
+            let stored = self.read().await?;
+            if !stored.keys.is_empty() {
+                return self.build(&stored.keys, now);
             }
-            let path = self.dir.join(&e.file);
-            let pem = std::fs::read_to_string(&path)
-                .map_err(|err| key_err(&path.display().to_string(), err.to_string()))?;
-            keys.push((
-                e.status,
-                Arc::new(SigningKey::from_pem(&pem, Some(e.kid.clone()))?),
-            ));
+            let keys = vec![
+                new_key(KeyStatus::Active, now)?,
+                new_key(KeyStatus::Next, now)?,
+            ];
+            if self.write(&keys, stored.revision).await? {
+                return self.build(&keys, now);
+            }
+            // Another instance initialised it first: use theirs.
         }
-        KeySet::new(keys)
+        Err(key_err(
+            "key set",
+            "could not initialise: too many concurrent writers",
+        ))
     }
 
     /// Rotates: `next` becomes active, the active key retires, a new `next` is generated and
-    /// retired keys past their retention are removed. Returns the new manifest.
-    pub fn rotate(&self, now: i64) -> Result<Manifest, TokenError> {
-        let mut m = self.read_manifest()?.ok_or_else(|| {
-            key_err(
-                "keyset.json",
-                "no managed key set yet; start the server once",
-            )
-        })?;
-        let has_next = m.keys.iter().any(|e| e.status == KeyStatus::Next);
+    /// retired keys past their retention are removed. Returns the new records.
+    pub async fn rotate(&self, now: i64) -> Result<Vec<KeyInfo>, TokenError> {
+        for _ in 0..5 {
+            let stored = self.read().await?;
+            if stored.keys.is_empty() {
+                return Err(key_err(
+                    "key set",
+                    "no managed key set yet; start the server once",
+                ));
+            }
+            let keys = self.rotated(stored.keys, now)?;
+            // Validate before committing: a set that cannot load is never written.
+            self.build(&keys, now)?;
+            if self.write(&keys, stored.revision).await? {
+                return Ok(keys.into_iter().map(|k| k.info).collect());
+            }
+            // Another rotation committed first: rotate what it wrote.
+        }
+        Err(key_err(
+            "key set",
+            "could not rotate: too many concurrent writers",
+        ))
+    }
+
+    fn rotated(&self, mut keys: Vec<Managed>, now: i64) -> Result<Vec<Managed>, TokenError> {
+        let has_next = keys.iter().any(|k| k.info.status == KeyStatus::Next);
         let mut promoted = false;
-        for e in &mut m.keys {
-            match e.status {
+        for k in &mut keys {
+            match k.info.status {
                 KeyStatus::Active => {
-                    e.status = KeyStatus::Retired;
-                    e.retired_at = Some(now);
+                    k.info.status = KeyStatus::Retired;
+                    k.info.retired_at = Some(now);
                 }
                 KeyStatus::Next if !promoted => {
-                    e.status = KeyStatus::Active;
+                    k.info.status = KeyStatus::Active;
                     promoted = true;
                 }
                 _ => {}
             }
         }
         if !has_next {
-            m.keys.push(self.new_entry(KeyStatus::Active, now)?);
+            keys.push(new_key(KeyStatus::Active, now)?);
         }
-        m.keys.push(self.new_entry(KeyStatus::Next, now)?);
-        let (gone, kept): (Vec<_>, Vec<_>) =
-            m.keys.into_iter().partition(|e| self.is_expired(e, now));
-        m.keys = kept;
-        // Validate before committing: a manifest that cannot load is never written.
-        self.build(&m, now)?;
-        self.write_manifest(&m)?;
-        for e in gone {
-            let _ = std::fs::remove_file(self.dir.join(&e.file));
-        }
-        Ok(m)
+        keys.push(new_key(KeyStatus::Next, now)?);
+        keys.retain(|k| !self.is_expired(&k.info, now));
+        Ok(keys)
     }
 
-    /// Re-reads the manifest (after a rotation by the CLI or another instance).
-    pub fn reload(&self, now: i64) -> Result<KeySet, TokenError> {
-        let m = self
-            .read_manifest()?
-            .ok_or_else(|| key_err("keyset.json", "missing"))?;
-        self.build(&m, now)
+    /// Re-reads the set (after a rotation by the CLI or another instance); also drops retired
+    /// keys whose tokens have all expired.
+    pub async fn reload(&self, now: i64) -> Result<KeySet, TokenError> {
+        let stored = self.read().await?;
+        if stored.keys.is_empty() {
+            return Err(key_err("key set", "missing"));
+        }
+        self.build(&stored.keys, now)
     }
+}
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+fn new_key(status: KeyStatus, now: i64) -> Result<Managed, TokenError> {
+    let key = SigningKey::generate(None)?;
+    Ok(Managed {
+        info: KeyInfo {
+            kid: key.kid().to_owned(),
+            status,
+            created_at: now,
+            retired_at: None,
+        },
+        key: Arc::new(key),
+    })
+}
+
+fn read_dir(dir: &Path) -> Result<Stored, TokenError> {
+    let manifest: Manifest = match std::fs::read(dir.join("keyset.json")) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| key_err("keyset.json", e.to_string()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+        Err(e) => return Err(key_err("keyset.json", e.to_string())),
+    };
+    let mut keys = Vec::with_capacity(manifest.keys.len());
+    for e in manifest.keys {
+        if e.file.contains(['/', '\\']) || e.file.starts_with('.') {
+            return Err(key_err(
+                &e.file,
+                "file must be a plain name inside the key directory",
+            ));
+        }
+        let path = dir.join(&e.file);
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|err| key_err(&path.display().to_string(), err.to_string()))?;
+        let key = SigningKey::from_pem(&pem, Some(e.kid.clone()))?;
+        keys.push(Managed {
+            info: KeyInfo {
+                kid: e.kid,
+                status: e.status,
+                created_at: e.created_at,
+                retired_at: e.retired_at,
+            },
+            key: Arc::new(key),
+        });
     }
+    Ok(Stored {
+        keys,
+        revision: None,
+    })
+}
+
+/// Writes new keys' PEM files, then the manifest, then removes files no longer listed: a crash
+/// at any point leaves a manifest whose every file exists.
+fn write_dir(dir: &Path, keys: &[Managed]) -> Result<(), TokenError> {
+    let old = read_dir(dir).map(|s| s.keys).unwrap_or_default();
+    let mut manifest = Manifest::default();
+    for k in keys {
+        let file = format!("{}.pem", k.info.kid);
+        let path = dir.join(&file);
+        if !path.exists() {
+            crate::util::write_private_file(&path, k.key.to_pkcs8_pem()?.as_bytes())
+                .map_err(|e| key_err(&file, e.to_string()))?;
+        }
+        manifest.keys.push(ManifestEntry {
+            kid: k.info.kid.clone(),
+            status: k.info.status,
+            file,
+            created_at: k.info.created_at,
+            retired_at: k.info.retired_at,
+        });
+    }
+    let bytes = serde_json::to_vec_pretty(&manifest)?;
+    crate::util::write_private_file(&dir.join("keyset.json"), &bytes)
+        .map_err(|e| key_err("keyset.json", e.to_string()))?;
+    for gone in old
+        .iter()
+        .filter(|o| keys.iter().all(|k| k.info.kid != o.info.kid))
+    {
+        let _ = std::fs::remove_file(dir.join(format!("{}.pem", gone.info.kid)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn init_publishes_active_and_next_and_rotation_keeps_old_key_published() {
+    #[tokio::test]
+    async fn init_publishes_active_and_next_and_rotation_keeps_old_key_published() {
         let dir = tempfile::tempdir().unwrap();
-        let mk = ManagedKeys::new(dir.path().join("keys"), 3630);
-        let set = mk.load_or_init(1000).unwrap();
+        let mk = ManagedKeys::new(KeyHome::Dir(dir.path().join("keys")), 3630);
+        let set = mk.load_or_init(1000).await.unwrap();
         assert_eq!(set.published().len(), 2);
         let first_active = set.active().kid().to_owned();
         let next = set
@@ -344,8 +503,8 @@ mod tests {
             .kid()
             .to_owned();
 
-        mk.rotate(2000).unwrap();
-        let set = mk.reload(2000).unwrap();
+        mk.rotate(2000).await.unwrap();
+        let set = mk.reload(2000).await.unwrap();
         assert_eq!(set.active().kid(), next, "next key is promoted");
         let jwks: serde_json::Value = serde_json::from_slice(&set.jwks()).unwrap();
         let kids: Vec<_> = jwks["keys"]
@@ -361,8 +520,8 @@ mod tests {
         }
 
         // Past the retention, the retired key disappears on the next rotation.
-        mk.rotate(2000 + 3631).unwrap();
-        let set = mk.reload(2000 + 3631).unwrap();
+        mk.rotate(2000 + 3631).await.unwrap();
+        let set = mk.reload(2000 + 3631).await.unwrap();
         assert!(set.published().iter().all(|(_, k)| k.kid() != first_active));
         assert!(
             !dir.path()
@@ -373,12 +532,12 @@ mod tests {
     }
 
     #[cfg(unix)]
-    #[test]
-    fn key_files_are_private() {
+    #[tokio::test]
+    async fn key_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let mk = ManagedKeys::new(dir.path().join("keys"), 10);
-        let set = mk.load_or_init(0).unwrap();
+        let mk = ManagedKeys::new(KeyHome::Dir(dir.path().join("keys")), 10);
+        let set = mk.load_or_init(0).await.unwrap();
         let meta = std::fs::metadata(
             dir.path()
                 .join("keys")

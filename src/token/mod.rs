@@ -6,6 +6,7 @@
 
 pub mod keyset;
 pub mod metadata;
+pub mod seal;
 pub mod signer;
 pub mod verifier;
 
@@ -32,6 +33,9 @@ pub enum TokenError {
         /// What went wrong.
         detail: String,
     },
+    /// The shared store holding the key set failed.
+    #[error("shared key set: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Claims of an access token (RFC 9068 plus the Console's `permissions`).

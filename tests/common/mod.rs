@@ -84,6 +84,14 @@ impl GatewayBuilder {
         {
             raw.database_url = Some(iamgate::config::Secret::new(url));
         }
+        if raw.secret_pepper.is_none()
+            && raw
+                .database_url
+                .as_ref()
+                .is_some_and(|u| u.expose().starts_with("postgres"))
+        {
+            raw.secret_pepper = Some(iamgate::config::Secret::new(TEST_PEPPER));
+        }
         let settings = raw.validate().unwrap();
         let running = tokio::time::timeout(WAIT, iamgate::server::start(settings))
             .await
@@ -102,6 +110,9 @@ impl GatewayBuilder {
 /// With `IAMGATE_TEST_DATABASE_URL` set (an admin URL of a throwaway PostgreSQL, see
 /// `.ci/postgres.sh`), every test gateway gets a fresh database of its own; a restart test that
 /// reuses its data directory gets the same database again. Without it, SQLite.
+/// The pepper test gateways on PostgreSQL get when their config sets none.
+pub const TEST_PEPPER: &str = "test-pepper-0123456789abcdef";
+
 pub async fn test_database(dir: &TempDir) -> Option<String> {
     let admin = std::env::var("IAMGATE_TEST_DATABASE_URL").ok()?;
     let marker = dir.path().join("test-database");
@@ -119,6 +130,34 @@ pub async fn test_database(dir: &TempDir) -> Option<String> {
         .unwrap();
     std::fs::write(&marker, &name).unwrap();
     Some(replace_db(&admin, &name))
+}
+
+/// The `iamgate` binary working on a test gateway's data directory and, on PostgreSQL, on its
+/// database with the test pepper, so that the CLI writes where the gateway reads.
+pub fn cli(data_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"));
+    cmd.env("IAMGATE_DATA_DIR", data_dir)
+        .env_remove("IAMGATE_CONFIG")
+        .env_remove("IAMGATE_DATABASE_URL")
+        .env_remove("IAMGATE_SECRET_PEPPER");
+    if let Some(url) = data_dir.parent().and_then(existing_test_database) {
+        cmd.env("IAMGATE_DATABASE_URL", url)
+            .env("IAMGATE_SECRET_PEPPER", TEST_PEPPER);
+    }
+    cmd
+}
+
+/// Runs a command to completion, failing the test (with its stderr) unless it succeeded;
+/// returns its trimmed stdout.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd.get_program(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The database `test_database` created for the directory `dir`, if any.
