@@ -2,6 +2,10 @@
 //! route matching on a table the size of the Console's.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The allocator the shipped binary uses, so that figures match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use iamgate::proxy::path::split;
 use iamgate::proxy::route::RouteTable;

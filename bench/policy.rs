@@ -1,6 +1,11 @@
 //! Decision benchmarks with the shipped policy: uncached (compiled policy evaluation) and cached
 //! (decision cache hit), for a company maintainer deploying to an environment.
+//! `IAMGATE_BENCH_POLICIES=DIR` runs them on another policy folder.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+// The allocator the shipped binary uses, so that figures match production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use iamgate::iam::{Binding, BindingResource};
@@ -56,9 +61,20 @@ fn input() -> DecisionInput {
 
 fn decisions(c: &mut Criterion) {
     iamgate::policy::engine::set_decision_timeout(Duration::from_millis(50));
-    let source =
-        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    // IAMGATE_BENCH_POLICIES benchmarks another policy folder (a security team's edit) against
+    // the same input; by default the shipped policies.
+    let dir = std::env::var_os("IAMGATE_BENCH_POLICIES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        std::path::PathBuf::from,
+    );
+    let source = PolicySource::read(&dir).unwrap();
+    // Warnings (a policy the RVM cannot compile runs on the interpreter) go to stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
     let snapshot = Snapshot::compile(source.clone()).unwrap();
+    eprintln!("decisions on the RVM: {}", snapshot.uses_rvm());
     let i = input();
     assert!(snapshot.decide(&i).allow);
     c.bench_function("decision_uncached", |b| {

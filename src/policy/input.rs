@@ -170,6 +170,70 @@ pub struct DecisionInput {
 use regorus::Value;
 use std::collections::BTreeMap as Map;
 
+/// Every key of the input document, built once: a per-request object then clones reference
+/// counts instead of allocating its key strings.
+struct Keys {
+    request: Value,
+    method: Value,
+    path: Value,
+    path_params: Value,
+    query: Value,
+    headers: Value,
+    user: Value,
+    id: Value,
+    kind: Value,
+    groups: Value,
+    permissions: Value,
+    bindings: Value,
+    properties: Value,
+    resource: Value,
+    company_id: Value,
+    project_id: Value,
+    env_id: Value,
+    route: Value,
+    permission: Value,
+    rule: Value,
+    grants: Value,
+    role: Value,
+    resource_type: Value,
+    resource_id: Value,
+    binding_id: Value,
+    subjects: Value,
+    roles: Value,
+    empty_object: Value,
+}
+
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
+    request: s("request"),
+    method: s("method"),
+    path: s("path"),
+    path_params: s("pathParams"),
+    query: s("query"),
+    headers: s("headers"),
+    user: s("user"),
+    id: s("id"),
+    kind: s("type"),
+    groups: s("groups"),
+    permissions: s("permissions"),
+    bindings: s("bindings"),
+    properties: s("properties"),
+    resource: s("resource"),
+    company_id: s("companyId"),
+    project_id: s("projectId"),
+    env_id: s("envId"),
+    route: s("route"),
+    permission: s("permission"),
+    rule: s("rule"),
+    grants: s("grants"),
+    role: s("role"),
+    resource_type: s("resourceType"),
+    resource_id: s("resourceId"),
+    binding_id: s("bindingId"),
+    subjects: s("subjects"),
+    roles: s("roles"),
+    empty_object: Value::new_object(),
+});
+
 fn s(v: &str) -> Value {
     Value::String(v.into())
 }
@@ -179,32 +243,36 @@ fn strings(v: &[String]) -> Value {
 }
 
 fn string_map(m: &BTreeMap<String, String>) -> Value {
+    if m.is_empty() {
+        return KEYS.empty_object.clone();
+    }
     Value::from(m.iter().map(|(k, v)| (s(k), s(v))).collect::<Map<_, _>>())
 }
 
-fn object<const N: usize>(pairs: [(&str, Option<Value>); N]) -> Value {
+fn object<const N: usize>(pairs: [(&Value, Option<Value>); N]) -> Value {
     Value::from(
         pairs
             .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (s(k), v)))
+            .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
             .collect::<Map<_, _>>(),
     )
 }
 
 /// A binding as a policy value (field names as in the Rönd data model).
 pub fn binding_value(b: &Binding) -> Value {
+    let k = &*KEYS;
     object([
-        ("bindingId", Some(s(&b.binding_id))),
-        ("subjects", Some(strings(&b.subjects))),
-        ("groups", Some(strings(&b.groups))),
-        ("roles", Some(strings(&b.roles))),
-        ("permissions", Some(strings(&b.permissions))),
+        (&k.binding_id, Some(s(&b.binding_id))),
+        (&k.subjects, Some(strings(&b.subjects))),
+        (&k.groups, Some(strings(&b.groups))),
+        (&k.roles, Some(strings(&b.roles))),
+        (&k.permissions, Some(strings(&b.permissions))),
         (
-            "resource",
+            &k.resource,
             b.resource.as_ref().map(|r| {
                 object([
-                    ("resourceType", Some(s(&r.resource_type))),
-                    ("resourceId", Some(s(&r.resource_id))),
+                    (&k.resource_type, Some(s(&r.resource_type))),
+                    (&k.resource_id, Some(s(&r.resource_id))),
                 ])
             }),
         ),
@@ -214,10 +282,11 @@ pub fn binding_value(b: &Binding) -> Value {
 impl DecisionInput {
     /// Builds the engine's input value directly (no JSON round trip: this runs per request).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        let k = &*KEYS;
         let r = &self.request;
         let u = &self.user;
         let properties = match &u.properties {
-            serde_json::Value::Null => Value::new_object(),
+            serde_json::Value::Null => k.empty_object.clone(),
             other => Value::from(other.clone()),
         };
         let grants = self.grants.as_ref().map(|gs| {
@@ -225,10 +294,10 @@ impl DecisionInput {
                 gs.iter()
                     .map(|g| {
                         object([
-                            ("role", g.role.as_deref().map(s)),
-                            ("resourceType", g.resource_type.as_deref().map(s)),
-                            ("resourceId", g.resource_id.as_deref().map(s)),
-                            ("permissions", g.permissions.as_deref().map(strings)),
+                            (&k.role, g.role.as_deref().map(s)),
+                            (&k.resource_type, g.resource_type.as_deref().map(s)),
+                            (&k.resource_id, g.resource_id.as_deref().map(s)),
+                            (&k.permissions, g.permissions.as_deref().map(strings)),
                         ])
                     })
                     .collect::<Vec<_>>(),
@@ -236,43 +305,43 @@ impl DecisionInput {
         });
         Ok(object([
             (
-                "request",
+                &k.request,
                 Some(object([
-                    ("method", Some(s(&r.method))),
-                    ("path", Some(s(&r.path))),
-                    ("pathParams", Some(string_map(&r.path_params))),
-                    ("query", Some(string_map(&r.query))),
-                    ("headers", Some(string_map(&r.headers))),
+                    (&k.method, Some(s(&r.method))),
+                    (&k.path, Some(s(&r.path))),
+                    (&k.path_params, Some(string_map(&r.path_params))),
+                    (&k.query, Some(string_map(&r.query))),
+                    (&k.headers, Some(string_map(&r.headers))),
                 ])),
             ),
             (
-                "user",
+                &k.user,
                 Some(object([
-                    ("id", Some(s(&u.id))),
-                    ("type", Some(s(&u.kind))),
-                    ("groups", Some(strings(&u.groups))),
-                    ("permissions", Some(strings(&u.permissions))),
-                    ("bindings", Some(u.bindings.value())),
-                    ("properties", Some(properties)),
+                    (&k.id, Some(s(&u.id))),
+                    (&k.kind, Some(s(&u.kind))),
+                    (&k.groups, Some(strings(&u.groups))),
+                    (&k.permissions, Some(strings(&u.permissions))),
+                    (&k.bindings, Some(u.bindings.value())),
+                    (&k.properties, Some(properties)),
                 ])),
             ),
             (
-                "resource",
+                &k.resource,
                 Some(object([
-                    ("companyId", self.resource.company_id.as_deref().map(s)),
-                    ("projectId", self.resource.project_id.as_deref().map(s)),
-                    ("envId", self.resource.env_id.as_deref().map(s)),
+                    (&k.company_id, self.resource.company_id.as_deref().map(s)),
+                    (&k.project_id, self.resource.project_id.as_deref().map(s)),
+                    (&k.env_id, self.resource.env_id.as_deref().map(s)),
                 ])),
             ),
             (
-                "route",
+                &k.route,
                 Some(object([
-                    ("id", Some(s(&self.route.id))),
-                    ("permission", self.route.permission.as_deref().map(s)),
-                    ("rule", self.route.rule.as_deref().map(s)),
+                    (&k.id, Some(s(&self.route.id))),
+                    (&k.permission, self.route.permission.as_deref().map(s)),
+                    (&k.rule, self.route.rule.as_deref().map(s)),
                 ])),
             ),
-            ("grants", grants),
+            (&k.grants, grants),
         ]))
     }
 }
