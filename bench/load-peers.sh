@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# iamgate against its peers, side by side in one run (loopback only, every leg bounded in time).
+# nginx serves a small JSON answer as the upstream; wrk drives, for DURATION seconds each and in
+# ROUNDS alternating rounds (A B C D A B C D):
+#   upstream-direct      the upstream itself
+#   nginx-proxy          nginx as a plain reverse proxy (2 workers, upstream keepalive)
+#   haproxy-jwt          HAProxy (2 threads) verifying the RS256 bearer token with jwt_verify
+#   iamgate-authorized   an authorized GET through iamgate (bearer check, route, Rego, forward)
+# and prints req/s, p50/p99 and the ratios of iamgate to nginx and to HAProxy. With oha
+# installed (cargo install oha), a fixed-rate leg (RATE req/s) measures the latency added to the
+# direct upstream by each proxy.
+# Needs: wrk, nginx, haproxy, openssl, curl, python3 (apt-get install wrk nginx-light haproxy ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+CONNS=${CONNS:-64}
+RATE=${RATE:-10000}
+UP_PORT=${UP_PORT:-18281}
+GW_PORT=${GW_PORT:-18282}
+NGX_PORT=${NGX_PORT:-18283}
+HAP_PORT=${HAP_PORT:-18284}
+cargo build --release -q
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
+    }
+    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://console;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" &
+pids+=($!)
+
+cat >"$work/iamgate.yaml" <<YAML
+listen: 127.0.0.1:$GW_PORT
+data_dir: $work/data
+log: {level: warn}
+upstream: {url: "http://127.0.0.1:$UP_PORT"}
+YAML
+./target/release/iamgate serve --config "$work/iamgate.yaml" >"$work/gw.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$GW_PORT/-/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$UP_PORT/" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+creds=$work/data/bootstrap-credentials.json
+id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientId'])" "$creds")
+secret=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientSecret'])" "$creds")
+token=$(curl -fs -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$GW_PORT/api/m2m/oauth/token" |
+    python3 -c "import json,sys;print(json.load(sys.stdin)['access_token'])")
+# The bootstrap account holds console.root.view: a policy-decided GET on a company route.
+path=/api/tenants/acme/marketplace/items/item1/versions
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$GW_PORT$path")
+[ "$code" = 200 ] || { echo "gateway answered $code for $path"; exit 1; }
+cat >"$work/auth.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+
+# HAProxy verifies the same token with iamgate's public key.
+kid=$(python3 -c "import sys,json,base64;h=sys.argv[1].split('.')[0];print(json.loads(base64.urlsafe_b64decode(h+'='*(-len(h)%4)))['kid'])" "$token")
+openssl pkey -in "$work/data/keys/$kid.pem" -pubout -out "$work/pub.pem" 2>/dev/null
+cat >"$work/haproxy.cfg" <<HAP
+global
+    nbthread 2
+    maxconn 8000
+    pidfile $work/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+frontend gateway
+    bind 127.0.0.1:$HAP_PORT
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/pub.pem") -m int 1 }
+    default_backend console
+backend console
+    http-reuse always
+    server up 127.0.0.1:$UP_PORT
+HAP
+haproxy -W -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+    curl -fs -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$HAP_PORT$path" && break
+    sleep 0.1
+done
+check() { # port, authorization (or empty), expected status
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' ${2:+-H "Authorization: $2"} "http://127.0.0.1:$1$path")
+    [ "$code" = "$3" ] || { echo "port $1 answered $code, expected $3"; cat "$work/haproxy.log"; exit 1; }
+}
+check "$NGX_PORT" "" 200
+check "$HAP_PORT" "Bearer $token" 200
+check "$HAP_PORT" "Bearer ${token}x" 401
+check "$GW_PORT" "Bearer $token" 200
+
+run() { # name url [script]
+    local out
+    out=$(timeout $((DURATION + 30)) wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency ${3:+-s "$3"} "$2")
+    local rps p50 p99 errs
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    printf '%-22s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
+    echo "$rps" >>"$work/$1.rps"
+}
+echo "wrk -t2 -c$CONNS -d${DURATION}s, $(nproc) cores, $(date -u +%F)"
+for round in $(seq 1 "$ROUNDS"); do
+    run upstream-direct "http://127.0.0.1:$UP_PORT$path"
+    run nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
+    run haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "$work/auth.lua"
+    run iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "$work/auth.lua"
+done
+python3 - "$work" <<'PY'
+import sys, statistics
+w = sys.argv[1]
+m = {n: statistics.mean(float(x) for x in open(f"{w}/{n}.rps"))
+     for n in ["upstream-direct", "nginx-proxy", "haproxy-jwt", "iamgate-authorized"]}
+gw = m["iamgate-authorized"]
+print("mean req/s: " + ", ".join(f"{k} {v:.0f}" for k, v in m.items()))
+print(f"iamgate / nginx plain proxy: {gw / m['nginx-proxy']:.2f}x (goal >= 1.0x)")
+print(f"iamgate / haproxy RS256:     {gw / m['haproxy-jwt']:.2f}x (goal >= 2.0x)")
+PY
+
+# Fixed rate: the latency each proxy adds to the direct upstream at RATE req/s.
+if command -v oha >/dev/null; then
+    echo "fixed rate $RATE req/s, ${DURATION}s, 64 connections (oha, latency-corrected)"
+    fixed() { # name url [auth]
+        local out
+        out=$(timeout $((DURATION + 30)) oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction \
+            --no-tui --output-format json ${3:+-H "Authorization: $3"} "$2")
+        python3 -c "
+import json, sys
+d = json.loads(sys.argv[2])
+p = d['latencyPercentiles']
+print(f\"{sys.argv[1]:<22} p50 {p['p50']*1e6:8.0f} us   p99 {p['p99']*1e6:8.0f} us   ok {d['summary']['successRate']:.4f}\")
+open(sys.argv[3], 'w').write(f\"{p['p50']} {p['p99']}\")
+" "$1" "$out" "$work/$1.fixed"
+    }
+    fixed upstream-direct "http://127.0.0.1:$UP_PORT$path"
+    fixed nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
+    fixed haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "Bearer $token"
+    fixed iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "Bearer $token"
+    python3 - "$work" <<'PY'
+import sys
+w = sys.argv[1]
+base = [float(x) for x in open(f"{w}/upstream-direct.fixed").read().split()]
+for n in ["nginx-proxy", "haproxy-jwt", "iamgate-authorized"]:
+    v = [float(x) for x in open(f"{w}/{n}.fixed").read().split()]
+    print(f"added by {n:<20} p50 {(v[0]-base[0])*1e6:7.0f} us   p99 {(v[1]-base[1])*1e6:7.0f} us")
+PY
+else
+    echo "(oha not installed: fixed-rate leg skipped; cargo install oha)"
+fi
