@@ -51,48 +51,53 @@ pub enum IamChange {
     DeleteProject(String),
 }
 
+/// One published state. Bindings are shared (`Arc`) between the indexes and with the
+/// `BindingSet`s handed to requests, so each exists once in memory; a write clones the maps'
+/// pointers and rebuilds only the index entries of the subjects and groups it touched.
 #[derive(Debug, Default)]
 struct State {
     version: u64,
-    bindings: HashMap<String, Binding>,
+    bindings: HashMap<String, Arc<Binding>>,
     by_subject: HashMap<String, BindingSet>,
-    by_group: HashMap<String, Vec<Binding>>,
+    by_group: HashMap<String, Vec<Arc<Binding>>>,
     projects: HashMap<String, Arc<Project>>,
 }
 
 impl State {
     fn from_data(data: IamData) -> Self {
-        let bindings = data
+        let bindings: HashMap<String, Arc<Binding>> = data
             .bindings
             .into_iter()
-            .map(|b| (b.binding_id.clone(), b))
+            .map(|b| (b.binding_id.clone(), Arc::new(b)))
             .collect();
         let projects = data
             .projects
             .into_iter()
             .map(|p| (p.project_id.clone(), Arc::new(p)))
             .collect();
-        Self::build(bindings, projects)
-    }
-
-    fn build(bindings: HashMap<String, Binding>, projects: HashMap<String, Arc<Project>>) -> Self {
-        let mut subject_lists: HashMap<String, Vec<Binding>> = HashMap::new();
-        let mut by_group: HashMap<String, Vec<Binding>> = HashMap::new();
+        let mut subject_lists: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
+        let mut by_group: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
+        // A name listed twice in one binding still indexes it once.
+        let push = |list: &mut Vec<Arc<Binding>>, b: &Arc<Binding>| {
+            if !list.last().is_some_and(|l| Arc::ptr_eq(l, b)) {
+                list.push(b.clone());
+            }
+        };
         for b in bindings.values() {
             for s in &b.subjects {
-                subject_lists.entry(s.clone()).or_default().push(b.clone());
+                push(subject_lists.entry(s.clone()).or_default(), b);
             }
             for g in &b.groups {
-                by_group.entry(g.clone()).or_default().push(b.clone());
+                push(by_group.entry(g.clone()).or_default(), b);
             }
         }
         let by_subject = subject_lists
             .into_iter()
-            .map(|(s, mut list)| {
-                list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
-                (s, BindingSet::new(list))
-            })
+            .map(|(s, list)| (s, subject_set(list)))
             .collect();
+        for list in by_group.values_mut() {
+            list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+        }
         Self {
             version: 0,
             bindings,
@@ -101,6 +106,89 @@ impl State {
             projects,
         }
     }
+
+    /// The next state: this one with `changes` applied. Costs one pointer copy per binding plus
+    /// work proportional to the change, never a rebuild of every index entry.
+    fn with(&self, changes: Vec<IamChange>) -> Self {
+        let mut bindings = self.bindings.clone();
+        let mut projects = self.projects.clone();
+        // Bindings put or deleted, and the subjects and groups whose index entries they change
+        // (those of the old version and of the new one).
+        let mut changed = std::collections::HashSet::new();
+        let mut subjects = std::collections::HashSet::new();
+        let mut groups = std::collections::HashSet::new();
+        let mut touch = |b: &Binding| {
+            subjects.extend(b.subjects.iter().cloned());
+            groups.extend(b.groups.iter().cloned());
+        };
+        for change in changes {
+            match change {
+                IamChange::PutBinding(b) => {
+                    touch(&b);
+                    changed.insert(b.binding_id.clone());
+                    if let Some(old) = bindings.insert(b.binding_id.clone(), Arc::new(b)) {
+                        touch(&old);
+                    }
+                }
+                IamChange::DeleteBinding(id) => {
+                    if let Some(old) = bindings.remove(&id) {
+                        touch(&old);
+                    }
+                    changed.insert(id);
+                }
+                IamChange::PutProject(p) => {
+                    projects.insert(p.project_id.clone(), Arc::new(p));
+                }
+                IamChange::DeleteProject(id) => {
+                    projects.remove(&id);
+                }
+            }
+        }
+        let fresh: Vec<&Arc<Binding>> = changed.iter().filter_map(|id| bindings.get(id)).collect();
+        // An entry's new list: its old bindings that did not change, plus the changed ones
+        // (in their new version) that name it.
+        let rebuild = |old: &[Arc<Binding>], names: &dyn Fn(&Binding) -> bool| {
+            let mut list: Vec<Arc<Binding>> = old
+                .iter()
+                .filter(|b| !changed.contains(&b.binding_id))
+                .cloned()
+                .collect();
+            list.extend(fresh.iter().filter(|b| names(b)).map(|b| (*b).clone()));
+            list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+            list
+        };
+        let mut by_subject = self.by_subject.clone();
+        for s in subjects {
+            let old = by_subject.remove(&s);
+            let list = rebuild(old.as_ref().map_or(&[], |o| o.as_slice()), &|b| {
+                b.subjects.contains(&s)
+            });
+            if !list.is_empty() {
+                by_subject.insert(s, BindingSet::shared(list));
+            }
+        }
+        let mut by_group = self.by_group.clone();
+        for g in groups {
+            let old = by_group.remove(&g).unwrap_or_default();
+            let list = rebuild(&old, &|b| b.groups.contains(&g));
+            if !list.is_empty() {
+                by_group.insert(g, list);
+            }
+        }
+        Self {
+            version: 0,
+            bindings,
+            by_subject,
+            by_group,
+            projects,
+        }
+    }
+}
+
+/// A subject's bindings in binding-id order (a stable policy input).
+fn subject_set(mut list: Vec<Arc<Binding>>) -> BindingSet {
+    list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+    BindingSet::shared(list)
 }
 
 /// Shared, lock-free view of bindings and projects, and their one writer.
@@ -147,14 +235,14 @@ impl Directory {
     pub fn bindings_for(&self, subject: &str, groups: &[String]) -> BindingSet {
         let state = self.state.load();
         let own = state.by_subject.get(subject);
-        let group_lists: Vec<&Vec<Binding>> = groups
+        let group_lists: Vec<&Vec<Arc<Binding>>> = groups
             .iter()
             .filter_map(|g| state.by_group.get(g))
             .collect();
         if group_lists.is_empty() {
             return own.cloned().unwrap_or_default();
         }
-        let mut list: Vec<Binding> = own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
+        let mut list: Vec<Arc<Binding>> = own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
         for l in group_lists {
             for b in l {
                 if !list.iter().any(|x| x.binding_id == b.binding_id) {
@@ -162,7 +250,7 @@ impl Directory {
                 }
             }
         }
-        BindingSet::new(list)
+        BindingSet::shared(list)
     }
 
     /// A project, if known.
@@ -172,12 +260,22 @@ impl Directory {
 
     /// A binding by id.
     pub fn binding(&self, binding_id: &str) -> Option<Binding> {
-        self.state.load().bindings.get(binding_id).cloned()
+        self.state
+            .load()
+            .bindings
+            .get(binding_id)
+            .map(|b| (**b).clone())
     }
 
     /// Every binding (management listings; not for the request path).
     pub fn all_bindings(&self) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self.state.load().bindings.values().cloned().collect();
+        let mut v: Vec<Binding> = self
+            .state
+            .load()
+            .bindings
+            .values()
+            .map(|b| (**b).clone())
+            .collect();
         v.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
         v
     }
@@ -212,26 +310,7 @@ impl Directory {
     }
 
     fn publish_locked(&self, changes: Vec<IamChange>) -> u64 {
-        let current = self.state.load_full();
-        let mut bindings = current.bindings.clone();
-        let mut projects = current.projects.clone();
-        for change in changes {
-            match change {
-                IamChange::PutBinding(b) => {
-                    bindings.insert(b.binding_id.clone(), b);
-                }
-                IamChange::DeleteBinding(id) => {
-                    bindings.remove(&id);
-                }
-                IamChange::PutProject(p) => {
-                    projects.insert(p.project_id.clone(), Arc::new(p));
-                }
-                IamChange::DeleteProject(id) => {
-                    projects.remove(&id);
-                }
-            }
-        }
-        let mut next = State::build(bindings, projects);
+        let mut next = self.state.load().with(changes);
         next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let version = next.version;
         self.state.store(Arc::new(next));
@@ -324,5 +403,60 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(d.bindings_for("sa1", &[]).as_slice().len(), 0);
+    }
+
+    #[test]
+    fn incremental_states_equal_a_rebuild_from_scratch() {
+        let ids = |set: &BindingSet| -> Vec<String> {
+            set.as_slice()
+                .iter()
+                .map(|b| b.binding_id.clone())
+                .collect()
+        };
+        let mut state = State::default();
+        let mut all: HashMap<String, Binding> = HashMap::new();
+        // Puts, replacements that move a binding between subjects and groups, and deletes.
+        let subjects = ["a", "b", "c"];
+        let groups = ["g1", "g2"];
+        for step in 0..60usize {
+            let id = format!("b{}", step % 7);
+            let change = if step % 5 == 4 {
+                all.remove(&id);
+                IamChange::DeleteBinding(id)
+            } else {
+                let b = binding(
+                    &id,
+                    &[subjects[step % 3], subjects[(step / 3) % 3]],
+                    &[groups[step % 2]],
+                    "guest",
+                );
+                all.insert(id, b.clone());
+                IamChange::PutBinding(b)
+            };
+            state = state.with(vec![change]);
+            let scratch = State::from_data(IamData {
+                bindings: all.values().cloned().collect(),
+                projects: vec![],
+            });
+            for s in subjects {
+                assert_eq!(
+                    state.by_subject.get(s).map(ids),
+                    scratch.by_subject.get(s).map(ids),
+                    "subject {s} after step {step}"
+                );
+            }
+            for g in groups {
+                let names = |m: &HashMap<String, Vec<Arc<Binding>>>| {
+                    m.get(g)
+                        .map(|l| l.iter().map(|b| b.binding_id.clone()).collect::<Vec<_>>())
+                };
+                assert_eq!(
+                    names(&state.by_group),
+                    names(&scratch.by_group),
+                    "group {g}"
+                );
+            }
+            assert_eq!(state.bindings.len(), all.len());
+        }
     }
 }

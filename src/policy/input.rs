@@ -28,19 +28,24 @@ pub struct RequestInput {
 
 /// A caller's candidate bindings, shared and immutable. Its policy value is built once and
 /// memoised, so a directory that hands out one `BindingSet` per subject pays the conversion once
-/// per change, not once per request.
+/// per change, not once per request. The bindings themselves are shared with the directory.
 #[derive(Debug, Clone, Default)]
 pub struct BindingSet(Arc<BindingSetInner>);
 
 #[derive(Debug, Default)]
 struct BindingSetInner {
-    list: Vec<Binding>,
+    list: Vec<Arc<Binding>>,
     value: std::sync::OnceLock<regorus::Value>,
 }
 
 impl BindingSet {
     /// Wraps bindings.
     pub fn new(list: Vec<Binding>) -> Self {
+        Self::shared(list.into_iter().map(Arc::new).collect())
+    }
+
+    /// Wraps bindings shared with their owner (the directory).
+    pub fn shared(list: Vec<Arc<Binding>>) -> Self {
         Self(Arc::new(BindingSetInner {
             list,
             value: std::sync::OnceLock::new(),
@@ -48,7 +53,7 @@ impl BindingSet {
     }
 
     /// The bindings.
-    pub fn as_slice(&self) -> &[Binding] {
+    pub fn as_slice(&self) -> &[Arc<Binding>] {
         &self.0.list
     }
 
@@ -57,7 +62,13 @@ impl BindingSet {
         self.0
             .value
             .get_or_init(|| {
-                regorus::Value::from(self.0.list.iter().map(binding_value).collect::<Vec<_>>())
+                regorus::Value::from(
+                    self.0
+                        .list
+                        .iter()
+                        .map(|b| binding_value(b))
+                        .collect::<Vec<_>>(),
+                )
             })
             .clone()
     }
@@ -71,7 +82,7 @@ impl From<Vec<Binding>> for BindingSet {
 
 impl Serialize for BindingSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.list.serialize(s)
+        s.collect_seq(self.0.list.iter().map(|b| &**b))
     }
 }
 

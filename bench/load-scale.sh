@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Scale run (loopback only, bounded): generates the small data set (1 company) and the scale data
+# set (1,000 companies, 10,000 projects, 100,000 service accounts, 1,000,000 bindings) with
+# `bench/scale_data.rs`, starts a release iamgate on each, and reports the time to `/-/ready`,
+# the resident memory, and proxied req/s of an authorized GET (wrk, DURATION seconds, rounds
+# alternated small / scale) against an nginx upstream.
+# Needs: wrk, nginx, curl, python3. SCALE_DIR keeps the generated scale store between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-2}
+UP_PORT=${UP_PORT:-18481}
+GW_PORT=${GW_PORT:-18482}
+cargo build --release -q
+cargo bench --bench scale_data --no-run -q 2>/dev/null
+gen=$(ls -t target/release/deps/scale_data-* | grep -v '\.d$' | head -1)
+work=$(mktemp -d)
+scale_dir=${SCALE_DIR:-$work/scale}
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UP_PORT;
+        location / { default_type application/json; return 200 '{"ok":true}'; }
+    }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" &
+pids+=($!)
+
+"$gen" "$work/small" 1 >"$work/small.json"
+if [ ! -f "$scale_dir/iamgate.db" ]; then
+    "$gen" "$scale_dir" >"$scale_dir.json"
+fi
+json() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+# Starts iamgate on a data dir; prints "seconds-to-ready rss-kib peak-kib" and leaves it running.
+start() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    env IAMGATE_LISTEN=127.0.0.1:$GW_PORT IAMGATE_LOG_LEVEL=warn IAMGATE_DATA_DIR="$1" \
+        IAMGATE_UPSTREAM=http://127.0.0.1:$UP_PORT ./target/release/iamgate serve >>"$work/gw.log" 2>&1 &
+    echo $! >"$work/gw.pid"
+    for _ in $(seq 1 1200); do
+        curl -fs "http://127.0.0.1:$GW_PORT/-/ready" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    t1=$(date +%s.%N)
+    local pid
+    pid=$(cat "$work/gw.pid")
+    echo "$(python3 -c "print(f'{$t1 - $t0:.2f}')") $(awk '/VmRSS/ {print $2}' /proc/$pid/status) $(awk '/VmHWM/ {print $2}' /proc/$pid/status)"
+}
+stop() { kill "$(cat "$work/gw.pid")"; wait "$(cat "$work/gw.pid")" 2>/dev/null || true; }
+
+leg() { # name data-dir credentials-json
+    local m id secret project token out rps
+    m=$(start "$2")
+    id=$(json "$3" clientId); secret=$(json "$3" clientSecret); project=$(json "$3" projectId)
+    token=$(curl -fs -u "$id:$secret" -d grant_type=client_credentials \
+        "http://127.0.0.1:$GW_PORT/api/m2m/oauth/token" | python3 -c "import json,sys;print(json.load(sys.stdin)['access_token'])")
+    local path=/api/backend/projects/$project/revisions
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$GW_PORT$path")
+    [ "$code" = 200 ] || { echo "$1: gateway answered $code"; exit 1; }
+    printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$work/auth.lua"
+    out=$(timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --latency -s "$work/auth.lua" "http://127.0.0.1:$GW_PORT$path")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    read -r ready rss peak <<<"$m"
+    printf '%-6s ready %5ss  rss %6d MiB (peak %6d MiB)  %9s req/s  p99 %s\n' "$1" "$ready" $((rss / 1024)) $((peak / 1024)) "$rps" \
+        "$(echo "$out" | awk '$1=="99%" {print $2}')"
+    echo "$rps" >>"$work/$1.rps"
+    stop
+}
+echo "scale run, $(nproc) cores, $(date -u +%F)"
+for _ in $(seq 1 "$ROUNDS"); do
+    leg small "$work/small" "$work/small.json"
+    leg scale "$scale_dir" "$scale_dir.json"
+done
+python3 - "$work" <<'PY'
+import sys, statistics
+w = sys.argv[1]
+s = statistics.mean(float(x) for x in open(f"{w}/small.rps"))
+l = statistics.mean(float(x) for x in open(f"{w}/scale.rps"))
+print(f"scale / small req/s: {l / s:.2f}x (goal >= 0.95x)")
+PY
