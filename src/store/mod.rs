@@ -232,6 +232,13 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> StoreFuture<'_, ()>;
 }
 
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never connection details.
+        f.write_str("Store")
+    }
+}
+
 /// Opens the configured store, creating and migrating it as needed.
 pub async fn open(db: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     match db {

@@ -213,12 +213,6 @@ pub enum KeyHome {
     },
 }
 
-impl std::fmt::Debug for dyn crate::store::Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
-}
-
 /// A managed key set: generated on first start, rotated by `iamgate keys rotate`, re-read by
 /// running servers.
 #[derive(Debug, Clone)]
