@@ -65,11 +65,11 @@ struct State {
 
 impl State {
     fn from_data(data: IamData) -> Self {
-        let bindings: HashMap<String, Arc<Binding>> = data
-            .bindings
-            .into_iter()
-            .map(|b| (b.binding_id.clone(), Arc::new(b)))
-            .collect();
+        let mut bindings: HashMap<String, Arc<Binding>> =
+            HashMap::with_capacity(data.bindings.len());
+        for b in data.bindings {
+            bindings.insert(b.binding_id.clone(), Arc::new(b));
+        }
         let projects = data
             .projects
             .into_iter()
