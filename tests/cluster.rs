@@ -69,6 +69,14 @@ async fn an_assertion_is_single_use_across_instances() {
         b.running().accounts.snapshot().get(&id).is_some()
     })
     .await;
+    // The pepper is checked across instances whatever the signing keys are.
+    let db = common::existing_test_database(_shared.path()).unwrap();
+    let err = common::start_error(&format!(
+        "database_url: \"{db}\"\nsecret_pepper: another-pepper-0123456789\nbootstrap: {{enabled: false}}\nsigning:\n  keys: [{{path: {}, status: active}}]",
+        _shared.path().join("signing.pem").display()
+    ))
+    .await;
+    assert!(err.contains("secret_pepper differs"), "{err}");
     let assertion = key.assertion(&id);
     let mut tasks = Vec::new();
     for i in 0..20 {

@@ -598,28 +598,32 @@ fn spawn_change_follower(
 }
 
 /// The managed signing key set, unless the config names PEM files: sealed in the database when
-/// the store is shared (after checking that this instance's pepper is the one the others use),
-/// otherwise under `<data_dir>/keys`.
+/// the store is shared, otherwise under `<data_dir>/keys`. On a shared store this first checks
+/// that this instance's pepper is the one the others use, whichever keys are configured.
 pub async fn managed_keys(
     settings: &Settings,
     store: &Arc<dyn crate::store::Store>,
     pepper: &[u8],
 ) -> Result<Option<ManagedKeys>, StartError> {
+    let sealer = if store.shares_replay() {
+        let sealer = Arc::new(crate::token::seal::Sealer::from_pepper(pepper)?);
+        crate::token::seal::check_same_pepper(store.as_ref(), &sealer).await?;
+        Some(sealer)
+    } else {
+        None
+    };
     if !settings.signing.keys.is_empty() {
         return Ok(None);
     }
     let retain =
         settings.oauth.access_token_lifetime.as_secs() + settings.oauth.clock_skew.as_secs();
     let retain = i64::try_from(retain).unwrap_or(i64::MAX);
-    let home = if store.shares_replay() {
-        let sealer = Arc::new(crate::token::seal::Sealer::from_pepper(pepper)?);
-        crate::token::seal::check_same_pepper(store.as_ref(), &sealer).await?;
-        KeyHome::Shared {
+    let home = match sealer {
+        Some(sealer) => KeyHome::Shared {
             store: store.clone(),
             sealer,
-        }
-    } else {
-        KeyHome::Dir(settings.data_dir.join("keys"))
+        },
+        None => KeyHome::Dir(settings.data_dir.join("keys")),
     };
     Ok(Some(ManagedKeys::new(home, retain)))
 }
