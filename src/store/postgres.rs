@@ -504,27 +504,20 @@ async fn batch_jtis(pool: Arc<Pool>, mut claims: tokio::sync::mpsc::Receiver<Jti
 /// of an earlier record or of a copy in the same batch.
 async fn record_batch(pool: &Pool, batch: Vec<JtiClaim>) {
     use tokio_postgres::types::Type;
-    let mut first = std::collections::HashSet::with_capacity(batch.len());
-    let (mut ids, mut jtis, mut expiries) = (Vec::new(), Vec::new(), Vec::new());
-    let mut now = i64::MAX;
-    let mut copies = Vec::new();
-    let mut claims = Vec::with_capacity(batch.len());
-    for c in batch {
-        if first.insert((c.client_id.clone(), c.jti.clone())) {
-            ids.push(c.client_id.clone());
-            jtis.push(c.jti.clone());
-            expiries.push(c.expires_at);
-            // The earliest clock of the batch: an old record counts as expired only if it
-            // expired for every claim (fail closed).
-            now = now.min(c.now);
-            claims.push(c);
-        } else {
-            copies.push(c);
-        }
-    }
+    // Later copies of a claim in the same batch are replays whatever the database says.
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let (claims, copies): (Vec<JtiClaim>, Vec<JtiClaim>) = batch
+        .into_iter()
+        .partition(|c| seen.insert((c.client_id.clone(), c.jti.clone())));
     for c in copies {
         let _ = c.reply.send(Ok(false));
     }
+    let ids: Vec<&str> = claims.iter().map(|c| c.client_id.as_str()).collect();
+    let jtis: Vec<&str> = claims.iter().map(|c| c.jti.as_str()).collect();
+    let expiries: Vec<i64> = claims.iter().map(|c| c.expires_at).collect();
+    // The earliest clock of the batch: an old record counts as expired only if it expired for
+    // every claim (fail closed).
+    let now = claims.iter().map(|c| c.now).min().unwrap_or(i64::MAX);
     let run = async {
         let c = pool.conn().await?;
         // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
@@ -550,25 +543,19 @@ async fn record_batch(pool: &Pool, batch: Vec<JtiClaim>) {
         }
         Ok::<_, StoreError>(fresh)
     };
-    match tokio::time::timeout(TIMEOUT, run).await {
-        Ok(Ok(fresh)) => {
-            for c in claims {
-                let new = fresh.contains(&(c.client_id, c.jti));
-                let _ = c.reply.send(Ok(new));
-            }
-        }
-        Ok(Err(e)) => {
-            for c in claims {
-                let _ = c.reply.send(Err(e.clone()));
-            }
-        }
-        Err(_) => {
-            for c in claims {
-                let _ = c.reply.send(Err(StoreError::Unavailable(
-                    "replay record timed out".to_owned(),
-                )));
-            }
-        }
+    let outcome = tokio::time::timeout(TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "replay record timed out".to_owned(),
+            ))
+        });
+    for c in claims {
+        let answer = match &outcome {
+            Ok(fresh) => Ok(fresh.contains(&(c.client_id, c.jti))),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = c.reply.send(answer);
     }
 }
 
