@@ -651,29 +651,20 @@ fn spawn_key_reloader(
     shutdown: watch::Receiver<bool>,
 ) {
     let managed = Arc::new(managed);
-    // The revision seen at the last successful reload; `None` before the first.
-    let last = Arc::new(tokio::sync::Mutex::new(None::<Option<Vec<u8>>>));
     crate::util::spawn_periodic(every, shutdown, false, move || {
-        let (managed, ring, last) = (managed.clone(), ring.clone(), last.clone());
+        let (managed, ring) = (managed.clone(), ring.clone());
         async move {
-            let mut last = last.lock().await;
-            let revision = match managed.revision().await {
-                Ok(r) => r,
-                Err(e) => {
-                    // An unreachable store is reported by the health check; keep signing.
-                    tracing::debug!(error = %e, "signing key set not checked");
-                    return;
-                }
-            };
-            let changed = last.as_ref().is_some_and(|l| *l != revision);
-            // Also rebuild when unchanged so retired keys drop out once their tokens expired.
+            // Also rebuilt when unchanged, so retired keys drop out once their tokens expired.
             match managed.reload(unix_now()).await {
                 Ok(set) => {
-                    if changed {
+                    if !set.same_keys(&ring.current()) {
                         tracing::info!(active = set.active().kid(), "signing key set reloaded");
                     }
                     ring.replace(set);
-                    *last = Some(revision);
+                }
+                Err(crate::token::TokenError::Store(e)) => {
+                    // An unreachable store is reported by the health check; keep signing.
+                    tracing::debug!(error = %e, "signing key set not checked");
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "signing key set rejected; keeping the current one")

@@ -101,6 +101,16 @@ impl KeySet {
         self.verifying.get(kid)
     }
 
+    /// Whether both sets publish the same keys with the same statuses.
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.published.len() == other.published.len()
+            && self
+                .published
+                .iter()
+                .zip(&other.published)
+                .all(|((s1, k1), (s2, k2))| s1 == s2 && k1.kid() == k2.kid())
+    }
+
     /// The JWKS document (`{"keys":[…]}`), serialised once per set.
     pub fn jwks(&self) -> Bytes {
         self.jwks.clone()
@@ -233,21 +243,6 @@ impl ManagedKeys {
     /// A managed key set in `home` whose retired keys stay published for `retain_secs`.
     pub fn new(home: KeyHome, retain_secs: i64) -> Self {
         Self { home, retain_secs }
-    }
-
-    /// A cheap value that changes whenever the stored set changes (`None`: nothing stored).
-    pub async fn revision(&self) -> Result<Option<Vec<u8>>, TokenError> {
-        match &self.home {
-            KeyHome::Dir(dir) => match std::fs::read(dir.join("keyset.json")) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(key_err("keyset.json", e.to_string())),
-            },
-            KeyHome::Shared { store, .. } => Ok(store
-                .load_shared(SHARED_NAME)
-                .await?
-                .map(|(v, _)| v.to_be_bytes().to_vec())),
-        }
     }
 
     async fn read(&self) -> Result<Stored, TokenError> {
