@@ -21,38 +21,16 @@ GW_PORT=${GW_PORT:-18282}
 NGX_PORT=${NGX_PORT:-18283}
 HAP_PORT=${HAP_PORT:-18284}
 cargo build --release -q
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { default_type application/json; return 200 '{"ok":true,"items":[1,2,3]}'; }
-    }
-    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
+. bench/common.sh
+start_nginx 2 "    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
     server {
         listen 127.0.0.1:$NGX_PORT;
         location / {
             proxy_pass http://console;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection \"\";
         }
-    }
-}
-NGINX
-nginx -c "$work/nginx/nginx.conf" &
-pids+=($!)
+    }"
 
 cat >"$work/iamgate.yaml" <<YAML
 listen: 127.0.0.1:$GW_PORT

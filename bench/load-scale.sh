@@ -14,30 +14,9 @@ GW_PORT=${GW_PORT:-18482}
 cargo build --release -q
 cargo bench --bench scale_data --no-run -q 2>/dev/null
 gen=$(ls -t target/release/deps/scale_data-* | grep -v '\.d$' | head -1)
-work=$(mktemp -d)
+. bench/common.sh
 scale_dir=${SCALE_DIR:-$work/scale}
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-daemon off;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { default_type application/json; return 200 '{"ok":true}'; }
-    }
-}
-NGINX
-nginx -c "$work/nginx/nginx.conf" &
-pids+=($!)
+start_nginx 1
 
 "$gen" "$work/small" 1 >"$work/small.json"
 if [ ! -f "$scale_dir/iamgate.db" ]; then
