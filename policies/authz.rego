@@ -4,7 +4,8 @@
 # (the running gateway also refuses to load a policy whose tests fail).
 #
 # Input (see policies/README.md): input.request, input.user, input.resource, input.route and,
-# for role assignments, input.grants. Role data: data.roles (policies/roles.json).
+# for role assignments, input.grants. Role data: data.roles (policies/roles.json). What each role
+# grants at each level is derived from both in tables.rego, once per policy revision.
 #
 # The gateway evaluates `decision` for every request; `explain` backs `iamgate policy eval
 # --explain`.
@@ -15,10 +16,19 @@ import rego.v1
 # ---------------------------------------------------------------------------------------------
 # Decision
 # ---------------------------------------------------------------------------------------------
+#
+# Written for the gateway's hot path, where every rule a decision touches costs about a
+# microsecond: the common request (one that assigns no role) reads `route_allowed`, the
+# request's resource (`here`) and the pre-computed role table, and stops at the first binding
+# that grants it. Rule values used inside a loop are bound to a local first, so they are looked up
+# once per decision rather than once per binding.
 
 default decision := {"allow": false, "reason": "permission_denied"}
 
 decision := {"allow": true, "reason": "granted"} if {
+	not input.grants
+	route_allowed
+} else := {"allow": true, "reason": "granted"} if {
 	route_allowed
 	grants_allowed
 } else := {"allow": false, "reason": "unknown_resource"} if {
@@ -29,20 +39,61 @@ decision := {"allow": true, "reason": "granted"} if {
 }
 
 # A route names one permission at its resource, or a rule in package iamgate.rules.
-# One pass over the caller's bindings: each binding's slot (where it sits) selects the
-# permissions that would grant the route there; only those are looked up in its roles.
+#
+# A binding grants the route when it sits on the requested resource or on one above it (scope
+# match, rule 1), one of its roles grants the route's permission at the binding's level
+# (inheritance, rule 2: data.iamgate.tables.role_grants) and it applies to the caller (rule 3).
 route_allowed if {
+	p := input.route.permission
+	on := here
+	role_grants := data.iamgate.tables.role_grants
 	some b in input.user.bindings
-	slot := concat("/", [object.get(b, ["resource", "resourceType"], "*"), object.get(b, ["resource", "resourceId"], "")])
-	some p in wanted[slot]
-	carries(b, p)
+	level := b.resource.resourceType
+	b.resource.resourceId == on[level]
+	some r in b.roles
+	p in role_grants[r][level]
 	applies(b)
 }
 
-# Root permissions held directly by a root service account.
+# The same for permissions held directly by a binding.
+route_allowed if {
+	p := input.route.permission
+	on := here
+	some b in input.user.bindings
+	level := b.resource.resourceType
+	b.resource.resourceId == on[level]
+	count(b.permissions) > 0
+	p in held_grants(b.permissions, level)
+	applies(b)
+}
+
+# A binding without a resource is a console-level binding: it counts as a company-level binding
+# in every company.
+route_allowed if {
+	p := input.route.permission
+	is_string(here.company)
+	role_grants := data.iamgate.tables.role_grants
+	some b in input.user.bindings
+	not b.resource
+	some r in b.roles
+	p in role_grants[r].company
+	applies(b)
+}
+
+route_allowed if {
+	p := input.route.permission
+	is_string(here.company)
+	some b in input.user.bindings
+	not b.resource
+	count(b.permissions) > 0
+	p in held_grants(b.permissions, "company")
+	applies(b)
+}
+
+# Root permissions, held by a root service account or through a console-level binding.
 route_allowed if {
 	some p in root_candidates
-	p in input.user.permissions
+	holds_root(p)
 }
 
 route_allowed if {
@@ -51,7 +102,7 @@ route_allowed if {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Bindings: which apply (rule 3), what they carry, where they sit
+# Bindings: which apply (rule 3), what they carry
 # ---------------------------------------------------------------------------------------------
 
 # A binding applies to the caller through its subjects or through a shared group. All applicable
@@ -74,12 +125,59 @@ carries(b, p) if p in b.permissions
 # ---------------------------------------------------------------------------------------------
 # Scope match (rule 1) and downward inheritance (rule 2)
 # ---------------------------------------------------------------------------------------------
-#
-# `wanted` maps each slot a binding can sit at ("company/<id>", "project/<id>",
-# "environment/<project>:<env>", "*/" for no resource) to the permissions that grant the route's
-# permission there. Each level is asked only for permissions of its own scope, which is rule 1:
-# console.company.* and marketplace.company.* on companies, console.project.* on projects,
-# console.environment.* on environments, root permissions on bindings without a resource.
+
+# For a route permission starting with the prefix on the left, the permission that grants it to
+# a binding at each level is that level's prefix followed by the same rest. Each level is asked
+# only for permissions of its own scope (rule 1); a level missing from an entry grants nothing.
+inheritance := {
+	"console.company.": {"company": "console.company."},
+	"marketplace.company.": {"company": "marketplace.company."},
+	"console.project.": {
+		# company -> project: console.company.project.X on the company grants console.project.X.
+		"company": "console.company.project.",
+		"project": "console.project.",
+	},
+	"console.environment.": {
+		# company -> environment: console.company.project.environment.X grants console.environment.X.
+		"company": "console.company.project.environment.",
+		# project -> environment: console.project.environment.X on the project.
+		"project": "console.project.environment.",
+		"environment": "console.environment.",
+	},
+}
+
+# held_grants(held, level): the route permissions that the permissions `held`, held by a binding
+# at `level`, grant on the binding's resource and on everything below it.
+held_grants(held, level) := {concat("", [prefix, substring(q, count(level_prefix), -1)]) |
+	some q in held
+	some prefix, by_level in inheritance
+	level_prefix := by_level[level]
+	startswith(q, level_prefix)
+}
+
+# The request's resource at each level a binding can sit on ("<project>:<env>" for environments),
+# or null where there is none, so that no binding matches there. A project or environment
+# permission is checked only on a resolved resource: the owning company (which the gateway's
+# directory sets only for a known project) and the project, plus the environment for an
+# environment permission (rule 6: unknown project -> deny; `resource_known` says the same for the
+# decision's reason).
+default here := {"company": null, "project": null, "environment": null}
+
+here := {"company": r.companyId, "project": r.projectId, "environment": concat(":", [r.projectId, r.envId])} if {
+	r := input.resource
+	is_string(r.companyId)
+	is_string(r.projectId)
+	is_string(r.envId)
+} else := {"company": r.companyId, "project": r.projectId, "environment": null} if {
+	r := input.resource
+	is_string(r.companyId)
+	is_string(r.projectId)
+	not startswith(input.route.permission, "console.environment.")
+} else := {"company": input.resource.companyId, "project": null, "environment": null} if {
+	is_string(input.resource.companyId)
+	not startswith(input.route.permission, "console.project.")
+	not startswith(input.route.permission, "console.environment.")
+}
 
 perm := input.route.permission
 
@@ -87,81 +185,28 @@ is_root(p) if startswith(p, "console.root.")
 
 is_root(p) if startswith(p, "marketplace.root.")
 
-is_company(p) if startswith(p, "console.company.")
-
-is_company(p) if startswith(p, "marketplace.company.")
-
-env_key := concat(":", [input.resource.projectId, input.resource.envId])
-
-# Classification of the route's permission by scope, evaluated once per decision.
-perm_is_company if startswith(perm, "console.company.")
-
-perm_is_company if startswith(perm, "marketplace.company.")
-
-perm_is_root if startswith(perm, "console.root.")
-
-perm_is_root if startswith(perm, "marketplace.root.")
-
 # The resource is resolved: project and environment checks need the owning company, which the
-# gateway's directory sets only for known projects (rule 6: unknown project -> deny).
-resource_known if perm_is_company
-
-resource_known if perm_is_root
-
+# gateway's directory sets only for known projects, and an environment permission needs the
+# environment.
 resource_known if {
 	is_string(input.resource.companyId)
 	is_string(input.resource.projectId)
+	env_named
 }
+
+resource_known if startswith(perm, "console.company.")
+
+resource_known if startswith(perm, "marketplace.company.")
+
+resource_known if is_root(perm)
 
 resource_known if input.route.rule
 
-project_check if {
-	startswith(perm, "console.project.")
-	resource_known
-}
+env_named if not startswith(perm, "console.environment.")
 
-environment_check if {
-	startswith(perm, "console.environment.")
-	resource_known
-	is_string(input.resource.envId)
-}
+env_named if is_string(input.resource.envId)
 
-# Company-scoped permissions that grant the route's permission.
-company_level contains perm if perm_is_company
-
-# company -> project: console.company.project.X on the company grants console.project.X.
-company_level contains concat("", ["console.company.project.", substring(perm, 16, -1)]) if project_check
-
-# company -> environment: console.company.project.environment.X grants console.environment.X.
-company_level contains concat("", ["console.company.project.environment.", substring(perm, 20, -1)]) if environment_check
-
-# Project-scoped permissions on the project that grant the route's permission.
-project_level contains perm if project_check
-
-# project -> environment: console.project.environment.X on the project grants console.environment.X.
-project_level contains concat("", ["console.project.environment.", substring(perm, 20, -1)]) if environment_check
-
-environment_level contains perm if environment_check
-
-# Bindings without a resource: console-level roles and root permissions.
-console_level contains p if some p in root_candidates
-
-# A binding without a resource carrying a non-root role is a console-level role: it applies on
-# every company.
-console_level contains p if some p in company_level
-
-# wanted[slot]: the permissions that grant the route's permission to a binding at that slot.
-wanted[concat("/", ["company", input.resource.companyId])] := company_level
-
-wanted[concat("/", ["project", input.resource.projectId])] := project_level if resource_known
-
-wanted[concat("/", ["environment", env_key])] := environment_level if environment_check
-
-wanted[console_slot] := console_level
-
-console_slot := "*/"
-
-root_candidates contains perm if perm_is_root
+root_candidates contains perm if is_root(perm)
 
 # Root reach (rule 5): console.root.view grants every view permission everywhere;
 # console.root.user.bind lets its holder manage identities and bindings in every company.
@@ -288,16 +333,24 @@ explain := {
 	"resource": input.resource,
 	"resource_known": resource_known_or_false,
 	"applicable_bindings": [b.bindingId | some b in input.user.bindings; applies(b)],
-	"wanted": wanted,
-	"granted_by": [{"bindingId": b.bindingId, "permission": p, "slot": slot} |
+	"granted_by": [{"bindingId": b.bindingId, "level": level, "via": via} |
 		some b in input.user.bindings
-		slot := concat("/", [object.get(b, ["resource", "resourceType"], "*"), object.get(b, ["resource", "resourceId"], "")])
-		some p in wanted[slot]
-		carries(b, p)
 		applies(b)
+		level := object.get(b, ["resource", "resourceType"], "console")
+		at := object.get({"console": "company"}, level, level)
+		is_string(here[at])
+		object.get(b, ["resource", "resourceId"], here[at]) == here[at]
+		some via in grants_via(b, at)
 	],
 	"root_permissions": [p | some p in data.root_permissions; holds_root(p)],
 }
+
+# What in binding b grants the route's permission at level `at`: its roles by name, and
+# "permissions" for permissions it holds directly.
+grants_via(b, at) := {r |
+	some r in b.roles
+	input.route.permission in data.iamgate.tables.role_grants[r][at]
+} | {"permissions" | input.route.permission in held_grants(b.permissions, at)}
 
 default resource_known_or_false := false
 

@@ -6,40 +6,41 @@
 use iamgate::policy::{PolicySource, testing};
 use std::path::Path;
 
-/// (rule, a string found only in the block that implements it)
+/// (rule, a string found only in the block or the line that implements it). A marker that ends
+/// with a newline names a line (one entry of the inheritance table); otherwise it names the block
+/// (text between blank lines) that holds it.
 const RULES: &[(&str, &str)] = &[
     (
         "company -> project",
-        "company_level contains concat(\"\", [\"console.company.project.\", substring(perm, 16, -1)]) if project_check",
+        "\"company\": \"console.company.project.\",\n",
     ),
     (
         "project -> environment",
-        "project_level contains concat(\"\", [\"console.project.environment.\"",
+        "\"project\": \"console.project.environment.\",\n",
     ),
     (
         "company -> environment",
-        "company_level contains concat(\"\", [\"console.company.project.environment.\"",
-    ),
-    ("group bindings", "some g in b.groups"),
-    (
-        "console-level bindings",
-        "console_level contains p if some p in company_level",
+        "\"company\": \"console.company.project.environment.\",\n",
     ),
     (
-        "company bindings",
-        "wanted[concat(\"/\", [\"company\", input.resource.companyId])] := company_level",
+        "company grants",
+        "\"console.company.\": {\"company\": \"console.company.\"},\n",
     ),
-    (
-        "direct project grants",
-        "project_level contains perm if project_check",
-    ),
+    ("project grants", "\"project\": \"console.project.\",\n"),
     (
         "environment grants",
-        "environment_level contains perm if environment_check",
+        "\"environment\": \"console.environment.\",\n",
     ),
+    ("roles of a binding", "p in role_grants[r][level]"),
+    (
+        "permissions held directly by a binding",
+        "p in held_grants(b.permissions, level)",
+    ),
+    ("group bindings", "some g in b.groups"),
+    ("console-level bindings", "p in role_grants[r].company"),
     (
         "root permissions of root accounts",
-        "p in input.user.permissions\n}",
+        "holds_root(p) if p in input.user.permissions",
     ),
     (
         "root view reach",
@@ -51,6 +52,30 @@ const RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// `text` without the line or block that `marker` identifies (exactly one must hold it).
+fn without(rule: &str, text: &str, marker: &str) -> String {
+    let (separator, marker) = match marker.strip_suffix('\n') {
+        Some(line) => ("\n", line),
+        None => ("\n\n", marker),
+    };
+    let parts: Vec<&str> = text.split(separator).collect();
+    let hits: Vec<usize> = (0..parts.len())
+        .filter(|i| parts[*i].contains(marker))
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "{rule}: marker must identify exactly one place"
+    );
+    parts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != hits[0])
+        .map(|(_, p)| *p)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 #[test]
 fn deleting_any_inheritance_rule_fails_a_test() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
@@ -59,26 +84,11 @@ fn deleting_any_inheritance_rule_fails_a_test() {
     let authz = std::fs::read_to_string(dir.join("authz.rego")).unwrap();
     let mut survivors = Vec::new();
     for (rule, marker) in RULES {
-        // Blocks are separated by blank lines; drop the one block holding the marker.
-        let blocks: Vec<&str> = authz.split("\n\n").collect();
-        let hits: Vec<usize> = (0..blocks.len())
-            .filter(|i| blocks[*i].contains(marker))
-            .collect();
-        assert_eq!(
-            hits.len(),
-            1,
-            "{rule}: marker must identify exactly one block"
-        );
-        let mutated: Vec<&str> = blocks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != hits[0])
-            .map(|(_, b)| *b)
-            .collect();
+        let mutated = without(rule, &authz, marker);
         let mut files: Vec<(String, String)> = original.modules.clone();
         for (name, text) in &mut files {
             if name == "authz.rego" {
-                *text = mutated.join("\n\n");
+                text.clone_from(&mutated);
             }
         }
         files.extend(original.data.clone());

@@ -49,8 +49,8 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
 
     // 2. Compiles, but breaks inheritance: its own tests catch it and it is refused.
     let no_company_env = good.replace(
-        "company_level contains concat(\"\", [\"console.company.project.environment.\"",
-        "company_level_disabled contains concat(\"\", [\"console.company.project.environment.\"",
+        "\t\t\"company\": \"console.company.project.environment.\",\n",
+        "",
     );
     assert!(no_company_env != good, "mutation must apply");
     std::fs::write(&authz, &no_company_env).unwrap();

@@ -6,7 +6,7 @@
 //! name a custom rule are never cached: such a rule may read anything in the input.
 
 use super::input::{DecisionInput, GrantInput, ResourceInput};
-use super::source::PolicySource;
+use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
 use arc_swap::ArcSwap;
 use moka::future::Cache;
@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const ENTRYPOINT: &str = "data.iamgate.authz.decision";
 /// The rule behind `--explain`.
 pub const EXPLAIN: &str = "data.iamgate.authz.explain";
+/// The package whose rules are evaluated once per policy revision (they may read only data) and
+/// handed to decisions as data at the same path.
+pub const TABLES_PACKAGE: &str = "iamgate.tables";
 
 /// A decision. `reason` is a stable id (`granted`, `permission_denied`, `unknown_resource`,
 /// `escalation`, `policy_error`, …) safe to return to clients.
@@ -32,6 +35,8 @@ pub struct Decision {
 
 /// Upper bound on VM instructions per decision, a deterministic backstop to the time limit.
 const MAX_INSTRUCTIONS: usize = 50_000_000;
+/// Time allowed for evaluating the tables package when a policy is loaded.
+const TABLES_TIME_LIMIT: Duration = Duration::from_secs(10);
 /// Idle VMs kept per snapshot.
 const VM_POOL: usize = 64;
 
@@ -101,7 +106,7 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Compiles `source` (without its test files) for the decision entrypoint.
     pub fn compile(source: PolicySource) -> Result<Self, PolicyError> {
-        let mut engine = source.engine(false)?;
+        let mut engine = tabled_engine(&source, false)?;
         let interpreter = engine.clone();
         let data = engine.get_data();
         let roles = Arc::new(roles_of(&data));
@@ -301,15 +306,126 @@ impl Snapshot {
     }
 }
 
+/// An engine with the modules (tests when `with_tests`) and data of `source`, where the tables
+/// package is replaced by its value as data: decisions, tests, `explain` and response rules all
+/// read the same tables, computed once.
+pub fn tabled_engine(
+    source: &PolicySource,
+    with_tests: bool,
+) -> Result<regorus::Engine, PolicyError> {
+    let full = source.engine(false)?;
+    let mut engine = source.engine_with(|name, text| {
+        (with_tests || !is_test_file(name)) && package_of(text) != Some(TABLES_PACKAGE)
+    })?;
+    if let Some(tables) = materialize_tables(source, &full)? {
+        engine
+            .add_data(tables)
+            .map_err(|e| PolicyError::Compile(format!("{TABLES_PACKAGE}: {e}")))?;
+    }
+    Ok(engine)
+}
+
+/// Evaluates the rules of package `iamgate.tables` (when the policy has one) and returns them as
+/// a data document `{"iamgate": {"tables": …}}`. Those rules must not read `input`: a decision
+/// would see the value computed without one, while the tests would see their own input.
+fn materialize_tables(
+    source: &PolicySource,
+    interpreter: &regorus::Engine,
+) -> Result<Option<regorus::Value>, PolicyError> {
+    let fail = |e: String| PolicyError::Compile(format!("{TABLES_PACKAGE}: {e}"));
+    let mut any = false;
+    for (name, text) in &source.modules {
+        if is_test_file(name) || package_of(text) != Some(TABLES_PACKAGE) {
+            continue;
+        }
+        any = true;
+        if reads_input(text) {
+            return Err(fail(format!(
+                "{name} reads input; rules of this package are evaluated once, without a request"
+            )));
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut engine = interpreter.clone();
+    // Built once per revision, off the request path: the per-decision limit does not apply.
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: TABLES_TIME_LIMIT,
+        check_interval: std::num::NonZeroU32::new(4096).unwrap_or(std::num::NonZeroU32::MIN),
+    });
+    let path = format!("data.{TABLES_PACKAGE}");
+    let results = engine
+        .eval_query(path.clone(), false)
+        .map_err(|e| fail(e.to_string()))?;
+    let value = results
+        .result
+        .into_iter()
+        .next()
+        .and_then(|r| r.expressions.into_iter().next())
+        .map(|e| e.value)
+        .ok_or_else(|| fail("undefined".to_owned()))?;
+    let mut doc = regorus::Value::new_object();
+    let mut cursor = &mut doc;
+    for segment in TABLES_PACKAGE.split('.') {
+        let map = cursor.as_object_mut().map_err(|e| fail(e.to_string()))?;
+        map.insert(regorus::Value::from(segment), regorus::Value::new_object());
+        cursor = map
+            .get_mut(&regorus::Value::from(segment))
+            .ok_or_else(|| fail("path".to_owned()))?;
+    }
+    *cursor = value;
+    Ok(Some(doc))
+}
+
+/// Whether Rego source mentions `input` outside comments and string literals.
+fn reads_input(text: &str) -> bool {
+    text.lines().any(|line| {
+        let mut code = String::with_capacity(line.len());
+        let mut in_string = false;
+        let mut escaped = false;
+        for c in line.chars() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == '"' {
+                    in_string = false;
+                }
+                code.push(' ');
+                continue;
+            }
+            match c {
+                '#' => break,
+                '"' => {
+                    in_string = true;
+                    code.push(' ');
+                }
+                _ => code.push(c),
+            }
+        }
+        code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == "input")
+    })
+}
+
 /// Reads `{"allow": bool, "reason": string}`; anything else is a deny.
 fn interpret(v: &regorus::Value, revision: &Arc<str>) -> Decision {
-    let field = |name: &str| match v {
-        regorus::Value::Object(o) => o.get(&regorus::Value::from(name)).cloned(),
+    static KEYS: std::sync::LazyLock<[regorus::Value; 2]> = std::sync::LazyLock::new(|| {
+        [
+            regorus::Value::from("allow"),
+            regorus::Value::from("reason"),
+        ]
+    });
+    let field = |key: &regorus::Value| match v {
+        regorus::Value::Object(o) => o.get(key),
         _ => None,
     };
-    let allow = matches!(field("allow"), Some(regorus::Value::Bool(true)));
-    let reason: Arc<str> = match field("reason") {
-        Some(regorus::Value::String(s)) => Arc::from(s.as_ref()),
+    let allow = matches!(field(&KEYS[0]), Some(regorus::Value::Bool(true)));
+    // The policy's own string, shared rather than copied.
+    let reason: Arc<str> = match field(&KEYS[1]) {
+        Some(regorus::Value::String(s)) => s.clone(),
         _ if allow => Arc::from("granted"),
         _ => Arc::from("permission_denied"),
     };

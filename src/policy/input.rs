@@ -36,6 +36,30 @@ pub struct BindingSet(Arc<BindingSetInner>);
 struct BindingSetInner {
     list: Vec<Arc<Binding>>,
     value: std::sync::OnceLock<regorus::Value>,
+    /// The whole `input.user` object of the first caller that used this set. A directory hands a
+    /// service account the same set on every request until a change, so its user object is
+    /// built once per change too; a caller with other attributes builds its own.
+    user: std::sync::OnceLock<UserMemo>,
+}
+
+#[derive(Debug)]
+struct UserMemo {
+    id: String,
+    kind: String,
+    groups: Vec<String>,
+    permissions: Vec<String>,
+    properties: serde_json::Value,
+    value: regorus::Value,
+}
+
+impl UserMemo {
+    fn is_for(&self, u: &UserInput) -> bool {
+        self.id == u.id
+            && self.kind == u.kind
+            && self.groups == u.groups
+            && self.permissions == u.permissions
+            && self.properties == u.properties
+    }
 }
 
 impl BindingSet {
@@ -49,6 +73,7 @@ impl BindingSet {
         Self(Arc::new(BindingSetInner {
             list,
             value: std::sync::OnceLock::new(),
+            user: std::sync::OnceLock::new(),
         }))
     }
 
@@ -198,12 +223,7 @@ struct Keys {
     bindings: Value,
     properties: Value,
     resource: Value,
-    company_id: Value,
-    project_id: Value,
-    env_id: Value,
     route: Value,
-    permission: Value,
-    rule: Value,
     grants: Value,
     role: Value,
     resource_type: Value,
@@ -212,37 +232,145 @@ struct Keys {
     subjects: Value,
     roles: Value,
     empty_object: Value,
+    request_object: Template,
+    user_object: Template,
+    top_object: Template,
+    top_object_with_grants: Template,
+    resource_object: Shape<3>,
+    route_object: Shape<3>,
 }
 
-static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
-    request: s("request"),
-    method: s("method"),
-    path: s("path"),
-    path_params: s("pathParams"),
-    query: s("query"),
-    headers: s("headers"),
-    user: s("user"),
-    id: s("id"),
-    kind: s("type"),
-    groups: s("groups"),
-    permissions: s("permissions"),
-    bindings: s("bindings"),
-    properties: s("properties"),
-    resource: s("resource"),
-    company_id: s("companyId"),
-    project_id: s("projectId"),
-    env_id: s("envId"),
-    route: s("route"),
-    permission: s("permission"),
-    rule: s("rule"),
-    grants: s("grants"),
-    role: s("role"),
-    resource_type: s("resourceType"),
-    resource_id: s("resourceId"),
-    binding_id: s("bindingId"),
-    subjects: s("subjects"),
-    roles: s("roles"),
-    empty_object: Value::new_object(),
+/// An object some of whose keys may be absent: one frozen template per combination of present
+/// keys, built on first use, filled like a [`Template`].
+struct Shape<const N: usize> {
+    keys: [Value; N],
+    forms: Vec<std::sync::OnceLock<Template>>,
+}
+
+impl<const N: usize> Shape<N> {
+    fn new(keys: [&Value; N]) -> Self {
+        Self {
+            keys: keys.map(Value::clone),
+            forms: (0..1usize << N)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// The object with the present `values` (in key order) under their keys.
+    fn fill(&self, values: [Option<Value>; N]) -> Value {
+        let mask = values
+            .iter()
+            .enumerate()
+            .fold(0usize, |m, (i, v)| if v.is_some() { m | 1 << i } else { m });
+        let Some(form) = self.forms.get(mask) else {
+            return Value::new_object();
+        };
+        let form = form.get_or_init(|| {
+            let present: Vec<&Value> = (0..N)
+                .filter(|i| mask & (1 << i) != 0)
+                .filter_map(|i| self.keys.get(i))
+                .collect();
+            Template::new(&present)
+        });
+        let mut v = form.0.clone();
+        if let Ok(o) = v.as_object_mut() {
+            for (k, x) in self.keys.iter().zip(values) {
+                if let Some(x) = x {
+                    o.insert(k.clone(), x);
+                }
+            }
+        }
+        v
+    }
+}
+
+/// An object whose keys are always the same, frozen once. A per-request copy replaces the values
+/// in place, which costs one allocation instead of building, sorting and freezing a map.
+struct Template(Value);
+
+impl Template {
+    fn new(keys: &[&Value]) -> Self {
+        Self(Value::from(
+            keys.iter()
+                .map(|k| ((*k).clone(), Value::Null))
+                .collect::<Map<_, _>>(),
+        ))
+    }
+
+    /// The object with `pairs` as its values; every key must be one of the template's.
+    fn fill<const N: usize>(&self, pairs: [(&Value, Value); N]) -> Value {
+        let mut v = self.0.clone();
+        if let Ok(o) = v.as_object_mut() {
+            for (k, x) in pairs {
+                o.insert(k.clone(), x);
+            }
+        }
+        v
+    }
+}
+
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
+    let (request, user, resource, route, grants) = (
+        s("request"),
+        s("user"),
+        s("resource"),
+        s("route"),
+        s("grants"),
+    );
+    let (method, path, path_params, query, headers) = (
+        s("method"),
+        s("path"),
+        s("pathParams"),
+        s("query"),
+        s("headers"),
+    );
+    let (company_id, project_id, env_id, permission, rule) = (
+        s("companyId"),
+        s("projectId"),
+        s("envId"),
+        s("permission"),
+        s("rule"),
+    );
+    let (id, kind, groups, permissions, bindings, properties) = (
+        s("id"),
+        s("type"),
+        s("groups"),
+        s("permissions"),
+        s("bindings"),
+        s("properties"),
+    );
+    Keys {
+        request_object: Template::new(&[&method, &path, &path_params, &query, &headers]),
+        user_object: Template::new(&[&id, &kind, &groups, &permissions, &bindings, &properties]),
+        top_object: Template::new(&[&request, &user, &resource, &route]),
+        top_object_with_grants: Template::new(&[&request, &user, &resource, &route, &grants]),
+        resource_object: Shape::new([&company_id, &project_id, &env_id]),
+        route_object: Shape::new([&id, &permission, &rule]),
+        request,
+        method,
+        path,
+        path_params,
+        query,
+        headers,
+        user,
+        id,
+        kind,
+        groups,
+        permissions,
+        bindings,
+        properties,
+        resource,
+        route,
+        grants,
+        role: s("role"),
+        resource_type: s("resourceType"),
+        resource_id: s("resourceId"),
+        binding_id: s("bindingId"),
+        subjects: s("subjects"),
+        roles: s("roles"),
+        empty_object: Value::new_object(),
+    }
 });
 
 fn s(v: &str) -> Value {
@@ -290,16 +418,51 @@ pub fn binding_value(b: &Binding) -> Value {
     ])
 }
 
+impl UserInput {
+    /// `input.user` as a policy value, memoised with the caller's binding set (see
+    /// `BindingSetInner::user`).
+    pub fn value(&self) -> Value {
+        let memo = &self.bindings.0.user;
+        match memo.get() {
+            Some(m) if m.is_for(self) => m.value.clone(),
+            Some(_) => self.build(),
+            None => {
+                let value = self.build();
+                let _ = memo.set(UserMemo {
+                    id: self.id.clone(),
+                    kind: self.kind.clone(),
+                    groups: self.groups.clone(),
+                    permissions: self.permissions.clone(),
+                    properties: self.properties.clone(),
+                    value: value.clone(),
+                });
+                value
+            }
+        }
+    }
+
+    fn build(&self) -> Value {
+        let k = &*KEYS;
+        let properties = match &self.properties {
+            serde_json::Value::Null => k.empty_object.clone(),
+            other => Value::from(other.clone()),
+        };
+        k.user_object.fill([
+            (&k.id, s(&self.id)),
+            (&k.kind, s(&self.kind)),
+            (&k.groups, strings(&self.groups)),
+            (&k.permissions, strings(&self.permissions)),
+            (&k.bindings, self.bindings.value()),
+            (&k.properties, properties),
+        ])
+    }
+}
+
 impl DecisionInput {
     /// Builds the engine's input value directly (no JSON round trip: this runs per request).
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         let k = &*KEYS;
         let r = &self.request;
-        let u = &self.user;
-        let properties = match &u.properties {
-            serde_json::Value::Null => k.empty_object.clone(),
-            other => Value::from(other.clone()),
-        };
         let grants = self.grants.as_ref().map(|gs| {
             Value::from(
                 gs.iter()
@@ -314,46 +477,39 @@ impl DecisionInput {
                     .collect::<Vec<_>>(),
             )
         });
-        Ok(object([
-            (
-                &k.request,
-                Some(object([
-                    (&k.method, Some(s(&r.method))),
-                    (&k.path, Some(s(&r.path))),
-                    (&k.path_params, Some(string_map(&r.path_params))),
-                    (&k.query, Some(string_map(&r.query))),
-                    (&k.headers, Some(string_map(&r.headers))),
-                ])),
-            ),
-            (
-                &k.user,
-                Some(object([
-                    (&k.id, Some(s(&u.id))),
-                    (&k.kind, Some(s(&u.kind))),
-                    (&k.groups, Some(strings(&u.groups))),
-                    (&k.permissions, Some(strings(&u.permissions))),
-                    (&k.bindings, Some(u.bindings.value())),
-                    (&k.properties, Some(properties)),
-                ])),
-            ),
-            (
-                &k.resource,
-                Some(object([
-                    (&k.company_id, self.resource.company_id.as_deref().map(s)),
-                    (&k.project_id, self.resource.project_id.as_deref().map(s)),
-                    (&k.env_id, self.resource.env_id.as_deref().map(s)),
-                ])),
-            ),
-            (
-                &k.route,
-                Some(object([
-                    (&k.id, Some(s(&self.route.id))),
-                    (&k.permission, self.route.permission.as_deref().map(s)),
-                    (&k.rule, self.route.rule.as_deref().map(s)),
-                ])),
-            ),
-            (&k.grants, grants),
-        ]))
+        let request = k.request_object.fill([
+            (&k.method, s(&r.method)),
+            (&k.path, s(&r.path)),
+            (&k.path_params, string_map(&r.path_params)),
+            (&k.query, string_map(&r.query)),
+            (&k.headers, string_map(&r.headers)),
+        ]);
+        let user = self.user.value();
+        let resource = k.resource_object.fill([
+            self.resource.company_id.as_deref().map(s),
+            self.resource.project_id.as_deref().map(s),
+            self.resource.env_id.as_deref().map(s),
+        ]);
+        let route = k.route_object.fill([
+            Some(s(&self.route.id)),
+            self.route.permission.as_deref().map(s),
+            self.route.rule.as_deref().map(s),
+        ]);
+        Ok(match grants {
+            None => k.top_object.fill([
+                (&k.request, request),
+                (&k.user, user),
+                (&k.resource, resource),
+                (&k.route, route),
+            ]),
+            Some(grants) => k.top_object_with_grants.fill([
+                (&k.request, request),
+                (&k.user, user),
+                (&k.resource, resource),
+                (&k.route, route),
+                (&k.grants, grants),
+            ]),
+        })
     }
 }
 

@@ -48,6 +48,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../policies/authz_test.rego"),
     ),
     ("roles.json", include_str!("../../policies/roles.json")),
+    ("tables.rego", include_str!("../../policies/tables.rego")),
     (
         "responses.rego",
         include_str!("../../policies/responses.rego"),

@@ -78,10 +78,18 @@ impl PolicySource {
 
     /// Builds a regorus engine with the modules (test files only when `with_tests`) and data.
     pub fn engine(&self, with_tests: bool) -> Result<regorus::Engine, PolicyError> {
+        self.engine_with(|name, _| with_tests || !is_test_file(name))
+    }
+
+    /// Builds a regorus engine with the modules `keep(name, text)` selects, and every data file.
+    pub fn engine_with(
+        &self,
+        keep: impl Fn(&str, &str) -> bool,
+    ) -> Result<regorus::Engine, PolicyError> {
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(true);
         for (name, text) in &self.modules {
-            if !with_tests && is_test_file(name) {
+            if !keep(name, text) {
                 continue;
             }
             engine
@@ -108,13 +116,10 @@ impl PolicySource {
     pub fn tests(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
         for (_, text) in &self.modules {
-            let mut package = None;
+            let Some(pkg) = package_of(text) else {
+                continue;
+            };
             for line in text.lines() {
-                if let Some(rest) = line.strip_prefix("package ") {
-                    package = Some(rest.trim().to_owned());
-                    continue;
-                }
-                let Some(pkg) = &package else { continue };
                 if !line.starts_with("test_") {
                     continue;
                 }
@@ -122,7 +127,7 @@ impl PolicySource {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                let entry = (pkg.clone(), name);
+                let entry = (pkg.to_owned(), name);
                 if !out.contains(&entry) {
                     out.push(entry);
                 }
@@ -130,6 +135,13 @@ impl PolicySource {
         }
         out
     }
+}
+
+/// The package a module declares (`iamgate.authz`), from its `package` line.
+pub fn package_of(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("package "))
+        .map(str::trim)
 }
 
 /// `*_test.rego` files hold tests and are not loaded into the serving policy.

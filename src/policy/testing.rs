@@ -39,7 +39,7 @@ impl TestReport {
 
 /// Runs every test of `source`.
 pub fn run(source: &PolicySource) -> Result<TestReport, PolicyError> {
-    let mut engine = source.engine(true)?;
+    let mut engine = super::engine::tabled_engine(source, true)?;
     // A test evaluates many decisions; give it far more than the per-decision limit, but still
     // a bound, so a runaway test cannot stall a reload forever.
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
