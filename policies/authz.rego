@@ -165,16 +165,16 @@ default here := {"company": null, "project": null, "environment": null}
 
 here := {"company": r.companyId, "project": r.projectId, "environment": concat(":", [r.projectId, r.envId])} if {
 	r := input.resource
-	is_string(r.companyId)
-	is_string(r.projectId)
-	is_string(r.envId)
+	r.companyId
+	r.projectId
+	r.envId
 } else := {"company": r.companyId, "project": r.projectId, "environment": null} if {
 	r := input.resource
-	is_string(r.companyId)
-	is_string(r.projectId)
+	r.companyId
+	r.projectId
 	not startswith(input.route.permission, "console.environment.")
 } else := {"company": input.resource.companyId, "project": null, "environment": null} if {
-	is_string(input.resource.companyId)
+	input.resource.companyId
 	not startswith(input.route.permission, "console.project.")
 	not startswith(input.route.permission, "console.environment.")
 }
