@@ -43,6 +43,22 @@ decision := {"allow": true, "reason": "granted"} if {
 # A binding grants the route when it sits on the requested resource or on one above it (scope
 # match, rule 1), one of its roles grants the route's permission at the binding's level
 # (inheritance, rule 2: data.iamgate.tables.role_grants) and it applies to the caller (rule 3).
+#
+# This first form covers a binding that names the caller among its subjects, the common case of
+# an account's own binding, without a call of `applies` (each call costs about a microsecond).
+route_allowed if {
+	p := input.route.permission
+	on := here
+	role_grants := data.iamgate.tables.role_grants
+	some b in input.user.bindings
+	level := b.resource.resourceType
+	b.resource.resourceId == on[level]
+	some r in b.roles
+	p in role_grants[r][level]
+	input.user.id in b.subjects
+}
+
+# The general form, which also covers bindings that apply through a group.
 route_allowed if {
 	p := input.route.permission
 	on := here

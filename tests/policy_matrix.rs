@@ -210,7 +210,7 @@ fn input(
     project: &str,
     env: &str,
 ) -> DecisionInput {
-    let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let opt = |s: &str| (!s.is_empty()).then(|| std::sync::Arc::from(s));
     DecisionInput {
         user: UserInput {
             id: "sa-1".into(),

@@ -31,7 +31,12 @@ const RULES: &[(&str, &str)] = &[
         "environment grants",
         "\"environment\": \"console.environment.\",\n",
     ),
-    ("roles of a binding", "p in role_grants[r][level]"),
+    // The general form; the form before it repeats it for bindings naming the caller as a
+    // subject (a fast path, not a rule of its own), so deleting that one changes nothing.
+    (
+        "roles of a binding",
+        "p in role_grants[r][level]\n\tapplies(b)",
+    ),
     (
         "permissions held directly by a binding",
         "p in held_grants(b.permissions, level)",

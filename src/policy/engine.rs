@@ -440,13 +440,13 @@ fn interpret(v: &regorus::Value, revision: &Arc<str>) -> Decision {
 struct CacheKey {
     revision: Arc<str>,
     directory_version: u64,
-    subject: String,
-    kind: String,
+    subject: Arc<str>,
+    kind: Arc<str>,
     groups: Vec<String>,
     permissions: Vec<String>,
-    method: String,
-    route: String,
-    permission: String,
+    method: Arc<str>,
+    route: Arc<str>,
+    permission: Arc<str>,
     resource: ResourceInput,
     grants: Option<Vec<GrantInput>>,
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 #[serde(rename_all = "camelCase")]
 pub struct RequestInput {
     /// Method.
-    pub method: String,
+    pub method: Arc<str>,
     /// Path exactly as forwarded.
-    pub path: String,
+    pub path: Arc<str>,
     /// Route template parameters.
     #[serde(default)]
     pub path_params: BTreeMap<String, String>,
@@ -39,13 +39,13 @@ struct BindingSetInner {
     /// The whole `input.user` object of the first caller that used this set. A directory hands a
     /// service account the same set on every request until a change, so its user object is
     /// built once per change too; a caller with other attributes builds its own.
-    user: std::sync::OnceLock<UserMemo>,
+    user: std::sync::OnceLock<Box<UserMemo>>,
 }
 
 #[derive(Debug)]
 struct UserMemo {
-    id: String,
-    kind: String,
+    id: Arc<str>,
+    kind: Arc<str>,
     groups: Vec<String>,
     permissions: Vec<String>,
     properties: serde_json::Value,
@@ -122,10 +122,10 @@ impl<'de> Deserialize<'de> for BindingSet {
 #[serde(rename_all = "camelCase")]
 pub struct UserInput {
     /// Subject id (client id or user id).
-    pub id: String,
+    pub id: Arc<str>,
     /// `serviceaccount` or `user`.
     #[serde(rename = "type", default)]
-    pub kind: String,
+    pub kind: Arc<str>,
     /// Groups.
     #[serde(default)]
     pub groups: Vec<String>,
@@ -146,13 +146,13 @@ pub struct UserInput {
 pub struct ResourceInput {
     /// Owning company (set by the directory for known projects).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub company_id: Option<String>,
+    pub company_id: Option<Arc<str>>,
     /// Project.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub project_id: Option<String>,
+    pub project_id: Option<Arc<str>>,
     /// Environment.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub env_id: Option<String>,
+    pub env_id: Option<Arc<str>>,
 }
 
 /// The matched route.
@@ -160,13 +160,13 @@ pub struct ResourceInput {
 #[serde(rename_all = "camelCase")]
 pub struct RouteInput {
     /// Route id.
-    pub id: String,
+    pub id: Arc<str>,
     /// Required permission at the resource.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub permission: Option<String>,
+    pub permission: Option<Arc<str>>,
     /// Or a rule in package `iamgate.rules`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
 }
 
 /// One thing the caller wants to grant (role assignment or root permissions).
@@ -377,6 +377,37 @@ fn s(v: &str) -> Value {
     Value::String(v.into())
 }
 
+/// `v` as a shared string, without allocating for the few values most requests carry (methods,
+/// caller types).
+pub fn interned(v: &str) -> Arc<str> {
+    static COMMON: std::sync::LazyLock<Vec<Arc<str>>> = std::sync::LazyLock::new(|| {
+        [
+            "GET",
+            "POST",
+            "PUT",
+            "PATCH",
+            "DELETE",
+            "HEAD",
+            "OPTIONS",
+            "serviceaccount",
+            "user",
+        ]
+        .into_iter()
+        .map(Arc::from)
+        .collect()
+    });
+    COMMON
+        .iter()
+        .find(|c| ***c == *v)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(v))
+}
+
+/// A shared string as a policy value: regorus' strings are the same `Arc<str>`, so no copy.
+fn shared(v: &Arc<str>) -> Value {
+    Value::String(v.clone())
+}
+
 fn strings(v: &[String]) -> Value {
     Value::from(v.iter().map(|x| s(x)).collect::<Vec<_>>())
 }
@@ -428,14 +459,14 @@ impl UserInput {
             Some(_) => self.build(),
             None => {
                 let value = self.build();
-                let _ = memo.set(UserMemo {
+                let _ = memo.set(Box::new(UserMemo {
                     id: self.id.clone(),
                     kind: self.kind.clone(),
                     groups: self.groups.clone(),
                     permissions: self.permissions.clone(),
                     properties: self.properties.clone(),
                     value: value.clone(),
-                });
+                }));
                 value
             }
         }
@@ -448,8 +479,8 @@ impl UserInput {
             other => Value::from(other.clone()),
         };
         k.user_object.fill([
-            (&k.id, s(&self.id)),
-            (&k.kind, s(&self.kind)),
+            (&k.id, shared(&self.id)),
+            (&k.kind, shared(&self.kind)),
             (&k.groups, strings(&self.groups)),
             (&k.permissions, strings(&self.permissions)),
             (&k.bindings, self.bindings.value()),
@@ -478,22 +509,22 @@ impl DecisionInput {
             )
         });
         let request = k.request_object.fill([
-            (&k.method, s(&r.method)),
-            (&k.path, s(&r.path)),
+            (&k.method, shared(&r.method)),
+            (&k.path, shared(&r.path)),
             (&k.path_params, string_map(&r.path_params)),
             (&k.query, string_map(&r.query)),
             (&k.headers, string_map(&r.headers)),
         ]);
         let user = self.user.value();
         let resource = k.resource_object.fill([
-            self.resource.company_id.as_deref().map(s),
-            self.resource.project_id.as_deref().map(s),
-            self.resource.env_id.as_deref().map(s),
+            self.resource.company_id.as_ref().map(shared),
+            self.resource.project_id.as_ref().map(shared),
+            self.resource.env_id.as_ref().map(shared),
         ]);
         let route = k.route_object.fill([
-            Some(s(&self.route.id)),
-            self.route.permission.as_deref().map(s),
-            self.route.rule.as_deref().map(s),
+            Some(shared(&self.route.id)),
+            self.route.permission.as_ref().map(shared),
+            self.route.rule.as_ref().map(shared),
         ]);
         Ok(match grants {
             None => k.top_object.fill([
@@ -517,6 +548,14 @@ impl DecisionInput {
 mod tests {
     use super::*;
     use crate::iam::BindingResource;
+
+    #[test]
+    fn common_strings_are_shared_and_others_copied() {
+        assert!(Arc::ptr_eq(&interned("GET"), &interned("GET")));
+        assert!(Arc::ptr_eq(&interned("user"), &interned("user")));
+        assert_eq!(&*interned("PROPFIND"), "PROPFIND");
+        assert_eq!(&*interned(""), "");
+    }
 
     #[test]
     fn direct_conversion_equals_the_serde_json_form() {

@@ -16,7 +16,9 @@ use crate::authn::bearer::{BearerAuth, Caller};
 use crate::error::{ApiError, Body, full};
 use crate::iam::directory::Directory;
 use crate::policy::PolicyEngine;
-use crate::policy::input::{DecisionInput, RequestInput, ResourceInput, RouteInput, UserInput};
+use crate::policy::input::{
+    DecisionInput, RequestInput, ResourceInput, RouteInput, UserInput, interned,
+};
 use crate::telemetry::metrics::{Metrics, RequestLabels};
 use crate::util::unix_now;
 use bytes::Bytes;
@@ -381,15 +383,15 @@ impl Gateway {
             .collect();
         DecisionInput {
             request: RequestInput {
-                method: parts.method.as_str().to_owned(),
-                path: parts.uri.path().to_owned(),
+                method: interned(parts.method.as_str()),
+                path: Arc::from(parts.uri.path()),
                 path_params: params.clone(),
                 query,
                 headers,
             },
             user: UserInput {
-                id: caller.id.clone(),
-                kind: caller.kind.as_str().to_owned(),
+                id: Arc::from(caller.id.as_str()),
+                kind: interned(caller.kind.as_str()),
                 groups: caller.groups.clone(),
                 permissions: caller.permissions.clone(),
                 bindings: self.directory.bindings_for(&caller.id, &caller.groups),
@@ -397,7 +399,7 @@ impl Gateway {
             },
             resource: ResourceInput::default(),
             route: RouteInput {
-                id: route.id.to_string(),
+                id: route.id.clone(),
                 permission: None,
                 rule: None,
             },
@@ -415,18 +417,18 @@ impl Gateway {
                     if t.company.as_ref().is_some_and(|c| *c != project.company_id) {
                         return Err("resource_mismatch");
                     }
-                    Some(project.company_id.clone())
+                    Some(Arc::from(project.company_id.as_str()))
                 }
                 // Management routes record unknown projects under the path's company.
-                None if adopt => t.company.clone(),
+                None if adopt => t.company.as_deref().map(Arc::from),
                 None => None,
             },
-            None => t.company.clone(),
+            None => t.company.as_deref().map(Arc::from),
         };
         Ok(ResourceInput {
             company_id,
-            project_id: t.project.clone(),
-            env_id: t.env.clone(),
+            project_id: t.project.as_deref().map(Arc::from),
+            env_id: t.env.as_deref().map(Arc::from),
         })
     }
 
@@ -455,8 +457,8 @@ impl Gateway {
             applied += 1;
             let (permission, rule) = match &check.requirement {
                 Requirement::Authenticated => continue,
-                Requirement::Permission(p) => (Some(p.to_string()), None),
-                Requirement::Rule(r) => (None, Some(r.to_string())),
+                Requirement::Permission(p) => (Some(p.clone()), None),
+                Requirement::Rule(r) => (None, Some(r.clone())),
             };
             let targets = view
                 .targets(check)
