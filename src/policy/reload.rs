@@ -72,11 +72,12 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bo
         Ok(None) => false,
         Ok(Some(snapshot)) => {
             tracing::info!(revision = %snapshot.revision(), "policy reloaded");
-            engine.swap(snapshot);
+            // Bookkeeping first: whoever sees the new revision also sees it counted.
             stats.applied.inc();
             if let Ok(mut e) = stats.last_error.lock() {
                 *e = None;
             }
+            engine.swap(snapshot);
             true
         }
         Err(e) => {
