@@ -19,9 +19,8 @@ import rego.v1
 #
 # Written for the gateway's hot path, where every rule a decision touches costs about a
 # microsecond: the common request (one that assigns no role) reads `route_allowed`, the
-# request's resource (`here`) and the pre-computed role table, and stops at the first binding
-# that grants it. Rule values used inside a loop are bound to a local first, so they are looked up
-# once per decision rather than once per binding.
+# request's resource (`here`) and the pre-computed role table. Rule values used inside a loop are
+# bound to a local first, so they are looked up once per decision rather than once per binding.
 
 default decision := {"allow": false, "reason": "permission_denied"}
 

@@ -106,7 +106,16 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Compiles `source` (without its test files) for the decision entrypoint.
     pub fn compile(source: PolicySource) -> Result<Self, PolicyError> {
-        let mut engine = tabled_engine(&source, false)?;
+        let tables = materialize_tables(&source)?;
+        Self::compile_with(source, tables.as_ref())
+    }
+
+    /// Compiles `source` with its tables package already evaluated.
+    fn compile_with(
+        source: PolicySource,
+        tables: Option<&regorus::Value>,
+    ) -> Result<Self, PolicyError> {
+        let mut engine = tabled_engine(&source, false, tables)?;
         let interpreter = engine.clone();
         let data = engine.get_data();
         let roles = Arc::new(roles_of(&data));
@@ -138,7 +147,9 @@ impl Snapshot {
 
     /// Compiles and runs the policy's tests; `Err` when any fails.
     pub fn compile_tested(source: PolicySource) -> Result<Self, PolicyError> {
-        let report = testing::run(&source)?;
+        // The tables are evaluated once, for the tests and for the compiled policy.
+        let tables = materialize_tables(&source)?;
+        let report = testing::run_with(&source, tables.as_ref())?;
         if !report.ok() {
             let names: Vec<String> = report
                 .failed
@@ -151,7 +162,7 @@ impl Snapshot {
                 names.join("; ")
             )));
         }
-        Self::compile(source)
+        Self::compile_with(source, tables.as_ref())
     }
 
     /// Evaluates with the interpreter only (the RVM program is dropped). The policy's `test_*`
@@ -307,19 +318,19 @@ impl Snapshot {
 }
 
 /// An engine with the modules (tests when `with_tests`) and data of `source`, where the tables
-/// package is replaced by its value as data: decisions, tests, `explain` and response rules all
-/// read the same tables, computed once.
+/// package is replaced by `tables`, its value as data ([`materialize_tables`]): decisions, tests,
+/// `explain` and response rules all read the same tables, computed once.
 pub fn tabled_engine(
     source: &PolicySource,
     with_tests: bool,
+    tables: Option<&regorus::Value>,
 ) -> Result<regorus::Engine, PolicyError> {
-    let full = source.engine(false)?;
     let mut engine = source.engine_with(|name, text| {
         (with_tests || !is_test_file(name)) && package_of(text) != Some(TABLES_PACKAGE)
     })?;
-    if let Some(tables) = materialize_tables(source, &full)? {
+    if let Some(tables) = tables {
         engine
-            .add_data(tables)
+            .add_data(tables.clone())
             .map_err(|e| PolicyError::Compile(format!("{TABLES_PACKAGE}: {e}")))?;
     }
     Ok(engine)
@@ -328,10 +339,7 @@ pub fn tabled_engine(
 /// Evaluates the rules of package `iamgate.tables` (when the policy has one) and returns them as
 /// a data document `{"iamgate": {"tables": …}}`. Those rules must not read `input`: a decision
 /// would see the value computed without one, while the tests would see their own input.
-fn materialize_tables(
-    source: &PolicySource,
-    interpreter: &regorus::Engine,
-) -> Result<Option<regorus::Value>, PolicyError> {
+pub fn materialize_tables(source: &PolicySource) -> Result<Option<regorus::Value>, PolicyError> {
     let fail = |e: String| PolicyError::Compile(format!("{TABLES_PACKAGE}: {e}"));
     let mut any = false;
     for (name, text) in &source.modules {
@@ -348,12 +356,10 @@ fn materialize_tables(
     if !any {
         return Ok(None);
     }
-    let mut engine = interpreter.clone();
+    // Only a policy with a tables package pays for parsing it with everything it may call.
+    let mut engine = source.engine(false)?;
     // Built once per revision, off the request path: the per-decision limit does not apply.
-    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-        limit: TABLES_TIME_LIMIT,
-        check_interval: std::num::NonZeroU32::new(4096).unwrap_or(std::num::NonZeroU32::MIN),
-    });
+    engine.set_execution_timer_config(time_limit(TABLES_TIME_LIMIT, 4096));
     let path = format!("data.{TABLES_PACKAGE}");
     let results = engine
         .eval_query(path.clone(), false)
@@ -376,6 +382,17 @@ fn materialize_tables(
     }
     *cursor = value;
     Ok(Some(doc))
+}
+
+/// A regorus time limit that reads the clock every `every` work units.
+pub(crate) fn time_limit(
+    limit: Duration,
+    every: u32,
+) -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit,
+        check_interval: std::num::NonZeroU32::new(every).unwrap_or(std::num::NonZeroU32::MIN),
+    }
 }
 
 /// Whether Rego source mentions `input` outside comments and string literals.
@@ -482,11 +499,7 @@ pub fn set_decision_timeout(limit: Duration) {
     TIMER.get_or_init(|| {
         // Reading the clock on every work unit would cost more than the work itself; every
         // 4096 units keeps the overshoot well under a millisecond.
-        let config = regorus::utils::limits::ExecutionTimerConfig {
-            limit,
-            check_interval: std::num::NonZeroU32::new(4096).unwrap_or(std::num::NonZeroU32::MIN),
-        };
-        regorus::utils::limits::set_fallback_execution_timer_config(Some(config));
+        regorus::utils::limits::set_fallback_execution_timer_config(Some(time_limit(limit, 4096)));
     });
 }
 

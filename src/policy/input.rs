@@ -209,13 +209,11 @@ use std::collections::BTreeMap as Map;
 /// Every key of the input document, built once: a per-request object then clones reference
 /// counts instead of allocating its key strings.
 struct Keys {
-    request: Value,
     method: Value,
     path: Value,
     path_params: Value,
     query: Value,
     headers: Value,
-    user: Value,
     id: Value,
     kind: Value,
     groups: Value,
@@ -223,8 +221,6 @@ struct Keys {
     bindings: Value,
     properties: Value,
     resource: Value,
-    route: Value,
-    grants: Value,
     role: Value,
     resource_type: Value,
     resource_id: Value,
@@ -234,8 +230,7 @@ struct Keys {
     empty_object: Value,
     request_object: Template,
     user_object: Template,
-    top_object: Template,
-    top_object_with_grants: Template,
+    top_object: Shape<5>,
     resource_object: Shape<3>,
     route_object: Shape<3>,
 }
@@ -273,15 +268,12 @@ impl<const N: usize> Shape<N> {
                 .collect();
             Template::new(&present)
         });
-        let mut v = form.0.clone();
-        if let Ok(o) = v.as_object_mut() {
-            for (k, x) in self.keys.iter().zip(values) {
-                if let Some(x) = x {
-                    o.insert(k.clone(), x);
-                }
-            }
-        }
-        v
+        form.fill(
+            self.keys
+                .iter()
+                .zip(values)
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+        )
     }
 }
 
@@ -299,7 +291,7 @@ impl Template {
     }
 
     /// The object with `pairs` as its values; every key must be one of the template's.
-    fn fill<const N: usize>(&self, pairs: [(&Value, Value); N]) -> Value {
+    fn fill<'k>(&self, pairs: impl IntoIterator<Item = (&'k Value, Value)>) -> Value {
         let mut v = self.0.clone();
         if let Ok(o) = v.as_object_mut() {
             for (k, x) in pairs {
@@ -343,17 +335,14 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
     Keys {
         request_object: Template::new(&[&method, &path, &path_params, &query, &headers]),
         user_object: Template::new(&[&id, &kind, &groups, &permissions, &bindings, &properties]),
-        top_object: Template::new(&[&request, &user, &resource, &route]),
-        top_object_with_grants: Template::new(&[&request, &user, &resource, &route, &grants]),
+        top_object: Shape::new([&request, &user, &resource, &route, &grants]),
         resource_object: Shape::new([&company_id, &project_id, &env_id]),
         route_object: Shape::new([&id, &permission, &rule]),
-        request,
         method,
         path,
         path_params,
         query,
         headers,
-        user,
         id,
         kind,
         groups,
@@ -361,8 +350,6 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
         bindings,
         properties,
         resource,
-        route,
-        grants,
         role: s("role"),
         resource_type: s("resourceType"),
         resource_id: s("resourceId"),
@@ -526,21 +513,13 @@ impl DecisionInput {
             self.route.permission.as_ref().map(shared),
             self.route.rule.as_ref().map(shared),
         ]);
-        Ok(match grants {
-            None => k.top_object.fill([
-                (&k.request, request),
-                (&k.user, user),
-                (&k.resource, resource),
-                (&k.route, route),
-            ]),
-            Some(grants) => k.top_object_with_grants.fill([
-                (&k.request, request),
-                (&k.user, user),
-                (&k.resource, resource),
-                (&k.route, route),
-                (&k.grants, grants),
-            ]),
-        })
+        Ok(k.top_object.fill([
+            Some(request),
+            Some(user),
+            Some(resource),
+            Some(route),
+            grants,
+        ]))
     }
 }
 

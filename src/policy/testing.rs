@@ -39,13 +39,18 @@ impl TestReport {
 
 /// Runs every test of `source`.
 pub fn run(source: &PolicySource) -> Result<TestReport, PolicyError> {
-    let mut engine = super::engine::tabled_engine(source, true)?;
+    run_with(source, super::engine::materialize_tables(source)?.as_ref())
+}
+
+/// Runs every test of `source`, whose tables package evaluated to `tables`.
+pub fn run_with(
+    source: &PolicySource,
+    tables: Option<&regorus::Value>,
+) -> Result<TestReport, PolicyError> {
+    let mut engine = super::engine::tabled_engine(source, true, tables)?;
     // A test evaluates many decisions; give it far more than the per-decision limit, but still
     // a bound, so a runaway test cannot stall a reload forever.
-    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-        limit: TEST_TIME_LIMIT,
-        check_interval: std::num::NonZeroU32::MIN,
-    });
+    engine.set_execution_timer_config(super::engine::time_limit(TEST_TIME_LIMIT, 1));
     let mut report = TestReport::default();
     for (package, rule) in source.tests() {
         let name = format!("data.{package}.{rule}");
