@@ -477,10 +477,14 @@ pub struct CacheSettings {
     pub ttl: Duration,
 }
 
+/// Keys hold request-chosen strings, so the hasher is seeded per process; foldhash's quality
+/// variant hashes a key several times faster than the default SipHash.
+type DecisionCache = Cache<CacheKey, (bool, Arc<str>), foldhash::quality::RandomState>;
+
 /// The live policy: the current snapshot and a decision cache.
 pub struct PolicyEngine {
     current: ArcSwap<Snapshot>,
-    cache: Option<Cache<CacheKey, (bool, Arc<str>)>>,
+    cache: Option<DecisionCache>,
     interpreter: bool,
 }
 
@@ -519,7 +523,7 @@ impl PolicyEngine {
                 Cache::builder()
                     .max_capacity(c.capacity)
                     .time_to_live(c.ttl)
-                    .build()
+                    .build_with_hasher(foldhash::quality::RandomState::default())
             }),
         }
     }

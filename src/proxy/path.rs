@@ -2,6 +2,8 @@
 //! the gateway authorize one path while the upstream serves another (`/a/../admin`, `%2e%2e`,
 //! `a\b`, `//x`). What is left splits cleanly into segments.
 
+use std::borrow::Cow;
+
 /// Why a path was refused; the message is safe to return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -39,8 +41,9 @@ pub const MAX_PATH: usize = 4096;
 pub struct Segments<'a> {
     /// Raw segments, without the trailing empty one of a trailing slash.
     pub raw: Vec<&'a str>,
-    /// Percent-decoded segments (`%2F` decodes to `/` and stays inside its segment).
-    pub decoded: Vec<String>,
+    /// Percent-decoded segments (`%2F` decodes to `/` and stays inside its segment). A segment
+    /// without `%` is its raw text, borrowed: most requests split without copying.
+    pub decoded: Vec<Cow<'a, str>>,
     /// Whether the path ended with `/`.
     pub trailing_slash: bool,
 }
@@ -49,8 +52,22 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
-fn decode_segment(seg: &str) -> Result<String, PathError> {
+fn decode_segment(seg: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = seg.as_bytes();
+    if !bytes.contains(&b'%') {
+        return match bytes
+            .iter()
+            .any(|&b| matches!(b, b'\\' | b';' | 0..=0x1f | 0x7f))
+        {
+            false => Ok(Cow::Borrowed(seg)),
+            // The byte-by-byte pass below names the first offending byte.
+            true => decode_owned(bytes).map(Cow::Owned),
+        };
+    }
+    decode_owned(bytes).map(Cow::Owned)
+}
+
+fn decode_owned(bytes: &[u8]) -> Result<String, PathError> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -104,8 +121,9 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
         Some(b) => (b, true),
         None => (rest, false),
     };
-    let mut raw = Vec::new();
-    let mut decoded = Vec::new();
+    let n = body.bytes().filter(|&b| b == b'/').count() + 1;
+    let mut raw = Vec::with_capacity(n);
+    let mut decoded = Vec::with_capacity(n);
     for seg in body.split('/') {
         if seg.is_empty() {
             return Err(PathError::EmptySegment);
@@ -116,7 +134,10 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
         let value = decode_segment(seg)?;
         // `a%2F..%2Fb` is one segment here, but an upstream that decodes `%2F` before routing
         // would see a dot segment: refuse it as ambiguous too.
-        if value.contains('/') && value.split('/').any(|p| p == "." || p == "..") {
+        if matches!(value, Cow::Owned(_))
+            && value.contains('/')
+            && value.split('/').any(|p| p == "." || p == "..")
+        {
             return Err(PathError::DotSegment);
         }
         decoded.push(value);
@@ -141,6 +162,15 @@ mod tests {
         let s = split("/api/projects/p1").unwrap();
         assert!(!s.trailing_slash);
         assert_eq!(split("/").unwrap().raw.len(), 0);
+    }
+
+    #[test]
+    fn plain_segments_are_borrowed_and_encoded_ones_decoded() {
+        let s = split("/api/projects/a%20b").unwrap();
+        assert!(matches!(s.decoded[0], Cow::Borrowed("api")));
+        assert!(matches!(s.decoded[1], Cow::Borrowed("projects")));
+        assert_eq!(s.decoded[2], "a b");
+        assert!(matches!(s.decoded[2], Cow::Owned(_)));
     }
 
     #[test]

@@ -28,19 +28,23 @@ pub enum RouteError {
     Duplicate(String),
 }
 
+/// The table is fixed at load and looked up once per path segment per request: a fast hasher,
+/// since no request can insert into it.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Node<T> {
-    literals: HashMap<String, Node<T>>,
+    literals: Map<String, Node<T>>,
     param: Option<(String, Box<Node<T>>)>,
-    routes: HashMap<http::Method, T>,
+    routes: Map<http::Method, T>,
 }
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Self {
-            literals: HashMap::new(),
+            literals: Map::default(),
             param: None,
-            routes: HashMap::new(),
+            routes: Map::default(),
         }
     }
 }
@@ -136,19 +140,19 @@ impl<T> RouteTable<T> {
 
 fn find_node<'t, T>(
     node: &'t Node<T>,
-    segs: &[String],
+    segs: &[std::borrow::Cow<'_, str>],
     params: &mut Vec<(String, String)>,
 ) -> Option<&'t Node<T>> {
     let Some((first, rest)) = segs.split_first() else {
         return (!node.routes.is_empty()).then_some(node);
     };
-    if let Some(child) = node.literals.get(first.as_str())
+    if let Some(child) = node.literals.get(first.as_ref())
         && let Some(found) = find_node(child, rest, params)
     {
         return Some(found);
     }
     let (name, child) = node.param.as_ref()?;
-    params.push((name.clone(), first.clone()));
+    params.push((name.clone(), first.as_ref().to_owned()));
     match find_node(child, rest, params) {
         Some(found) => Some(found),
         None => {

@@ -54,7 +54,8 @@ pub struct VerifiedToken {
 pub struct AccessTokenVerifier {
     keys: KeyRing,
     validation: Validation,
-    cache: Cache<[u8; 32], Arc<VerifiedToken>>,
+    /// Keyed by the token's SHA-256; a seeded fast hasher spreads those keys as well as SipHash.
+    cache: Cache<[u8; 32], Arc<VerifiedToken>, foldhash::quality::RandomState>,
 }
 
 impl std::fmt::Debug for AccessTokenVerifier {
@@ -81,7 +82,7 @@ impl AccessTokenVerifier {
                 // Tokens live an hour by default; entries never outlive that by much, and a hit
                 // is re-checked against the token's own exp anyway.
                 .time_to_live(Duration::from_secs(3600))
-                .build(),
+                .build_with_hasher(foldhash::quality::RandomState::default()),
         }
     }
 
