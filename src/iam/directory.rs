@@ -8,11 +8,12 @@
 //! outlives the data it was made from.
 
 use super::Binding;
+use super::interned::{BindingTable, Names, StoredBinding, Sym};
 use crate::policy::input::BindingSet;
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,10 +31,10 @@ pub struct Project {
 }
 
 /// Everything the store holds for the IAM snapshot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct IamData {
-    /// Every binding.
-    pub bindings: Vec<Binding>,
+    /// Every binding, interned as read.
+    pub bindings: BindingTable,
     /// Every known project.
     pub projects: Vec<Project>,
 }
@@ -51,55 +52,82 @@ pub enum IamChange {
     DeleteProject(String),
 }
 
-/// One published state. Bindings are shared (`Arc`) between the indexes and with the
-/// `BindingSet`s handed to requests, so each exists once in memory; a write clones the maps'
-/// pointers and rebuilds only the index entries of the subjects and groups it touched.
+type Fast = foldhash::fast::RandomState;
+
+/// One published state. Bindings are interned (`interned`) and shared (`Arc`) between the
+/// indexes and with the `BindingSet`s handed to requests, so each exists once in memory; a write
+/// clones the tables' pointers and rebuilds only the index entries of the subjects and groups it
+/// touched. Symbols are dense, so the subject index is a vector indexed by symbol: no hashing on
+/// the request path, and at start-up the bindings are read in id order once, which leaves every
+/// subject's list sorted without sorting it.
 #[derive(Debug, Default)]
 struct State {
     version: u64,
-    bindings: HashMap<String, Arc<Binding>>,
-    by_subject: HashMap<String, BindingSet>,
-    by_group: HashMap<String, Vec<Arc<Binding>>>,
+    names: Arc<Names>,
+    /// Every binding, sorted by id (8 bytes each; a hash set would take twice that).
+    bindings: Vec<Arc<StoredBinding>>,
+    by_subject: Vec<Option<BindingSet>>,
+    by_group: HashMap<Sym, Vec<Arc<StoredBinding>>, Fast>,
     projects: HashMap<String, Arc<Project>>,
+}
+
+fn by_id(list: &mut [Arc<StoredBinding>]) {
+    list.sort_unstable_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
 }
 
 impl State {
     fn from_data(data: IamData) -> Self {
-        let mut bindings: HashMap<String, Arc<Binding>> =
-            HashMap::with_capacity(data.bindings.len());
-        for b in data.bindings {
-            bindings.insert(b.binding_id.clone(), Arc::new(b));
+        let BindingTable { names, list } = data.bindings;
+        let names = Arc::new(names);
+        let mut bindings: Vec<Arc<StoredBinding>> = list.into_iter().map(Arc::new).collect();
+        // Stable, so of two rows with one id the later stays last and wins, as a write would.
+        bindings.sort_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
+        let mut unique: Vec<Arc<StoredBinding>> = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            match unique.last_mut() {
+                Some(last) if last.id_bytes() == b.id_bytes() => *last = b,
+                _ => unique.push(b),
+            }
         }
+        let bindings = unique;
         let projects = data
             .projects
             .into_iter()
             .map(|p| (p.project_id.clone(), Arc::new(p)))
             .collect();
-        let mut subject_lists: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
-        let mut by_group: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
         // A name listed twice in one binding still indexes it once.
-        let push = |list: &mut Vec<Arc<Binding>>, b: &Arc<Binding>| {
-            if !list.last().is_some_and(|l| Arc::ptr_eq(l, b)) {
-                list.push(b.clone());
-            }
-        };
-        for b in bindings.values() {
-            for s in &b.subjects {
-                push(subject_lists.entry(s.clone()).or_default(), b);
-            }
-            for g in &b.groups {
-                push(by_group.entry(g.clone()).or_default(), b);
+        let mut counts = vec![0u32; names.len()];
+        for b in &bindings {
+            for s in b.subjects().distinct() {
+                if let Some(c) = counts.get_mut(s as usize) {
+                    *c += 1;
+                }
             }
         }
-        let by_subject = subject_lists
-            .into_iter()
-            .map(|(s, list)| (s, subject_set(list)))
+        let mut lists: Vec<Vec<Arc<StoredBinding>>> = counts
+            .iter()
+            .map(|&c| Vec::with_capacity(c as usize))
             .collect();
-        for list in by_group.values_mut() {
-            list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+        drop(counts);
+        let mut by_group: HashMap<Sym, Vec<Arc<StoredBinding>>, Fast> = HashMap::default();
+        for b in &bindings {
+            for s in b.subjects().distinct() {
+                if let Some(list) = lists.get_mut(s as usize) {
+                    list.push(b.clone());
+                }
+            }
+            for g in b.groups().distinct() {
+                by_group.entry(g).or_default().push(b.clone());
+            }
         }
+        // Pushed in id order: already sorted.
+        let by_subject = lists
+            .into_iter()
+            .map(|list| (!list.is_empty()).then(|| BindingSet::stored(list, names.clone())))
+            .collect();
         Self {
             version: 0,
+            names,
             bindings,
             by_subject,
             by_group,
@@ -107,31 +135,64 @@ impl State {
         }
     }
 
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        self.bindings
+            .binary_search_by(|b| b.id_bytes().cmp(id.as_bytes()))
+    }
+
+    fn subject(&self, s: Sym) -> Option<&BindingSet> {
+        self.by_subject.get(s as usize).and_then(Option::as_ref)
+    }
+
     /// The next state: this one with `changes` applied. Costs one pointer copy per binding plus
-    /// work proportional to the change, never a rebuild of every index entry.
+    /// work proportional to the change, never a rebuild of every index entry. The names table is
+    /// copied only when the change brings a name it lacks.
     fn with(&self, changes: Vec<IamChange>) -> Self {
+        let mut names = self.names.clone();
         let mut bindings = self.bindings.clone();
         let mut projects = self.projects.clone();
         // Bindings put or deleted, and the subjects and groups whose index entries they change
         // (those of the old version and of the new one).
-        let mut changed = std::collections::HashSet::new();
-        let mut subjects = std::collections::HashSet::new();
-        let mut groups = std::collections::HashSet::new();
-        let mut touch = |b: &Binding| {
-            subjects.extend(b.subjects.iter().cloned());
-            groups.extend(b.groups.iter().cloned());
+        let mut changed = HashSet::new();
+        let mut subjects = HashSet::new();
+        let mut groups = HashSet::new();
+        let mut touch = |b: &StoredBinding| {
+            subjects.extend(b.subjects().iter());
+            groups.extend(b.groups().iter());
         };
         for change in changes {
             match change {
                 IamChange::PutBinding(b) => {
-                    touch(&b);
-                    changed.insert(b.binding_id.clone());
-                    if let Some(old) = bindings.insert(b.binding_id.clone(), Arc::new(b)) {
-                        touch(&old);
+                    if !names.covers(&b) {
+                        let table = Arc::make_mut(&mut names);
+                        for n in [&b.subjects, &b.groups, &b.roles, &b.permissions]
+                            .into_iter()
+                            .flatten()
+                        {
+                            table.intern(n);
+                        }
+                        if let Some(r) = &b.resource {
+                            table.intern(&r.resource_type);
+                            table.intern(&r.resource_id);
+                        }
                     }
+                    // Every name is interned now: this only looks them up.
+                    let stored = Arc::new(StoredBinding::new(&b, Arc::make_mut(&mut names)));
+                    touch(&stored);
+                    match bindings.binary_search_by(|x| x.id_bytes().cmp(b.binding_id.as_bytes())) {
+                        Ok(i) => {
+                            if let Some(slot) = bindings.get_mut(i) {
+                                touch(slot);
+                                *slot = stored;
+                            }
+                        }
+                        Err(i) => bindings.insert(i, stored),
+                    }
+                    changed.insert(b.binding_id);
                 }
                 IamChange::DeleteBinding(id) => {
-                    if let Some(old) = bindings.remove(&id) {
+                    if let Ok(i) = bindings.binary_search_by(|x| x.id_bytes().cmp(id.as_bytes())) {
+                        let old = bindings.remove(i);
                         touch(&old);
                     }
                     changed.insert(id);
@@ -144,51 +205,55 @@ impl State {
                 }
             }
         }
-        let fresh: Vec<&Arc<Binding>> = changed.iter().filter_map(|id| bindings.get(id)).collect();
+        let fresh: Vec<&Arc<StoredBinding>> = changed
+            .iter()
+            .filter_map(|id| {
+                let i = bindings
+                    .binary_search_by(|x| x.id_bytes().cmp(id.as_bytes()))
+                    .ok()?;
+                bindings.get(i)
+            })
+            .collect();
         // An entry's new list: its old bindings that did not change, plus the changed ones
         // (in their new version) that name it.
-        let rebuild = |old: &[Arc<Binding>], names: &dyn Fn(&Binding) -> bool| {
-            let mut list: Vec<Arc<Binding>> = old
+        let rebuild = |old: &[Arc<StoredBinding>], names: &dyn Fn(&StoredBinding) -> bool| {
+            let mut list: Vec<Arc<StoredBinding>> = old
                 .iter()
-                .filter(|b| !changed.contains(&b.binding_id))
+                .filter(|b| !changed.contains(b.id()))
                 .cloned()
                 .collect();
             list.extend(fresh.iter().filter(|b| names(b)).map(|b| (*b).clone()));
-            list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+            by_id(&mut list);
             list
         };
         let mut by_subject = self.by_subject.clone();
+        by_subject.resize(names.len(), None);
         for s in subjects {
-            let old = by_subject.remove(&s);
-            let list = rebuild(old.as_ref().map_or(&[], |o| o.as_slice()), &|b| {
-                b.subjects.contains(&s)
+            let Some(slot) = by_subject.get_mut(s as usize) else {
+                continue;
+            };
+            let list = rebuild(slot.as_ref().map_or(&[], |o| o.as_slice()), &|b| {
+                b.subjects().contains(s)
             });
-            if !list.is_empty() {
-                by_subject.insert(s, BindingSet::shared(list));
-            }
+            *slot = (!list.is_empty()).then(|| BindingSet::stored(list, names.clone()));
         }
         let mut by_group = self.by_group.clone();
         for g in groups {
             let old = by_group.remove(&g).unwrap_or_default();
-            let list = rebuild(&old, &|b| b.groups.contains(&g));
+            let list = rebuild(&old, &|b| b.groups().contains(g));
             if !list.is_empty() {
                 by_group.insert(g, list);
             }
         }
         Self {
             version: 0,
+            names,
             bindings,
             by_subject,
             by_group,
             projects,
         }
     }
-}
-
-/// A subject's bindings in binding-id order (a stable policy input).
-fn subject_set(mut list: Vec<Arc<Binding>>) -> BindingSet {
-    list.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
-    BindingSet::shared(list)
 }
 
 /// Shared, lock-free view of bindings and projects, and their one writer.
@@ -234,23 +299,25 @@ impl Directory {
     /// policy decides which actually apply; this only narrows the candidates.
     pub fn bindings_for(&self, subject: &str, groups: &[String]) -> BindingSet {
         let state = self.state.load();
-        let own = state.by_subject.get(subject);
-        let group_lists: Vec<&Vec<Arc<Binding>>> = groups
+        let own = state.names.get(subject).and_then(|s| state.subject(s));
+        let group_lists: Vec<&Vec<Arc<StoredBinding>>> = groups
             .iter()
-            .filter_map(|g| state.by_group.get(g))
+            .filter_map(|g| state.names.get(g))
+            .filter_map(|g| state.by_group.get(&g))
             .collect();
         if group_lists.is_empty() {
             return own.cloned().unwrap_or_default();
         }
-        let mut list: Vec<Arc<Binding>> = own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
+        let mut list: Vec<Arc<StoredBinding>> =
+            own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
         for l in group_lists {
             for b in l {
-                if !list.iter().any(|x| x.binding_id == b.binding_id) {
+                if !list.iter().any(|x| Arc::ptr_eq(x, b)) {
                     list.push(b.clone());
                 }
             }
         }
-        BindingSet::shared(list)
+        BindingSet::stored(list, state.names.clone())
     }
 
     /// A project, if known.
@@ -260,24 +327,26 @@ impl Directory {
 
     /// A binding by id.
     pub fn binding(&self, binding_id: &str) -> Option<Binding> {
-        self.state
-            .load()
-            .bindings
-            .get(binding_id)
-            .map(|b| (**b).clone())
+        let state = self.state.load();
+        let i = state.find(binding_id).ok()?;
+        state.bindings.get(i).map(|b| b.expand(&state.names))
     }
 
     /// Every binding (management listings; not for the request path).
     pub fn all_bindings(&self) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self
-            .state
-            .load()
+        let state = self.state.load();
+        // Already in id order.
+        state
             .bindings
-            .values()
-            .map(|b| (**b).clone())
-            .collect();
-        v.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
-        v
+            .iter()
+            .map(|b| b.expand(&state.names))
+            .collect()
+    }
+
+    /// Number of bindings and of interned names (start-up log, diagnostics).
+    pub fn sizes(&self) -> (usize, usize) {
+        let state = self.state.load();
+        (state.bindings.len(), state.names.len())
     }
 
     /// Commits `changes` in one transaction, then publishes the new state. Nothing is published
@@ -388,9 +457,11 @@ mod tests {
         .await
         .unwrap();
         assert!(d.version() > v0);
-        assert_eq!(d.bindings_for("sa1", &[]).as_slice().len(), 1);
-        assert_eq!(d.bindings_for("sa1", &["ops".into()]).as_slice().len(), 2);
-        assert_eq!(d.bindings_for("other", &[]).as_slice().len(), 0);
+        assert_eq!(d.bindings_for("sa1", &[]).len(), 1);
+        assert_eq!(d.bindings_for("sa1", &["ops".into()]).len(), 2);
+        assert_eq!(d.bindings_for("other", &[]).len(), 0);
+        assert_eq!(d.binding("b2").unwrap().groups, vec!["ops".to_owned()]);
+        assert_eq!(d.all_bindings().len(), 2);
         assert_eq!(d.project("p1").unwrap().company_id, "c1");
 
         // A fresh load sees what was committed.
@@ -407,16 +478,19 @@ mod tests {
 
     #[test]
     fn incremental_states_equal_a_rebuild_from_scratch() {
-        let ids = |set: &BindingSet| -> Vec<String> {
-            set.as_slice()
-                .iter()
-                .map(|b| b.binding_id.clone())
-                .collect()
+        let ids = |set: &BindingSet| -> Vec<String> { set.ids().map(str::to_owned).collect() };
+        let subject = |st: &State, s: &str| st.names.get(s).and_then(|s| st.subject(s)).map(ids);
+        let group = |st: &State, g: &str| {
+            st.names
+                .get(g)
+                .and_then(|g| st.by_group.get(&g))
+                .map(|l| l.iter().map(|b| b.id().to_owned()).collect::<Vec<_>>())
         };
         let mut state = State::default();
         let mut all: HashMap<String, Binding> = HashMap::new();
-        // Puts, replacements that move a binding between subjects and groups, and deletes.
-        let subjects = ["a", "b", "c"];
+        // Puts, replacements that move a binding between subjects and groups, deletes, and
+        // subjects that appear only after the first states (new names on a write).
+        let subjects = ["a", "b", "c", "d"];
         let groups = ["g1", "g2"];
         for step in 0..60usize {
             let id = format!("b{}", step % 7);
@@ -426,7 +500,10 @@ mod tests {
             } else {
                 let b = binding(
                     &id,
-                    &[subjects[step % 3], subjects[(step / 3) % 3]],
+                    &[
+                        subjects[step % 3],
+                        subjects[(step / 3) % 3 + usize::from(step > 30)],
+                    ],
                     &[groups[step % 2]],
                     "guest",
                 );
@@ -435,28 +512,45 @@ mod tests {
             };
             state = state.with(vec![change]);
             let scratch = State::from_data(IamData {
-                bindings: all.values().cloned().collect(),
+                bindings: all.values().collect(),
                 projects: vec![],
             });
             for s in subjects {
                 assert_eq!(
-                    state.by_subject.get(s).map(ids),
-                    scratch.by_subject.get(s).map(ids),
+                    subject(&state, s),
+                    subject(&scratch, s),
                     "subject {s} after step {step}"
                 );
             }
             for g in groups {
-                let names = |m: &HashMap<String, Vec<Arc<Binding>>>| {
-                    m.get(g)
-                        .map(|l| l.iter().map(|b| b.binding_id.clone()).collect::<Vec<_>>())
-                };
-                assert_eq!(
-                    names(&state.by_group),
-                    names(&scratch.by_group),
-                    "group {g}"
-                );
+                assert_eq!(group(&state, g), group(&scratch, g), "group {g}");
             }
             assert_eq!(state.bindings.len(), all.len());
+            let mut expected: Vec<Binding> = all.values().cloned().collect();
+            expected.sort_by(|a, b| a.binding_id.cmp(&b.binding_id));
+            let got: Vec<Binding> = state
+                .bindings
+                .iter()
+                .map(|b| b.expand(&state.names))
+                .collect();
+            assert_eq!(got, expected, "bindings after step {step}");
         }
+    }
+
+    #[test]
+    fn a_duplicated_row_keeps_the_later_one_and_a_doubled_subject_indexes_once() {
+        let mut first = binding("b1", &["sa1"], &[], "guest");
+        first.roles = vec!["guest".into()];
+        let second = binding("b1", &["sa1", "sa1"], &["ops", "ops"], "developer");
+        let state = State::from_data(IamData {
+            bindings: [&first, &second].into_iter().collect(),
+            projects: vec![],
+        });
+        assert_eq!(state.bindings.len(), 1);
+        assert_eq!(state.bindings[0].expand(&state.names), second);
+        let sa1 = state.names.get("sa1").unwrap();
+        assert_eq!(state.subject(sa1).unwrap().len(), 1);
+        let ops = state.names.get("ops").unwrap();
+        assert_eq!(state.by_group[&ops].len(), 1);
     }
 }

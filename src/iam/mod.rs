@@ -8,6 +8,7 @@ pub mod api;
 pub mod binding;
 pub mod client_key;
 pub mod directory;
+pub mod interned;
 pub mod manage;
 pub mod sync;
 

@@ -3,6 +3,7 @@
 //! policies carry over.
 
 use crate::iam::Binding;
+use crate::iam::interned::{Names, StoredBinding};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,13 +29,15 @@ pub struct RequestInput {
 
 /// A caller's candidate bindings, shared and immutable. Its policy value is built once and
 /// memoised, so a directory that hands out one `BindingSet` per subject pays the conversion once
-/// per change, not once per request. The bindings themselves are shared with the directory.
+/// per change, not once per request. The bindings themselves, and the names they use, are
+/// shared with the directory.
 #[derive(Debug, Clone, Default)]
 pub struct BindingSet(Arc<BindingSetInner>);
 
 #[derive(Debug, Default)]
 struct BindingSetInner {
-    list: Vec<Arc<Binding>>,
+    list: Vec<Arc<StoredBinding>>,
+    names: Arc<Names>,
     value: std::sync::OnceLock<regorus::Value>,
     /// The whole `input.user` object of the first caller that used this set. A directory hands a
     /// service account the same set on every request until a change, so its user object is
@@ -63,23 +66,58 @@ impl UserMemo {
 }
 
 impl BindingSet {
-    /// Wraps bindings.
+    /// Wraps bindings (interned into a table of their own).
     pub fn new(list: Vec<Binding>) -> Self {
-        Self::shared(list.into_iter().map(Arc::new).collect())
+        let mut names = Names::default();
+        let list = list
+            .iter()
+            .map(|b| Arc::new(StoredBinding::new(b, &mut names)))
+            .collect();
+        Self::stored(list, Arc::new(names))
     }
 
-    /// Wraps bindings shared with their owner (the directory).
-    pub fn shared(list: Vec<Arc<Binding>>) -> Self {
+    /// Wraps bindings shared with their owner (the directory), interned in `names`.
+    pub fn stored(list: Vec<Arc<StoredBinding>>, names: Arc<Names>) -> Self {
         Self(Arc::new(BindingSetInner {
             list,
+            names,
             value: std::sync::OnceLock::new(),
             user: std::sync::OnceLock::new(),
         }))
     }
 
-    /// The bindings.
-    pub fn as_slice(&self) -> &[Arc<Binding>] {
+    /// The bindings, interned.
+    pub fn as_slice(&self) -> &[Arc<StoredBinding>] {
         &self.0.list
+    }
+
+    /// The names the bindings use.
+    pub fn names(&self) -> &Arc<Names> {
+        &self.0.names
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.0.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.list.is_empty()
+    }
+
+    /// The bindings' ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.list.iter().map(|b| b.id())
+    }
+
+    /// The bindings as the API model.
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.0
+            .list
+            .iter()
+            .map(|b| b.expand(&self.0.names))
+            .collect()
     }
 
     /// The bindings as a policy value (memoised).
@@ -91,7 +129,7 @@ impl BindingSet {
                     self.0
                         .list
                         .iter()
-                        .map(|b| binding_value(b))
+                        .map(|b| binding_value(b, &self.0.names))
                         .collect::<Vec<_>>(),
                 )
             })
@@ -107,7 +145,7 @@ impl From<Vec<Binding>> for BindingSet {
 
 impl Serialize for BindingSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.list.iter().map(|b| &**b))
+        s.collect_seq(self.0.list.iter().map(|b| b.expand(&self.0.names)))
     }
 }
 
@@ -415,21 +453,25 @@ fn object<const N: usize>(pairs: [(&Value, Option<Value>); N]) -> Value {
     )
 }
 
-/// A binding as a policy value (field names as in the Rönd data model).
-pub fn binding_value(b: &Binding) -> Value {
+/// A binding as a policy value (field names as in the Rönd data model). Its strings are the
+/// names table's own `Arc<str>`s: no copy.
+pub fn binding_value(b: &StoredBinding, names: &Names) -> Value {
     let k = &*KEYS;
+    let name = |sym| names.shared(sym).map_or_else(|| s(""), shared);
+    let list =
+        |l: crate::iam::interned::Syms<'_>| Value::from(l.iter().map(name).collect::<Vec<_>>());
     object([
-        (&k.binding_id, Some(s(&b.binding_id))),
-        (&k.subjects, Some(strings(&b.subjects))),
-        (&k.groups, Some(strings(&b.groups))),
-        (&k.roles, Some(strings(&b.roles))),
-        (&k.permissions, Some(strings(&b.permissions))),
+        (&k.binding_id, Some(s(b.id()))),
+        (&k.subjects, Some(list(b.subjects()))),
+        (&k.groups, Some(list(b.groups()))),
+        (&k.roles, Some(list(b.roles()))),
+        (&k.permissions, Some(list(b.permissions()))),
         (
             &k.resource,
-            b.resource.as_ref().map(|r| {
+            b.resource().map(|(t, id)| {
                 object([
-                    (&k.resource_type, Some(s(&r.resource_type))),
-                    (&k.resource_id, Some(s(&r.resource_id))),
+                    (&k.resource_type, Some(name(t))),
+                    (&k.resource_id, Some(name(id))),
                 ])
             }),
         ),

@@ -365,7 +365,7 @@ impl PgStore {
         {
             let doc: String = r.get(0);
             data.bindings.push(
-                serde_json::from_str::<Binding>(&doc)
+                &serde_json::from_str::<Binding>(&doc)
                     .map_err(|e| StoreError::Corrupt(format!("binding: {e}")))?,
             );
         }

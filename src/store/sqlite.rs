@@ -352,7 +352,7 @@ fn load_iam(conn: &mut Connection) -> Result<IamData, StoreError> {
             .and_then(|v| v.as_str().map_err(Into::into))
             .map_err(unavailable)?;
         data.bindings
-            .push(serde_json::from_str::<Binding>(doc).map_err(corrupt("binding"))?);
+            .push(&serde_json::from_str::<Binding>(doc).map_err(corrupt("binding"))?);
     }
     let mut stmt = conn
         .prepare("SELECT project_id, company_id, environments FROM projects ORDER BY project_id")

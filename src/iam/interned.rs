@@ -1,0 +1,343 @@
+//! The compact form in which the directory holds role bindings: every name (subject, group,
+//! role, permission, resource type and id) interned once as a `u32`, a binding as one small byte
+//! array holding its symbols and its id.
+//!
+//! It sits under [`super::directory`], which serves the request path from it, and over the
+//! stores, which fill a [`BindingTable`] row by row at start-up. A million bindings name about a
+//! hundred thousand distinct strings: as `String` fields each binding cost ~400 bytes with its
+//! index entries; interned it costs about a quarter of that, and start-up allocates four times
+//! less. [`Binding`], the API and storage model, is rebuilt from here only off the request path
+//! (management reads) or once per caller and change (the policy value, memoised by
+//! `BindingSet`).
+
+use super::{Binding, BindingResource};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A name's symbol in a [`Names`] table.
+pub type Sym = u32;
+
+/// Interned names. Append-only: a symbol, once handed out, names the same string for the life of
+/// the table and of every clone made after it, so bindings built against an older clone resolve
+/// against a newer one.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    list: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, Sym, foldhash::quality::RandomState>,
+}
+
+impl Names {
+    /// The symbol of `name`, adding it if new.
+    pub fn intern(&mut self, name: &str) -> Sym {
+        if let Some(&s) = self.index.get(name) {
+            return s;
+        }
+        // Past four billion names the table would wrap; a directory never gets near that, and
+        // the last symbol is reused rather than panicking.
+        let s = Sym::try_from(self.list.len()).unwrap_or(Sym::MAX);
+        let name: Arc<str> = Arc::from(name);
+        self.list.push(name.clone());
+        self.index.insert(name, s);
+        s
+    }
+
+    /// The symbol of `name`, if interned.
+    pub fn get(&self, name: &str) -> Option<Sym> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of `sym` (empty for a symbol this table never handed out, which cannot happen
+    /// for bindings built against it or an older clone).
+    pub fn name(&self, sym: Sym) -> &str {
+        self.list.get(sym as usize).map_or("", |s| s)
+    }
+
+    /// The shared string of `sym` (for values that outlive a borrow of the table).
+    pub fn shared(&self, sym: Sym) -> Option<&Arc<str>> {
+        self.list.get(sym as usize)
+    }
+
+    /// Whether every name of `b` is already interned (a write that adds none can share the table).
+    pub fn covers(&self, b: &Binding) -> bool {
+        names_of(b).all(|n| self.index.contains_key(n))
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+fn names_of(b: &Binding) -> impl Iterator<Item = &str> {
+    b.subjects
+        .iter()
+        .chain(&b.groups)
+        .chain(&b.roles)
+        .chain(&b.permissions)
+        .map(String::as_str)
+        .chain(
+            b.resource
+                .iter()
+                .flat_map(|r| [r.resource_type.as_str(), r.resource_id.as_str()]),
+        )
+}
+
+/// A binding in interned form, in one allocation: five little-endian `u32`s (the lengths of
+/// subjects, groups, roles and permissions, and of the id in bytes), the symbols of those four
+/// lists, the resource type and id symbols if it has a resource, then the id's bytes. A typical
+/// binding (one subject, one role, a resource) takes 48 bytes plus its `Box`, where the same
+/// binding as `String`s and `Vec`s took seven allocations.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StoredBinding {
+    bytes: Box<[u8]>,
+}
+
+/// Lengths stored ahead of the symbols.
+const HEAD: usize = 5;
+
+/// A list of symbols inside a [`StoredBinding`].
+#[derive(Debug, Clone, Copy)]
+pub struct Syms<'a>(&'a [u8]);
+
+impl<'a> Syms<'a> {
+    /// The symbols in order.
+    pub fn iter(self) -> impl Iterator<Item = Sym> + 'a {
+        self.0
+            .chunks_exact(4)
+            .map(|c| c.try_into().map_or(Sym::MAX, Sym::from_le_bytes))
+    }
+
+    /// How many.
+    pub fn len(self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `sym` is one of them.
+    pub fn contains(self, sym: Sym) -> bool {
+        self.iter().any(|s| s == sym)
+    }
+
+    /// The symbols in order, each once (a name may be listed twice).
+    pub fn distinct(self) -> impl Iterator<Item = Sym> + 'a {
+        self.iter()
+            .enumerate()
+            .filter(move |&(i, s)| !self.iter().take(i).any(|x| x == s))
+            .map(|(_, s)| s)
+    }
+}
+
+fn len32(n: usize) -> [u8; 4] {
+    Sym::try_from(n).unwrap_or(Sym::MAX).to_le_bytes()
+}
+
+impl StoredBinding {
+    /// Interns `b` into `names`.
+    pub fn new(b: &Binding, names: &mut Names) -> Self {
+        let lists = [&b.subjects, &b.groups, &b.roles, &b.permissions];
+        let syms =
+            lists.iter().map(|l| l.len()).sum::<usize>() + 2 * usize::from(b.resource.is_some());
+        let mut bytes = Vec::with_capacity(4 * (HEAD + syms) + b.binding_id.len());
+        for l in lists {
+            bytes.extend(len32(l.len()));
+        }
+        bytes.extend(len32(b.binding_id.len()));
+        for l in lists {
+            for n in l.iter() {
+                bytes.extend(names.intern(n).to_le_bytes());
+            }
+        }
+        if let Some(r) = &b.resource {
+            bytes.extend(names.intern(&r.resource_type).to_le_bytes());
+            bytes.extend(names.intern(&r.resource_id).to_le_bytes());
+        }
+        bytes.extend(b.binding_id.as_bytes());
+        Self {
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    fn head(&self, i: usize) -> usize {
+        self.bytes
+            .get(4 * i..4 * i + 4)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, |c| Sym::from_le_bytes(c) as usize)
+    }
+
+    /// Where the id starts.
+    fn id_start(&self) -> usize {
+        self.bytes.len().saturating_sub(self.head(4))
+    }
+
+    /// The binding id's bytes (ordering and lookups compare these).
+    pub fn id_bytes(&self) -> &[u8] {
+        self.bytes.get(self.id_start()..).unwrap_or(&[])
+    }
+
+    /// The binding id.
+    pub fn id(&self) -> &str {
+        // Built from a `String`, so always UTF-8.
+        std::str::from_utf8(self.id_bytes()).unwrap_or("")
+    }
+
+    fn list(&self, which: usize) -> Syms<'_> {
+        let start = 4 * (HEAD + (0..which).map(|i| self.head(i)).sum::<usize>());
+        let end = start + 4 * self.head(which);
+        Syms(self.bytes.get(start..end).unwrap_or(&[]))
+    }
+
+    /// Subjects named.
+    pub fn subjects(&self) -> Syms<'_> {
+        self.list(0)
+    }
+
+    /// Groups named.
+    pub fn groups(&self) -> Syms<'_> {
+        self.list(1)
+    }
+
+    /// Roles held.
+    pub fn roles(&self) -> Syms<'_> {
+        self.list(2)
+    }
+
+    /// Direct permissions held.
+    pub fn permissions(&self) -> Syms<'_> {
+        self.list(3)
+    }
+
+    /// Resource type and id, for bindings with a resource.
+    pub fn resource(&self) -> Option<(Sym, Sym)> {
+        let used = 4 * (HEAD + (0..4).map(|i| self.head(i)).sum::<usize>());
+        let mut rest = Syms(self.bytes.get(used..self.id_start()).unwrap_or(&[])).iter();
+        match (rest.next(), rest.next(), rest.next()) {
+            (Some(t), Some(id), None) => Some((t, id)),
+            _ => None,
+        }
+    }
+
+    /// The API model of this binding.
+    pub fn expand(&self, names: &Names) -> Binding {
+        let strings = |l: Syms<'_>| l.iter().map(|s| names.name(s).to_owned()).collect();
+        Binding {
+            binding_id: self.id().to_owned(),
+            subjects: strings(self.subjects()),
+            groups: strings(self.groups()),
+            roles: strings(self.roles()),
+            permissions: strings(self.permissions()),
+            resource: self.resource().map(|(t, id)| BindingResource {
+                resource_type: names.name(t).to_owned(),
+                resource_id: names.name(id).to_owned(),
+            }),
+        }
+    }
+}
+
+/// Bindings as a store reads them: interned row by row, so a million of them are never held as
+/// `Binding`s at once.
+#[derive(Debug, Default)]
+pub struct BindingTable {
+    /// The names the bindings use.
+    pub names: Names,
+    /// The bindings.
+    pub list: Vec<StoredBinding>,
+}
+
+impl BindingTable {
+    /// An empty table with room for `n` bindings.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            names: Names::default(),
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds one binding.
+    pub fn push(&mut self, b: &Binding) {
+        let stored = StoredBinding::new(b, &mut self.names);
+        self.list.push(stored);
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+impl<'a> FromIterator<&'a Binding> for BindingTable {
+    fn from_iter<I: IntoIterator<Item = &'a Binding>>(iter: I) -> Self {
+        let mut t = Self::default();
+        for b in iter {
+            t.push(b);
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(resource: bool) -> Binding {
+        Binding {
+            binding_id: "b1".into(),
+            subjects: vec!["sa1".into(), "sa2".into()],
+            groups: vec!["ops".into()],
+            roles: vec!["developer".into(), "sa1".into()],
+            permissions: vec![],
+            resource: resource.then(|| BindingResource {
+                resource_type: "project".into(),
+                resource_id: "p1".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_binding_round_trips_and_shares_names() {
+        let mut names = Names::default();
+        for resource in [true, false] {
+            let b = binding(resource);
+            let s = StoredBinding::new(&b, &mut names);
+            assert_eq!(s.expand(&names), b);
+            assert_eq!(s.subjects().len(), 2);
+            assert_eq!(s.resource().is_some(), resource);
+        }
+        // `sa1` as a subject and as a role name is one symbol; six distinct names in all.
+        assert_eq!(names.len(), 6);
+        assert_eq!(names.get("sa1"), Some(0));
+        assert!(names.covers(&binding(true)));
+        let mut other = binding(true);
+        other.permissions.push("console.root.view".into());
+        assert!(!names.covers(&other));
+    }
+
+    #[test]
+    fn an_empty_binding_has_empty_lists_and_no_resource() {
+        let mut names = Names::default();
+        let b = Binding {
+            binding_id: "e".into(),
+            subjects: vec![],
+            groups: vec![],
+            roles: vec![],
+            permissions: vec![],
+            resource: None,
+        };
+        let s = StoredBinding::new(&b, &mut names);
+        assert_eq!(s.expand(&names), b);
+        assert!(s.roles().is_empty() && s.resource().is_none() && names.is_empty());
+    }
+}
