@@ -163,21 +163,13 @@ impl State {
         for change in changes {
             match change {
                 IamChange::PutBinding(b) => {
-                    if !names.covers(&b) {
-                        let table = Arc::make_mut(&mut names);
-                        for n in [&b.subjects, &b.groups, &b.roles, &b.permissions]
-                            .into_iter()
-                            .flatten()
-                        {
-                            table.intern(n);
-                        }
-                        if let Some(r) = &b.resource {
-                            table.intern(&r.resource_type);
-                            table.intern(&r.resource_id);
-                        }
-                    }
-                    // Every name is interned now: this only looks them up.
-                    let stored = Arc::new(StoredBinding::new(&b, Arc::make_mut(&mut names)));
+                    // The table is copied (once per write) only for a binding with a new name;
+                    // readers of the current state keep the old copy.
+                    let stored = Arc::new(if names.covers(&b) {
+                        StoredBinding::resolve(&b, &names)
+                    } else {
+                        StoredBinding::new(&b, Arc::make_mut(&mut names))
+                    });
                     touch(&stored);
                     match bindings.binary_search_by(|x| x.id_bytes().cmp(b.binding_id.as_bytes())) {
                         Ok(i) => {
@@ -535,6 +527,35 @@ mod tests {
                 .collect();
             assert_eq!(got, expected, "bindings after step {step}");
         }
+    }
+
+    #[test]
+    fn a_write_with_known_names_shares_the_names_table() {
+        let state = State::from_data(IamData {
+            bindings: [&binding("b1", &["sa1"], &["ops"], "guest")]
+                .into_iter()
+                .collect(),
+            projects: vec![],
+        });
+        let same = state.with(vec![IamChange::PutBinding(binding(
+            "b2",
+            &["sa1"],
+            &[],
+            "guest",
+        ))]);
+        assert!(Arc::ptr_eq(&state.names, &same.names));
+        let grown = same.with(vec![IamChange::PutBinding(binding(
+            "b3",
+            &["sa2"],
+            &[],
+            "guest",
+        ))]);
+        assert!(!Arc::ptr_eq(&same.names, &grown.names));
+        assert_eq!(grown.names.len(), same.names.len() + 1);
+        // Older symbols keep their names in the grown table.
+        let sa1 = same.names.get("sa1").unwrap();
+        assert_eq!(grown.names.name(sa1), "sa1");
+        assert_eq!(grown.subject(sa1).unwrap().len(), 2);
     }
 
     #[test]

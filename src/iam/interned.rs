@@ -143,6 +143,17 @@ fn len32(n: usize) -> [u8; 4] {
 impl StoredBinding {
     /// Interns `b` into `names`.
     pub fn new(b: &Binding, names: &mut Names) -> Self {
+        Self::build(b, |n| names.intern(n))
+    }
+
+    /// `b` against a table that already holds all its names ([`Names::covers`]), without
+    /// writing to it (so a shared table need not be copied).
+    pub fn resolve(b: &Binding, names: &Names) -> Self {
+        // A missing name cannot happen after `covers`; it would resolve to the empty string.
+        Self::build(b, |n| names.get(n).unwrap_or(Sym::MAX))
+    }
+
+    fn build(b: &Binding, mut sym: impl FnMut(&str) -> Sym) -> Self {
         let lists = [&b.subjects, &b.groups, &b.roles, &b.permissions];
         let syms =
             lists.iter().map(|l| l.len()).sum::<usize>() + 2 * usize::from(b.resource.is_some());
@@ -153,12 +164,12 @@ impl StoredBinding {
         bytes.extend(len32(b.binding_id.len()));
         for l in lists {
             for n in l.iter() {
-                bytes.extend(names.intern(n).to_le_bytes());
+                bytes.extend(sym(n).to_le_bytes());
             }
         }
         if let Some(r) = &b.resource {
-            bytes.extend(names.intern(&r.resource_type).to_le_bytes());
-            bytes.extend(names.intern(&r.resource_id).to_le_bytes());
+            bytes.extend(sym(&r.resource_type).to_le_bytes());
+            bytes.extend(sym(&r.resource_id).to_le_bytes());
         }
         bytes.extend(b.binding_id.as_bytes());
         Self {
@@ -317,6 +328,12 @@ mod tests {
             assert_eq!(s.resource().is_some(), resource);
         }
         // `sa1` as a subject and as a role name is one symbol; six distinct names in all.
+        assert_eq!(names.len(), 6);
+        let b = binding(true);
+        assert_eq!(
+            StoredBinding::resolve(&b, &names),
+            StoredBinding::new(&b, &mut names)
+        );
         assert_eq!(names.len(), 6);
         assert_eq!(names.get("sa1"), Some(0));
         assert!(names.covers(&binding(true)));
