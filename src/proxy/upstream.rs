@@ -116,6 +116,34 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Appends `ip` as text: the common IPv4 case without the formatting machinery, which cost
+/// about as much as the rest of the header rewrite.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    use std::fmt::Write;
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if o >= 100 {
+                    out.push(char::from(b'0' + o / 100));
+                }
+                if o >= 10 {
+                    out.push(char::from(b'0' + (o / 10) % 10));
+                }
+                out.push(char::from(b'0' + o % 10));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// The pooled HTTP/1.1 client (plain or TLS) shared by the upstream and JWKS fetches.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
@@ -287,12 +315,17 @@ impl Upstream {
                 value(&identity.client_type)?,
             );
         }
-        h.insert(HeaderName::from_static("x-request-id"), value(request_id)?);
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
-        };
-        h.insert(HeaderName::from_static("x-forwarded-for"), value(&xff)?);
+        // The stack's request-id layer usually put this very value in already.
+        if h.get(X_REQUEST_ID).map(HeaderValue::as_bytes) != Some(request_id.as_bytes()) {
+            h.insert(X_REQUEST_ID, value(request_id)?);
+        }
+        let mut xff = String::with_capacity(48);
+        if let Some(prev) = h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            xff.push_str(prev);
+            xff.push_str(", ");
+        }
+        push_ip(&mut xff, peer.ip());
+        h.insert(X_FORWARDED_FOR, value(&xff)?);
         h.insert(
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -316,6 +349,26 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_addresses_print_as_std_prints_them() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "192.168.10.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
