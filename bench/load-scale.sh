@@ -56,8 +56,10 @@ leg() { # name data-dir credentials-json
     out=$(timeout $((DURATION + 30)) wrk -t2 -c64 -d"${DURATION}s" --latency -s "$work/auth.lua" "http://127.0.0.1:$GW_PORT$path")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     read -r ready rss peak <<<"$m"
-    printf '%-6s ready %5ss  rss %6d MiB (peak %6d MiB)  %9s req/s  p99 %s\n' "$1" "$ready" $((rss / 1024)) $((peak / 1024)) "$rps" \
-        "$(echo "$out" | awk '$1=="99%" {print $2}')"
+    local after
+    after=$(awk '/VmRSS/ {print $2}' "/proc/$(cat "$work/gw.pid")/status")
+    printf '%-6s ready %5ss  rss %6d MiB (peak %6d MiB, %d MiB after the load)  %9s req/s  p99 %s\n' "$1" "$ready" \
+        $((rss / 1024)) $((peak / 1024)) $((after / 1024)) "$rps" "$(echo "$out" | awk '$1=="99%" {print $2}')"
     echo "$rps" >>"$work/$1.rps"
     stop
 }
