@@ -77,3 +77,55 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
         assert_eq!(r["cached"], cached);
     }
 }
+
+#[tokio::test]
+async fn request_details_are_built_only_when_the_policy_runs() {
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(200));
+    let source =
+        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let engine = PolicyEngine::new(
+        Snapshot::compile(source).unwrap(),
+        Some(CacheSettings {
+            capacity: 100,
+            ttl: Duration::from_secs(60),
+        }),
+        false,
+    );
+    // The filled input holds the binding that allows; the bare one (cache-key fields only)
+    // would be denied if the policy ever ran on it.
+    let full = deploy_input("maintainer");
+    let mut bare = full.clone();
+    bare.user.bindings = Default::default();
+    let mut fills = 0;
+    async fn decide(
+        engine: &PolicyEngine,
+        mut input: iamgate::policy::DecisionInput,
+        full: &iamgate::policy::DecisionInput,
+        fills: &mut u32,
+    ) -> bool {
+        engine
+            .decide_filling(&mut input, 7, |i| {
+                *fills += 1;
+                i.user.bindings = full.user.bindings.clone();
+            })
+            .await
+            .allow
+    }
+    assert!(
+        decide(&engine, bare.clone(), &full, &mut fills).await,
+        "a miss fills the input first"
+    );
+    assert!(
+        decide(&engine, bare.clone(), &full, &mut fills).await,
+        "a hit answers from the cache"
+    );
+    let mut elsewhere = bare.clone();
+    elsewhere.resource.env_id = Some("prod".into());
+    assert!(
+        decide(&engine, elsewhere, &full, &mut fills).await,
+        "another resource is another key"
+    );
+    assert_eq!(fills, 2);
+    // Without a fill the bare input is denied: the test above could not pass by accident.
+    assert!(!engine.decide(&bare, 8).await.allow);
+}

@@ -555,12 +555,44 @@ impl PolicyEngine {
     /// record. `directory_version` changes whenever accounts, bindings or the directory change.
     pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
         let snapshot = self.current.load_full();
+        match self.cached(&snapshot, input, directory_version).await {
+            Ok(d) => d,
+            Err(key) => self.fresh(&snapshot, input, key).await,
+        }
+    }
+
+    /// As [`decide`](Self::decide) for an input whose request details (everything outside the
+    /// cache key: path parameters, query, headers, bindings, properties) are not filled in yet:
+    /// `fill` completes it only when the policy must actually run. A cached decision never reads
+    /// them, and building them cost more than the cache lookup.
+    pub async fn decide_filling(
+        &self,
+        input: &mut DecisionInput,
+        directory_version: u64,
+        fill: impl FnOnce(&mut DecisionInput),
+    ) -> Decision {
+        let snapshot = self.current.load_full();
+        match self.cached(&snapshot, input, directory_version).await {
+            Ok(d) => d,
+            Err(key) => {
+                fill(input);
+                self.fresh(&snapshot, input, key).await
+            }
+        }
+    }
+
+    /// The cached decision for `input` (logged), or the key a fresh one is to be cached under
+    /// (`None`: not cacheable, as for rule routes or without a cache).
+    async fn cached(
+        &self,
+        snapshot: &Snapshot,
+        input: &DecisionInput,
+        directory_version: u64,
+    ) -> Result<Decision, Option<CacheKey>> {
         let (Some(cache), Some(permission), None) =
             (&self.cache, &input.route.permission, &input.route.rule)
         else {
-            let d = snapshot.decide(input);
-            crate::telemetry::decision_log::record(input, &d, false);
-            return d;
+            return Err(None);
         };
         let key = CacheKey {
             revision: snapshot.revision.clone(),
@@ -575,19 +607,33 @@ impl PolicyEngine {
             resource: input.resource.clone(),
             grants: input.grants.clone(),
         };
-        if let Some((allow, reason)) = cache.get(&key).await {
-            let d = Decision {
-                allow,
-                reason,
-                revision: snapshot.revision.clone(),
-            };
-            crate::telemetry::decision_log::record(input, &d, true);
-            return d;
+        match cache.get(&key).await {
+            Some((allow, reason)) => {
+                let d = Decision {
+                    allow,
+                    reason,
+                    revision: snapshot.revision.clone(),
+                };
+                crate::telemetry::decision_log::record(input, &d, true);
+                Ok(d)
+            }
+            None => Err(Some(key)),
         }
+    }
+
+    /// Runs the policy on `input` (logged) and caches the outcome under `key`.
+    async fn fresh(
+        &self,
+        snapshot: &Snapshot,
+        input: &DecisionInput,
+        key: Option<CacheKey>,
+    ) -> Decision {
         let d = snapshot.decide(input);
         crate::telemetry::decision_log::record(input, &d, false);
         // Errors are not cached: a transient timeout must not stick.
-        if !matches!(&*d.reason, "policy_error" | "policy_timeout") {
+        if let (Some(cache), Some(key)) = (&self.cache, key)
+            && !matches!(&*d.reason, "policy_error" | "policy_timeout")
+        {
             cache.insert(key, (d.allow, d.reason.clone())).await;
         }
         d

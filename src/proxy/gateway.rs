@@ -237,14 +237,13 @@ impl Gateway {
             _ => Vec::new(),
         };
         let mut input = match (&caller, &route.access) {
-            (Some(caller), Access::Policy(_)) => {
-                Some(self.base_input(&parts, caller, &route, &params, &query))
-            }
+            (Some(caller), Access::Policy(_)) => Some(self.base_input(&parts, caller, &route)),
             (Some(caller), _) if route.response.is_some() => {
-                Some(self.base_input(&parts, caller, &route, &params, &query))
+                Some(self.base_input(&parts, caller, &route))
             }
             _ => None,
         };
+        let mut filled = false;
         if let (Access::Policy(checks), Some(caller), Some(input)) =
             (&route.access, &caller, &mut input)
         {
@@ -272,7 +271,13 @@ impl Gateway {
             if let Some(kind) = route.grants {
                 input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
             }
-            self.authorize(checks, &view, input, caller, route.adopt_projects)
+            let mut fill = |i: &mut DecisionInput| {
+                if !filled {
+                    self.fill_details(i, &parts, caller, &params, &query);
+                    filled = true;
+                }
+            };
+            self.authorize(checks, &view, input, &mut fill, route.adopt_projects)
                 .await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 let snapshot = self.policy.snapshot();
@@ -305,6 +310,11 @@ impl Gateway {
                     .into_response(),
             );
         };
+        if let (Some(_), Some(caller), Some(input), false) =
+            (&route.response, &caller, &mut input, filled)
+        {
+            self.fill_details(input, &parts, caller, &params, &query);
+        }
         let mut forward = Request::from_parts(parts, body);
         if route.response.is_some() {
             // The answer is parsed and filtered: ask for it unencoded.
@@ -358,44 +368,29 @@ impl Gateway {
         }
     }
 
+    /// The input's cache-key part (method, path for the decision log, caller, route); the rest
+    /// is filled by [`fill_details`](Self::fill_details) when a policy actually runs.
     fn base_input(
         &self,
         parts: &http::request::Parts,
         caller: &Caller,
         route: &Route,
-        params: &BTreeMap<String, String>,
-        pairs: &[(String, String)],
     ) -> DecisionInput {
-        // The first value of each key, as the policy input documents it.
-        let mut query = BTreeMap::new();
-        for (k, v) in pairs {
-            query.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        let headers = POLICY_HEADERS
-            .iter()
-            .filter_map(|n| {
-                parts
-                    .headers
-                    .get(*n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| ((*n).to_owned(), v.to_owned()))
-            })
-            .collect();
         DecisionInput {
             request: RequestInput {
                 method: interned(parts.method.as_str()),
                 path: Arc::from(parts.uri.path()),
-                path_params: params.clone(),
-                query,
-                headers,
+                path_params: BTreeMap::new(),
+                query: BTreeMap::new(),
+                headers: BTreeMap::new(),
             },
             user: UserInput {
                 id: Arc::from(caller.id.as_str()),
                 kind: interned(caller.kind.as_str()),
                 groups: caller.groups.clone(),
                 permissions: caller.permissions.clone(),
-                bindings: self.directory.bindings_for(&caller.id, &caller.groups),
-                properties: caller.properties(),
+                bindings: Default::default(),
+                properties: serde_json::Value::Null,
             },
             resource: ResourceInput::default(),
             route: RouteInput {
@@ -405,6 +400,35 @@ impl Gateway {
             },
             grants: None,
         }
+    }
+
+    /// Completes `input` with what only a running policy reads: path parameters, query (first
+    /// value of each key), selected headers, the caller's bindings and properties.
+    fn fill_details(
+        &self,
+        input: &mut DecisionInput,
+        parts: &http::request::Parts,
+        caller: &Caller,
+        params: &BTreeMap<String, String>,
+        pairs: &[(String, String)],
+    ) {
+        let r = &mut input.request;
+        r.path_params = params.clone();
+        for (k, v) in pairs {
+            r.query.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        r.headers = POLICY_HEADERS
+            .iter()
+            .filter_map(|n| {
+                parts
+                    .headers
+                    .get(*n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| ((*n).to_owned(), v.to_owned()))
+            })
+            .collect();
+        input.user.bindings = self.directory.bindings_for(&caller.id, &caller.groups);
+        input.user.properties = caller.properties();
     }
 
     /// Completes a target from the directory. A project's company always comes from the
@@ -436,8 +460,8 @@ impl Gateway {
         &self,
         checks: &[super::table::Check],
         view: &RequestView<'_>,
-        base: &DecisionInput,
-        caller: &Caller,
+        input: &mut DecisionInput,
+        fill: &mut (dyn FnMut(&mut DecisionInput) + Send),
         adopt: bool,
     ) -> Result<(), Refusal> {
         let deny = |reason: &str| {
@@ -468,17 +492,18 @@ impl Gateway {
                     self.metrics.decisions.get_or_create(&deny_label()).inc();
                     deny(r)
                 })?;
-                let mut input = base.clone();
+                // Each target is decided on the one input, its target fields set in place: a copy
+                // of the whole document per target cost as much as the cached decision itself.
                 input.resource = resource;
                 input.route.permission = permission.clone();
                 input.route.rule = rule.clone();
-                let decision = self.policy.decide(&input, version).await;
+                let decision = self.policy.decide_filling(input, version, &mut *fill).await;
                 let label = crate::telemetry::metrics::DecisionLabels {
                     result: if decision.allow { "allow" } else { "deny" },
                 };
                 self.metrics.decisions.get_or_create(&label).inc();
                 if !decision.allow {
-                    tracing::debug!(caller = %caller.id, reason = %decision.reason, "denied");
+                    tracing::debug!(caller = %input.user.id, reason = %decision.reason, "denied");
                     return Err(deny(&decision.reason));
                 }
             }
@@ -486,6 +511,10 @@ impl Gateway {
         if applied == 0 {
             return Err(deny("no_applicable_check"));
         }
+        // Back to the request's own document, as a response rule reads it.
+        input.resource = ResourceInput::default();
+        input.route.permission = None;
+        input.route.rule = None;
         Ok(())
     }
 
