@@ -31,6 +31,21 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
     }
 }
 
+/// The shipped policy behind a small decision cache.
+fn engine() -> PolicyEngine {
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(200));
+    let source =
+        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    PolicyEngine::new(
+        Snapshot::compile(source).unwrap(),
+        Some(CacheSettings {
+            capacity: 100,
+            ttl: Duration::from_secs(60),
+        }),
+        false,
+    )
+}
+
 #[tokio::test]
 async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
     let buf = Buf::default();
@@ -41,17 +56,7 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(200));
-    let source =
-        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-    let engine = PolicyEngine::new(
-        Snapshot::compile(source).unwrap(),
-        Some(CacheSettings {
-            capacity: 100,
-            ttl: Duration::from_secs(60),
-        }),
-        false,
-    );
+    let engine = engine();
     let input = deploy_input("developer");
     let first = engine.decide(&input, 7).await;
     let second = engine.decide(&input, 7).await;
@@ -80,17 +85,13 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
 
 #[tokio::test]
 async fn request_details_are_built_only_when_the_policy_runs() {
-    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(200));
-    let source =
-        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
-    let engine = PolicyEngine::new(
-        Snapshot::compile(source).unwrap(),
-        Some(CacheSettings {
-            capacity: 100,
-            ttl: Duration::from_secs(60),
-        }),
-        false,
-    );
+    // A subscriber of its own, so this test's decisions never register the log's callsite as
+    // uninteresting while the other test is installing its subscriber.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let engine = engine();
     // The filled input holds the binding that allows; the bare one (cache-key fields only)
     // would be denied if the policy ever ran on it.
     let full = deploy_input("maintainer");
