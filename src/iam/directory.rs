@@ -123,7 +123,7 @@ impl State {
         // Pushed in id order: already sorted.
         let by_subject = lists
             .into_iter()
-            .map(|list| (!list.is_empty()).then(|| BindingSet::stored(list, names.clone())))
+            .map(|list| (!list.is_empty()).then(|| BindingSet::stored(list, names.list().clone())))
             .collect();
         Self {
             version: 0,
@@ -227,7 +227,7 @@ impl State {
             let list = rebuild(slot.as_ref().map_or(&[], |o| o.as_slice()), &|b| {
                 b.subjects().contains(s)
             });
-            *slot = (!list.is_empty()).then(|| BindingSet::stored(list, names.clone()));
+            *slot = (!list.is_empty()).then(|| BindingSet::stored(list, names.list().clone()));
         }
         let mut by_group = self.by_group.clone();
         for g in groups {
@@ -309,7 +309,7 @@ impl Directory {
                 }
             }
         }
-        BindingSet::stored(list, state.names.clone())
+        BindingSet::stored(list, state.names.list().clone())
     }
 
     /// A project, if known.
@@ -321,7 +321,7 @@ impl Directory {
     pub fn binding(&self, binding_id: &str) -> Option<Binding> {
         let state = self.state.load();
         let i = state.find(binding_id).ok()?;
-        state.bindings.get(i).map(|b| b.expand(&state.names))
+        state.bindings.get(i).map(|b| b.expand(state.names.list()))
     }
 
     /// Every binding (management listings; not for the request path).
@@ -331,7 +331,7 @@ impl Directory {
         state
             .bindings
             .iter()
-            .map(|b| b.expand(&state.names))
+            .map(|b| b.expand(state.names.list()))
             .collect()
     }
 
@@ -523,7 +523,7 @@ mod tests {
             let got: Vec<Binding> = state
                 .bindings
                 .iter()
-                .map(|b| b.expand(&state.names))
+                .map(|b| b.expand(state.names.list()))
                 .collect();
             assert_eq!(got, expected, "bindings after step {step}");
         }
@@ -568,7 +568,7 @@ mod tests {
             projects: vec![],
         });
         assert_eq!(state.bindings.len(), 1);
-        assert_eq!(state.bindings[0].expand(&state.names), second);
+        assert_eq!(state.bindings[0].expand(state.names.list()), second);
         let sa1 = state.names.get("sa1").unwrap();
         assert_eq!(state.subject(sa1).unwrap().len(), 1);
         let ops = state.names.get("ops").unwrap();

@@ -17,12 +17,61 @@ use std::sync::Arc;
 /// A name's symbol in a [`Names`] table.
 pub type Sym = u32;
 
+/// Names per shared block: a new version of the table copies at most one partial block.
+const BLOCK: usize = 1024;
+
+/// The names of a [`Names`] table by symbol, in blocks shared between versions of the table.
+/// A binding set keeps the list of the version it was built in alive; that costs a few pointers
+/// and at most one partial block per version, never a copy of every name (at a million bindings
+/// a full copy is about 10 MB, and every write adding a name makes a version).
+#[derive(Debug, Clone, Default)]
+pub struct NameList {
+    full: Vec<Arc<[Arc<str>]>>,
+    tail: Vec<Arc<str>>,
+}
+
+impl NameList {
+    /// The shared string of `sym` (for values that outlive a borrow of the list).
+    pub fn shared(&self, sym: Sym) -> Option<&Arc<str>> {
+        let (block, i) = (sym as usize / BLOCK, sym as usize % BLOCK);
+        match self.full.get(block) {
+            Some(b) => b.get(i),
+            None if block == self.full.len() => self.tail.get(i),
+            None => None,
+        }
+    }
+
+    /// The name of `sym` (empty for a symbol this list never held, which cannot happen for
+    /// bindings built against it or an older version).
+    pub fn name(&self, sym: Sym) -> &str {
+        self.shared(sym).map_or("", |s| s)
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.full.len() * BLOCK + self.tail.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, name: Arc<str>) {
+        self.tail.push(name);
+        if self.tail.len() == BLOCK {
+            let block = std::mem::take(&mut self.tail);
+            self.full.push(block.into());
+        }
+    }
+}
+
 /// Interned names. Append-only: a symbol, once handed out, names the same string for the life of
-/// the table and of every clone made after it, so bindings built against an older clone resolve
-/// against a newer one.
+/// the table and of every version made from it, so bindings built against an older version
+/// resolve against a newer one.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
-    list: Vec<Arc<str>>,
+    list: Arc<NameList>,
     index: HashMap<Arc<str>, Sym, foldhash::quality::RandomState>,
 }
 
@@ -36,7 +85,7 @@ impl Names {
         // the last symbol is reused rather than panicking.
         let s = Sym::try_from(self.list.len()).unwrap_or(Sym::MAX);
         let name: Arc<str> = Arc::from(name);
-        self.list.push(name.clone());
+        Arc::make_mut(&mut self.list).push(name.clone());
         self.index.insert(name, s);
         s
     }
@@ -46,15 +95,14 @@ impl Names {
         self.index.get(name).copied()
     }
 
-    /// The name of `sym` (empty for a symbol this table never handed out, which cannot happen
-    /// for bindings built against it or an older clone).
+    /// The name of `sym`.
     pub fn name(&self, sym: Sym) -> &str {
-        self.list.get(sym as usize).map_or("", |s| s)
+        self.list.name(sym)
     }
 
-    /// The shared string of `sym` (for values that outlive a borrow of the table).
-    pub fn shared(&self, sym: Sym) -> Option<&Arc<str>> {
-        self.list.get(sym as usize)
+    /// The names by symbol, as binding sets keep them.
+    pub fn list(&self) -> &Arc<NameList> {
+        &self.list
     }
 
     /// Whether every name of `b` is already interned (a write that adds none can share the table).
@@ -237,7 +285,7 @@ impl StoredBinding {
     }
 
     /// The API model of this binding.
-    pub fn expand(&self, names: &Names) -> Binding {
+    pub fn expand(&self, names: &NameList) -> Binding {
         let strings = |l: Syms<'_>| l.iter().map(|s| names.name(s).to_owned()).collect();
         Binding {
             binding_id: self.id().to_owned(),
@@ -323,7 +371,7 @@ mod tests {
         for resource in [true, false] {
             let b = binding(resource);
             let s = StoredBinding::new(&b, &mut names);
-            assert_eq!(s.expand(&names), b);
+            assert_eq!(s.expand(names.list()), b);
             assert_eq!(s.subjects().len(), 2);
             assert_eq!(s.resource().is_some(), resource);
         }
@@ -343,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn a_new_version_of_the_table_shares_its_full_blocks() {
+        let mut names = Names::default();
+        for i in 0..BLOCK + 10 {
+            names.intern(&format!("n{i}"));
+        }
+        let old = names.clone();
+        names.intern("one more");
+        assert!(!Arc::ptr_eq(old.list(), names.list()));
+        assert_eq!(old.list().full.len(), 1);
+        assert!(Arc::ptr_eq(&old.list().full[0], &names.list().full[0]));
+        assert_eq!(old.len() + 1, names.len());
+        for sym in [0, 5, BLOCK as Sym, (BLOCK + 9) as Sym] {
+            assert_eq!(old.name(sym), names.name(sym));
+        }
+        assert_eq!(names.name((BLOCK + 10) as Sym), "one more");
+        assert_eq!(old.name((BLOCK + 10) as Sym), "");
+        assert_eq!(names.get("n1030"), Some(1030));
+    }
+
+    #[test]
     fn an_empty_binding_has_empty_lists_and_no_resource() {
         let mut names = Names::default();
         let b = Binding {
@@ -354,7 +422,7 @@ mod tests {
             resource: None,
         };
         let s = StoredBinding::new(&b, &mut names);
-        assert_eq!(s.expand(&names), b);
+        assert_eq!(s.expand(names.list()), b);
         assert!(s.roles().is_empty() && s.resource().is_none() && names.is_empty());
     }
 }

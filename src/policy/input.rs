@@ -3,7 +3,7 @@
 //! policies carry over.
 
 use crate::iam::Binding;
-use crate::iam::interned::{Names, StoredBinding};
+use crate::iam::interned::{NameList, Names, StoredBinding};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct BindingSet(Arc<BindingSetInner>);
 #[derive(Debug, Default)]
 struct BindingSetInner {
     list: Vec<Arc<StoredBinding>>,
-    names: Arc<Names>,
+    names: Arc<NameList>,
     value: std::sync::OnceLock<regorus::Value>,
     /// The whole `input.user` object of the first caller that used this set. A directory hands a
     /// service account the same set on every request until a change, so its user object is
@@ -73,11 +73,11 @@ impl BindingSet {
             .iter()
             .map(|b| Arc::new(StoredBinding::new(b, &mut names)))
             .collect();
-        Self::stored(list, Arc::new(names))
+        Self::stored(list, names.list().clone())
     }
 
     /// Wraps bindings shared with their owner (the directory), interned in `names`.
-    pub fn stored(list: Vec<Arc<StoredBinding>>, names: Arc<Names>) -> Self {
+    pub fn stored(list: Vec<Arc<StoredBinding>>, names: Arc<NameList>) -> Self {
         Self(Arc::new(BindingSetInner {
             list,
             names,
@@ -92,7 +92,7 @@ impl BindingSet {
     }
 
     /// The names the bindings use.
-    pub fn names(&self) -> &Arc<Names> {
+    pub fn names(&self) -> &Arc<NameList> {
         &self.0.names
     }
 
@@ -455,7 +455,7 @@ fn object<const N: usize>(pairs: [(&Value, Option<Value>); N]) -> Value {
 
 /// A binding as a policy value (field names as in the Rönd data model). Its strings are the
 /// names table's own `Arc<str>`s: no copy.
-pub fn binding_value(b: &StoredBinding, names: &Names) -> Value {
+pub fn binding_value(b: &StoredBinding, names: &NameList) -> Value {
     let k = &*KEYS;
     let name = |sym| names.shared(sym).map_or_else(|| s(""), shared);
     let list =
