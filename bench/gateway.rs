@@ -1,5 +1,7 @@
 //! Request-path pieces: access-token verification (uncached and cached), path validation and
-//! route matching on a table the size of the Console's.
+//! route matching on a table the size of the Console's; and the directory at the scale data
+//! set's size (a million bindings): a caller's bindings on the request path, and one write's
+//! new state on the write path.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The allocator the shipped binary uses, so that figures match production.
@@ -96,5 +98,71 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, verification, routing);
+fn directory(c: &mut Criterion) {
+    use iamgate::iam::directory::{Directory, IamChange, IamData};
+    use iamgate::iam::interned::BindingTable;
+    use iamgate::iam::{Binding, BindingResource};
+    let binding = |i: usize| Binding {
+        binding_id: format!("sa-{}-{}", i / 10, i % 10),
+        subjects: vec![format!("sa-{}", i / 10)],
+        groups: vec![],
+        roles: vec![["guest", "developer", "maintainer"][i % 3].to_owned()],
+        permissions: vec![],
+        resource: Some(BindingResource {
+            resource_type: "project".to_owned(),
+            resource_id: format!("p-{}", i % 10_000),
+        }),
+    };
+    let mut table = BindingTable::with_capacity(1_000_000);
+    for i in 0..1_000_000 {
+        table.push(&binding(i));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let directory = rt.block_on(async {
+        let store = iamgate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
+            .await
+            .unwrap();
+        let d = Directory::load(Arc::new(store)).await.unwrap();
+        assert!(
+            d.replace_if(
+                d.version(),
+                IamData {
+                    bindings: table,
+                    projects: vec![],
+                }
+            )
+            .await
+        );
+        d
+    });
+    assert_eq!(directory.bindings_for("sa-4242", &[]).len(), 10);
+    c.bench_function("directory/bindings_for (1M bindings)", |b| {
+        b.iter(|| black_box(directory.bindings_for(black_box("sa-4242"), &[])))
+    });
+    let mut group = c.benchmark_group("directory/write (1M bindings)");
+    group.sample_size(20);
+    // Published without the store write, which is the database's cost, not the directory's.
+    let mut n = 0usize;
+    group.bench_function("put, known names", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(directory.publish(vec![IamChange::PutBinding(binding(n % 1_000_000))]))
+        })
+    });
+    group.bench_function("put, a new subject", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut new = binding(n % 1_000_000);
+            new.subjects = vec![format!("new-{n}")];
+            new.binding_id = format!("new-{n}");
+            rt.block_on(directory.publish(vec![IamChange::PutBinding(new)]))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verification, routing, directory);
 criterion_main!(benches);
