@@ -323,7 +323,7 @@ impl Gateway {
         let identity = caller.as_ref().map(|c| Identity {
             user_id: c.id.clone(),
             groups: c.groups.clone(),
-            properties: c.properties().to_string(),
+            properties: c.properties_json(),
             client_type: c.kind.as_str().to_owned(),
         });
         let resp = upstream
