@@ -52,23 +52,11 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
+/// Validates `seg` and percent-decodes it. One pass does both; the decoded copy is started only
+/// at the first `%`, so a segment without one comes back borrowed.
 fn decode_segment(seg: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = seg.as_bytes();
-    if !bytes.contains(&b'%') {
-        return match bytes
-            .iter()
-            .any(|&b| matches!(b, b'\\' | b';' | 0..=0x1f | 0x7f))
-        {
-            false => Ok(Cow::Borrowed(seg)),
-            // The byte-by-byte pass below names the first offending byte.
-            true => decode_owned(bytes).map(Cow::Owned),
-        };
-    }
-    decode_owned(bytes).map(Cow::Owned)
-}
-
-fn decode_owned(bytes: &[u8]) -> Result<String, PathError> {
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         match b {
@@ -90,18 +78,31 @@ fn decode_owned(bytes: &[u8]) -> Result<String, PathError> {
                     b'.' => return Err(PathError::EncodedDot),
                     b'\\' => return Err(PathError::Backslash),
                     0..=0x1f | 0x7f => return Err(PathError::Encoding),
-                    _ => out.push(v),
+                    _ => out
+                        .get_or_insert_with(|| {
+                            let mut o = Vec::with_capacity(bytes.len());
+                            o.extend_from_slice(bytes.get(..i).unwrap_or_default());
+                            o
+                        })
+                        .push(v),
                 }
                 i += 3;
             }
             0..=0x1f | 0x7f => return Err(PathError::Encoding),
             _ => {
-                out.push(b);
+                if let Some(o) = &mut out {
+                    o.push(b);
+                }
                 i += 1;
             }
         }
     }
-    String::from_utf8(out).map_err(|_| PathError::Encoding)
+    match out {
+        None => Ok(Cow::Borrowed(seg)),
+        Some(o) => String::from_utf8(o)
+            .map(Cow::Owned)
+            .map_err(|_| PathError::Encoding),
+    }
 }
 
 /// Validates `path` (without query) and splits it into segments.
@@ -134,10 +135,7 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
         let value = decode_segment(seg)?;
         // `a%2F..%2Fb` is one segment here, but an upstream that decodes `%2F` before routing
         // would see a dot segment: refuse it as ambiguous too.
-        if matches!(value, Cow::Owned(_))
-            && value.contains('/')
-            && value.split('/').any(|p| p == "." || p == "..")
-        {
+        if value.contains('/') && value.split('/').any(|p| p == "." || p == "..") {
             return Err(PathError::DotSegment);
         }
         decoded.push(value);
