@@ -71,8 +71,14 @@ struct State {
     projects: HashMap<String, Arc<Project>>,
 }
 
-fn by_id(list: &mut [Arc<StoredBinding>]) {
-    list.sort_unstable_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
+/// The order of bindings everywhere in the directory.
+fn by_id(a: &Arc<StoredBinding>, b: &Arc<StoredBinding>) -> std::cmp::Ordering {
+    a.id_bytes().cmp(b.id_bytes())
+}
+
+/// Where the binding `id` is (or would go) in an id-sorted list.
+fn position(list: &[Arc<StoredBinding>], id: &str) -> Result<usize, usize> {
+    list.binary_search_by(|b| b.id_bytes().cmp(id.as_bytes()))
 }
 
 impl State {
@@ -81,7 +87,7 @@ impl State {
         let names = Arc::new(names);
         let mut bindings: Vec<Arc<StoredBinding>> = list.into_iter().map(Arc::new).collect();
         // Stable, so of two rows with one id the later stays last and wins, as a write would.
-        bindings.sort_by(|a, b| a.id_bytes().cmp(b.id_bytes()));
+        bindings.sort_by(by_id);
         let mut unique: Vec<Arc<StoredBinding>> = Vec::with_capacity(bindings.len());
         for b in bindings {
             match unique.last_mut() {
@@ -135,11 +141,6 @@ impl State {
         }
     }
 
-    fn find(&self, id: &str) -> Result<usize, usize> {
-        self.bindings
-            .binary_search_by(|b| b.id_bytes().cmp(id.as_bytes()))
-    }
-
     fn subject(&self, s: Sym) -> Option<&BindingSet> {
         self.by_subject.get(s as usize).and_then(Option::as_ref)
     }
@@ -171,7 +172,7 @@ impl State {
                         StoredBinding::new(&b, Arc::make_mut(&mut names))
                     });
                     touch(&stored);
-                    match bindings.binary_search_by(|x| x.id_bytes().cmp(b.binding_id.as_bytes())) {
+                    match position(&bindings, &b.binding_id) {
                         Ok(i) => {
                             if let Some(slot) = bindings.get_mut(i) {
                                 touch(slot);
@@ -183,7 +184,7 @@ impl State {
                     changed.insert(b.binding_id);
                 }
                 IamChange::DeleteBinding(id) => {
-                    if let Ok(i) = bindings.binary_search_by(|x| x.id_bytes().cmp(id.as_bytes())) {
+                    if let Ok(i) = position(&bindings, &id) {
                         let old = bindings.remove(i);
                         touch(&old);
                     }
@@ -199,12 +200,7 @@ impl State {
         }
         let fresh: Vec<&Arc<StoredBinding>> = changed
             .iter()
-            .filter_map(|id| {
-                let i = bindings
-                    .binary_search_by(|x| x.id_bytes().cmp(id.as_bytes()))
-                    .ok()?;
-                bindings.get(i)
-            })
+            .filter_map(|id| bindings.get(position(&bindings, id).ok()?))
             .collect();
         // An entry's new list: its old bindings that did not change, plus the changed ones
         // (in their new version) that name it.
@@ -215,7 +211,7 @@ impl State {
                 .cloned()
                 .collect();
             list.extend(fresh.iter().filter(|b| names(b)).map(|b| (*b).clone()));
-            by_id(&mut list);
+            list.sort_unstable_by(by_id);
             list
         };
         let mut by_subject = self.by_subject.clone();
@@ -320,7 +316,7 @@ impl Directory {
     /// A binding by id.
     pub fn binding(&self, binding_id: &str) -> Option<Binding> {
         let state = self.state.load();
-        let i = state.find(binding_id).ok()?;
+        let i = position(&state.bindings, binding_id).ok()?;
         state.bindings.get(i).map(|b| b.expand(state.names.list()))
     }
 
@@ -333,12 +329,6 @@ impl Directory {
             .iter()
             .map(|b| b.expand(state.names.list()))
             .collect()
-    }
-
-    /// Number of bindings and of interned names (start-up log, diagnostics).
-    pub fn sizes(&self) -> (usize, usize) {
-        let state = self.state.load();
-        (state.bindings.len(), state.names.len())
     }
 
     /// Commits `changes` in one transaction, then publishes the new state. Nothing is published

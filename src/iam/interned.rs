@@ -325,16 +325,6 @@ impl BindingTable {
         let stored = StoredBinding::new(b, &mut self.names);
         self.list.push(stored);
     }
-
-    /// Number of bindings.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
 }
 
 impl<'a> FromIterator<&'a Binding> for BindingTable {

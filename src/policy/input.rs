@@ -91,11 +91,6 @@ impl BindingSet {
         &self.0.list
     }
 
-    /// The names the bindings use.
-    pub fn names(&self) -> &Arc<NameList> {
-        &self.0.names
-    }
-
     /// Number of bindings.
     pub fn len(&self) -> usize {
         self.0.list.len()
@@ -109,15 +104,6 @@ impl BindingSet {
     /// The bindings' ids, in order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.0.list.iter().map(|b| b.id())
-    }
-
-    /// The bindings as the API model.
-    pub fn bindings(&self) -> Vec<Binding> {
-        self.0
-            .list
-            .iter()
-            .map(|b| b.expand(&self.0.names))
-            .collect()
     }
 
     /// The bindings as a policy value (memoised).
