@@ -243,7 +243,15 @@ impl Gateway {
             }
             _ => None,
         };
+        // The input's request details are built at most once, and only where a policy runs: on
+        // a decision-cache miss, or for a response rule.
         let mut filled = false;
+        let mut fill = |i: &mut DecisionInput| {
+            if let (false, Some(c)) = (filled, &caller) {
+                self.fill_details(i, &parts, c, &params, &query);
+                filled = true;
+            }
+        };
         if let (Access::Policy(checks), Some(caller), Some(input)) =
             (&route.access, &caller, &mut input)
         {
@@ -271,12 +279,6 @@ impl Gateway {
             if let Some(kind) = route.grants {
                 input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
             }
-            let mut fill = |i: &mut DecisionInput| {
-                if !filled {
-                    self.fill_details(i, &parts, caller, &params, &query);
-                    filled = true;
-                }
-            };
             self.authorize(checks, &view, input, &mut fill, route.adopt_projects)
                 .await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
@@ -310,10 +312,8 @@ impl Gateway {
                     .into_response(),
             );
         };
-        if let (Some(_), Some(caller), Some(input), false) =
-            (&route.response, &caller, &mut input, filled)
-        {
-            self.fill_details(input, &parts, caller, &params, &query);
+        if let (Some(_), Some(input)) = (&route.response, &mut input) {
+            fill(input);
         }
         let mut forward = Request::from_parts(parts, body);
         if route.response.is_some() {

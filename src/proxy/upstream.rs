@@ -118,6 +118,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Appends `ip` as text: the common IPv4 case without the formatting machinery, which cost
 /// about as much as the rest of the header rewrite.
@@ -327,11 +329,11 @@ impl Upstream {
         push_ip(&mut xff, peer.ip());
         h.insert(X_FORWARDED_FOR, value(&xff)?);
         h.insert(
-            HeaderName::from_static("x-forwarded-proto"),
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
         if let Some(host) = original_host {
-            h.insert(HeaderName::from_static("x-forwarded-host"), host);
+            h.insert(X_FORWARDED_HOST, host);
         }
         parts.uri = self.target(parts.uri.path_and_query())?;
         parts.version = http::Version::HTTP_11;
