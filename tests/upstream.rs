@@ -57,11 +57,12 @@ async fn start_upstream() -> SocketAddr {
 fn upstream(addr: SocketAddr, prefix: &str, forward_auth: bool) -> Upstream {
     Upstream::new(
         format!("http://{addr}{prefix}").parse().unwrap(),
-        iamgate::proxy::upstream::http_client(Duration::from_secs(1), None).unwrap(),
+        iamgate::proxy::upstream::connector(Duration::from_secs(1), None).unwrap(),
         Duration::from_millis(500),
         IdentityHeaders::default(),
         forward_auth,
     )
+    .unwrap()
 }
 
 fn identity() -> Identity {

@@ -5,6 +5,7 @@
 
 pub mod gateway;
 pub mod path;
+pub mod pool;
 pub mod resolve;
 pub mod route;
 pub mod table;

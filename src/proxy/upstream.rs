@@ -6,6 +6,7 @@
 //! `Authorization` header is dropped unless configured; `X-Forwarded-*` and `x-request-id` are
 //! set. A refused connection becomes 502, a slow upstream 504, both with JSON bodies.
 
+use super::pool::{Connector, Pool};
 use crate::error::{ApiError, Body};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -146,15 +147,16 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     }
 }
 
-/// The pooled HTTP/1.1 client (plain or TLS) shared by the upstream and JWKS fetches.
-pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+/// The general pooled HTTP/1.1 client (plain or TLS) for JWKS URLs and directory sync: off the
+/// request path, to any host. Proxied requests go through [`Pool`] instead.
+pub type HttpClient = Client<Connector, Body>;
 
-/// Builds a pooled client for `http` and `https` URLs. TLS trusts the Mozilla roots plus the PEM
-/// certificates in `extra_ca` (a private CA in front of the Console).
-pub fn http_client(
+/// The connector for `http` and `https` URLs, with `connect_timeout`. TLS trusts the Mozilla
+/// roots plus the PEM certificates in `extra_ca` (a private CA in front of the Console).
+pub fn connector(
     connect_timeout: Duration,
     extra_ca: Option<&std::path::Path>,
-) -> Result<HttpClient, String> {
+) -> Result<Connector, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -179,15 +181,25 @@ pub fn http_client(
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
+        .wrap_connector(http))
 }
+
+/// A pooled general client over `connector`.
+pub fn http_client(connector: Connector) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .build(connector)
+}
+
+/// How long an idle upstream connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most idle connections kept to the upstream: enough for the concurrency limit's bursts
+/// without holding thousands of sockets after one.
+const MAX_IDLE: usize = 1024;
 
 /// GETs `uri` (JSON wanted, optionally with a bearer token) and returns its 2xx body, read up to
 /// `max_bytes` and within `timeout`: the bounded fetch behind JWKS URLs and directory sync.
@@ -228,48 +240,60 @@ pub async fn fetch_bounded(
         .map_err(|_| "fetch timed out".to_owned())?
 }
 
-/// The pooled client to one upstream base URL.
+/// The forwarder to one upstream base URL.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: HttpClient,
-    base: Uri,
+    pool: Arc<Pool>,
+    /// The base URL's path without its trailing slash, put before every request's path.
+    prefix: Arc<str>,
+    /// The base URL's authority, sent as `Host`.
+    host: HeaderValue,
     response_timeout: Duration,
     names: IdentityHeaders,
     forward_authorization: bool,
 }
 
 impl Upstream {
-    /// A forwarder to `base` (`http(s)://host:port[/prefix]`) over `client`.
+    /// A forwarder to `base` (`http(s)://host:port[/prefix]`) over connections from `connector`.
     pub fn new(
         base: Uri,
-        client: HttpClient,
+        connector: Connector,
         response_timeout: Duration,
         names: IdentityHeaders,
         forward_authorization: bool,
-    ) -> Self {
-        Self {
-            client,
-            base,
+    ) -> Result<Self, UpstreamError> {
+        let host = base
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or_else(|| UpstreamError::Request("upstream URL has no host".to_owned()))?;
+        Ok(Self {
+            prefix: Arc::from(base.path().trim_end_matches('/')),
+            pool: Arc::new(Pool::new(connector, base, IDLE_TIMEOUT, MAX_IDLE)),
+            host,
             response_timeout,
             names,
             forward_authorization,
-        }
+        })
     }
 
+    /// Idle connections to the upstream right now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// The origin-form target: the base URL's path, then the request's path and query.
     fn target(&self, original: Option<&PathAndQuery>) -> Result<Uri, UpstreamError> {
-        let prefix = self.base.path().trim_end_matches('/');
-        let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = Some(match original {
+        let pq = match original {
             // The common case, a base URL without a path: the request's own (already parsed).
-            Some(pq) if prefix.is_empty() => pq.clone(),
+            Some(pq) if self.prefix.is_empty() => pq.clone(),
             _ => {
                 let pq = original.map_or("/", |p| p.as_str());
-                format!("{prefix}{pq}")
+                format!("{}{pq}", self.prefix)
                     .parse()
                     .map_err(|e: http::uri::InvalidUri| UpstreamError::Request(e.to_string()))?
             }
-        });
-        Uri::from_parts(parts).map_err(|e| UpstreamError::Request(e.to_string()))
+        };
+        Ok(Uri::from(pq))
     }
 
     /// Forwards `req` (whose path is exactly the one the policy saw) for `identity`.
@@ -301,7 +325,7 @@ impl Upstream {
         if !self.forward_authorization {
             h.remove(header::AUTHORIZATION);
         }
-        h.remove(header::HOST);
+        h.insert(header::HOST, self.host.clone());
         let value = |s: &str| {
             HeaderValue::from_str(s).map_err(|_| UpstreamError::Request("header value".to_owned()))
         };
@@ -338,13 +362,13 @@ impl Upstream {
         parts.uri = self.target(parts.uri.path_and_query())?;
         parts.version = http::Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, body);
-        let resp = tokio::time::timeout(self.response_timeout, self.client.request(upstream_req))
+        let resp = tokio::time::timeout(self.response_timeout, self.pool.send(upstream_req))
             .await
             .map_err(|_| UpstreamError::Timeout)?
             .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.boxed()))
+        Ok(Response::from_parts(parts, body))
     }
 }
 

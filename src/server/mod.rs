@@ -66,6 +66,9 @@ pub enum StartError {
     /// An external issuer's keys could not be loaded.
     #[error(transparent)]
     External(#[from] crate::authn::external::ExternalError),
+    /// The upstream URL cannot be forwarded to.
+    #[error("upstream: {0}")]
+    Upstream(String),
 }
 
 /// Loads the policy (configured folder, `./policies`, or the embedded default), tested before
@@ -299,10 +302,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     if let Some((url, token, every)) = settings.directory_sync.clone() {
         let client = crate::proxy::upstream::http_client(
-            settings.upstream.connect_timeout,
-            settings.upstream.ca_file.as_deref(),
-        )
-        .map_err(StartError::Tls)?;
+            crate::proxy::upstream::connector(
+                settings.upstream.connect_timeout,
+                settings.upstream.ca_file.as_deref(),
+            )
+            .map_err(StartError::Tls)?,
+        );
         let directory = directory.clone();
         crate::util::spawn_periodic(every, shutdown_rx.clone(), false, move || {
             let (directory, client, url, token) = (
@@ -376,8 +381,9 @@ async fn build_gateway(
         })?,
     };
     let up = &settings.upstream;
-    let client = crate::proxy::upstream::http_client(up.connect_timeout, up.ca_file.as_deref())
+    let connector = crate::proxy::upstream::connector(up.connect_timeout, up.ca_file.as_deref())
         .map_err(StartError::Tls)?;
+    let client = crate::proxy::upstream::http_client(connector.clone());
     let verifier = Arc::new(crate::token::verifier::AccessTokenVerifier::new(
         keys.clone(),
         issuer_id,
@@ -393,15 +399,20 @@ async fn build_gateway(
     }
     let auth = crate::authn::bearer::BearerAuth::new(verifier, accounts.snapshot().clone())
         .with_external(externals);
-    let upstream = up.url.clone().map(|base| {
-        crate::proxy::upstream::Upstream::new(
-            base,
-            client,
-            up.response_timeout,
-            up.identity_headers.clone(),
-            up.forward_authorization,
-        )
-    });
+    let upstream = up
+        .url
+        .clone()
+        .map(|base| {
+            crate::proxy::upstream::Upstream::new(
+                base,
+                connector,
+                up.response_timeout,
+                up.identity_headers.clone(),
+                up.forward_authorization,
+            )
+        })
+        .transpose()
+        .map_err(|e| StartError::Upstream(e.to_string()))?;
     if upstream.is_none() {
         tracing::warn!("no upstream.url configured: proxied routes answer 503");
     }
