@@ -6,7 +6,9 @@
 #   nginx-proxy          nginx as a plain reverse proxy (2 workers, upstream keepalive)
 #   haproxy-jwt          HAProxy (2 threads) verifying the RS256 bearer token with jwt_verify
 #   iamgate-authorized   an authorized GET through iamgate (bearer check, route, Rego, forward)
-# and prints req/s, p50/p99 and the ratios of iamgate to nginx and to HAProxy. With oha
+#   transport-floor      iamgate's transport alone (runtime, hyper server, upstream pool) as a
+#                        pass-through proxy: the ceiling for any gateway logic on top
+# and prints req/s, p50/p99 and the ratios of iamgate to nginx, to HAProxy and to the floor. With oha
 # installed (cargo install oha), a fixed-rate leg (RATE req/s) measures the latency added to the
 # direct upstream by each proxy.
 # Needs: wrk, nginx, haproxy, openssl, curl, python3 (apt-get install wrk nginx-light haproxy ...).
@@ -20,7 +22,8 @@ UP_PORT=${UP_PORT:-18281}
 GW_PORT=${GW_PORT:-18282}
 NGX_PORT=${NGX_PORT:-18283}
 HAP_PORT=${HAP_PORT:-18284}
-cargo build --release -q
+FLOOR_PORT=${FLOOR_PORT:-18285}
+cargo build --release -q --bin iamgate --example hyper_floor
 . bench/common.sh
 start_nginx 2 "    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
     server {
@@ -39,6 +42,8 @@ log: {level: warn}
 upstream: {url: "http://127.0.0.1:$UP_PORT"}
 YAML
 ./target/release/iamgate serve --config "$work/iamgate.yaml" >"$work/gw.log" 2>&1 &
+pids+=($!)
+./target/release/examples/hyper_floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UP_PORT" >"$work/floor.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$GW_PORT/-/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$UP_PORT/" >/dev/null 2>&1 && break
@@ -97,6 +102,7 @@ check "$NGX_PORT" "" 200
 check "$HAP_PORT" "Bearer $token" 200
 check "$HAP_PORT" "Bearer ${token}x" 401
 check "$GW_PORT" "Bearer $token" 200
+check "$FLOOR_PORT" "" 200
 
 run() { # name url [script]
     local out
@@ -115,16 +121,18 @@ for round in $(seq 1 "$ROUNDS"); do
     run nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
     run haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "$work/auth.lua"
     run iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "$work/auth.lua"
+    run transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
 done
 python3 - "$work" <<'PY'
 import sys, statistics
 w = sys.argv[1]
 m = {n: statistics.mean(float(x) for x in open(f"{w}/{n}.rps"))
-     for n in ["upstream-direct", "nginx-proxy", "haproxy-jwt", "iamgate-authorized"]}
+     for n in ["upstream-direct", "nginx-proxy", "haproxy-jwt", "iamgate-authorized", "transport-floor"]}
 gw = m["iamgate-authorized"]
 print("mean req/s: " + ", ".join(f"{k} {v:.0f}" for k, v in m.items()))
 print(f"iamgate / nginx plain proxy: {gw / m['nginx-proxy']:.2f}x (goal >= 1.0x)")
 print(f"iamgate / haproxy RS256:     {gw / m['haproxy-jwt']:.2f}x (goal >= 2.0x)")
+print(f"iamgate / transport floor:   {gw / m['transport-floor']:.2f}x; floor / nginx {m['transport-floor'] / m['nginx-proxy']:.2f}x")
 PY
 
 # Fixed rate: the latency each proxy adds to the direct upstream at RATE req/s.
@@ -146,11 +154,12 @@ open(sys.argv[3], 'w').write(f\"{p['p50']} {p['p99']}\")
     fixed nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
     fixed haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "Bearer $token"
     fixed iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "Bearer $token"
+    fixed transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
     python3 - "$work" <<'PY'
 import sys
 w = sys.argv[1]
 base = [float(x) for x in open(f"{w}/upstream-direct.fixed").read().split()]
-for n in ["nginx-proxy", "haproxy-jwt", "iamgate-authorized"]:
+for n in ["nginx-proxy", "haproxy-jwt", "iamgate-authorized", "transport-floor"]:
     v = [float(x) for x in open(f"{w}/{n}.fixed").read().split()]
     print(f"added by {n:<20} p50 {(v[0]-base[0])*1e6:7.0f} us   p99 {(v[1]-base[1])*1e6:7.0f} us")
 PY

@@ -37,7 +37,7 @@ fn input() -> DecisionInput {
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
-            groups: vec!["ci".into()],
+            groups: vec!["ci".into()].into(),
             bindings: BindingSet::new(vec![
                 b("b1", "maintainer", "company", "c1"),
                 b("b2", "reporter", "project", "p7"),

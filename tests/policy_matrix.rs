@@ -215,7 +215,7 @@ fn input(
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
-            groups: vec!["team-a".into()],
+            groups: vec!["team-a".into()].into(),
             bindings: BindingSet::new(bindings),
             ..Default::default()
         },

@@ -633,6 +633,19 @@ async fn metrics_count_requests_and_decisions() {
         "{m}"
     );
     assert!(m.contains("iamgate_request_duration_seconds_bucket"), "{m}");
+    // A path no route matches counts under `none`; only routes and classes seen have series.
+    gw.get_as("/api/no/such/route", &token).await;
+    gw.get_as("/api/no/such/route", &token).await;
+    let m = String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        m.contains(r#"iamgate_requests_total{route="none",status="4xx"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"iamgate_requests_total{route="P2.revisions",status="2xx"} 1"#),
+        "{m}"
+    );
+    assert_eq!(m.matches("iamgate_requests_total{").count(), 3, "{m}");
     assert!(
         !m.contains(&token) && !m.contains(&id),
         "no identities in metrics"

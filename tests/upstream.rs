@@ -68,7 +68,7 @@ fn upstream(addr: SocketAddr, prefix: &str, forward_auth: bool) -> Upstream {
 fn identity() -> Identity {
     Identity {
         user_id: "sa-1".into(),
-        groups: vec!["ci".into(), "ops".into()],
+        groups: vec!["ci".into(), "ops".into()].into(),
         properties: r#"{"name":"deployer"}"#.into(),
         client_type: "serviceaccount".into(),
     }

@@ -85,9 +85,9 @@ pub struct Caller {
     /// Service account or user.
     pub kind: CallerKind,
     /// Groups (users of external issuers).
-    pub groups: Vec<String>,
+    pub groups: Arc<[String]>,
     /// Root permissions held directly (root service accounts), as of this request's snapshot.
-    pub permissions: Vec<String>,
+    pub permissions: Arc<[String]>,
     /// The service account, for service-account callers.
     pub account: Option<Arc<ServiceAccount>>,
     /// The issuer that vouched for a user.
@@ -218,8 +218,9 @@ impl BearerAuth {
             return Ok(Caller {
                 id: user.id,
                 kind: CallerKind::User,
-                groups: user.groups,
-                permissions: vec![],
+                groups: user.groups.into(),
+                // Shared empty list: no allocation.
+                permissions: Arc::default(),
                 account: None,
                 issuer: Some(user.issuer),
             });
@@ -238,7 +239,7 @@ impl BearerAuth {
         Ok(Caller {
             id: account.client_id.clone(),
             kind: CallerKind::ServiceAccount,
-            groups: vec![],
+            groups: Arc::default(),
             permissions: account.permissions.clone(),
             account: Some(account),
             issuer: None,
@@ -255,8 +256,8 @@ mod tests {
         let company = |owner: Owner| Caller {
             id: "sa-1".into(),
             kind: CallerKind::ServiceAccount,
-            groups: vec![],
-            permissions: vec![],
+            groups: vec![].into(),
+            permissions: vec![].into(),
             account: Some(Arc::new(ServiceAccount {
                 owner,
                 name: "name with \"quotes\" and ü".into(),
@@ -267,8 +268,8 @@ mod tests {
         let user = Caller {
             id: "u-1".into(),
             kind: CallerKind::User,
-            groups: vec!["g".into()],
-            permissions: vec![],
+            groups: vec!["g".into()].into(),
+            permissions: vec![].into(),
             account: None,
             issuer: Some("https://idp.example".into()),
         };
@@ -296,7 +297,7 @@ mod tests {
             name: id.to_owned(),
             owner: Owner::Company("acme".into()),
             credential: Credential::Secret(SecretHasher::new(b"pepper-pepper-pepper").hash("x")),
-            permissions: vec![],
+            permissions: vec![].into(),
             created_at: 0,
             last_login: None,
             retired_secret: None,

@@ -9,6 +9,7 @@ use crate::util::{b64url, random_bytes};
 use aws_lc_rs::hmac;
 use serde::Serialize;
 use std::fmt;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Token endpoint authentication method.
@@ -88,8 +89,9 @@ pub struct ServiceAccount {
     pub owner: Owner,
     /// Secret hash or public keys.
     pub credential: Credential,
-    /// Root permissions (root accounts only).
-    pub permissions: Vec<String>,
+    /// Root permissions (root accounts only). Shared: every request of the account hands the
+    /// same list to the policy input and the decision-cache key.
+    pub permissions: Arc<[String]>,
     /// Creation time, Unix seconds (`clientIdIssuedAt`).
     pub created_at: i64,
     /// Last successful token request, Unix seconds.

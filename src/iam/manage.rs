@@ -796,7 +796,7 @@ impl Manager {
                 name: a.name.clone(),
                 auth_method: a.credential.method().as_str(),
                 company_roles: company_roles(a),
-                permissions: (a.owner == Owner::Root).then(|| a.permissions.clone()),
+                permissions: (a.owner == Owner::Root).then(|| a.permissions.to_vec()),
                 kids: match &a.credential {
                     Credential::Keys(k) => Some(k.iter().map(|k| k.kid.clone()).collect()),
                     Credential::Secret(_) => None,

@@ -191,7 +191,7 @@ pub fn build_account(
         name: new.name,
         owner: new.owner,
         credential,
-        permissions,
+        permissions: permissions.into(),
         created_at: now,
         last_login: None,
         retired_secret: None,

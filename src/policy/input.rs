@@ -49,8 +49,8 @@ struct BindingSetInner {
 struct UserMemo {
     id: Arc<str>,
     kind: Arc<str>,
-    groups: Vec<String>,
-    permissions: Vec<String>,
+    groups: Arc<[String]>,
+    permissions: Arc<[String]>,
     properties: serde_json::Value,
     value: regorus::Value,
 }
@@ -152,10 +152,10 @@ pub struct UserInput {
     pub kind: Arc<str>,
     /// Groups.
     #[serde(default)]
-    pub groups: Vec<String>,
+    pub groups: Arc<[String]>,
     /// Root permissions held directly (root service accounts).
     #[serde(default)]
-    pub permissions: Vec<String>,
+    pub permissions: Arc<[String]>,
     /// Bindings that may apply to the caller (the policy decides which do).
     #[serde(default)]
     pub bindings: BindingSet,
@@ -576,8 +576,8 @@ mod tests {
             user: UserInput {
                 id: "u".into(),
                 kind: "user".into(),
-                groups: vec!["g".into()],
-                permissions: vec!["console.root.view".into()],
+                groups: vec!["g".into()].into(),
+                permissions: vec!["console.root.view".into()].into(),
                 bindings: BindingSet::new(vec![
                     Binding {
                         binding_id: "b".into(),

@@ -19,7 +19,7 @@ use crate::policy::PolicyEngine;
 use crate::policy::input::{
     DecisionInput, RequestInput, ResourceInput, RouteInput, UserInput, interned,
 };
-use crate::telemetry::metrics::{Metrics, RequestLabels};
+use crate::telemetry::metrics::{DecisionCounters, Metrics, RequestCounters};
 use crate::util::unix_now;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -70,6 +70,8 @@ pub struct Gateway {
     upstream: Option<Upstream>,
     limits: GatewayLimits,
     metrics: Arc<Metrics>,
+    requests: RequestCounters,
+    decisions: DecisionCounters,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -100,6 +102,8 @@ impl Gateway {
     ) -> Self {
         Self {
             management: None,
+            requests: metrics.request_counters(routes.ids()),
+            decisions: metrics.decision_counters(),
             routes,
             auth,
             directory,
@@ -121,20 +125,7 @@ impl Gateway {
         let started = Instant::now();
         let (route_id, result) = self.run(req, conn).await;
         let resp = result.unwrap_or_else(|refused| refused);
-        let class = match resp.status().as_u16() {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                route: route_id.map_or_else(|| "none".to_owned(), |r| r.to_string()),
-                status: class,
-            })
-            .inc();
+        self.requests.inc(route_id.as_deref(), resp.status());
         self.metrics
             .request_latency
             .observe(started.elapsed().as_secs_f64());
@@ -489,7 +480,7 @@ impl Gateway {
                 .map_err(|e| bad_request(e.to_string()))?;
             for target in &targets {
                 let resource = self.complete(target, adopt).map_err(|r| {
-                    self.metrics.decisions.get_or_create(&deny_label()).inc();
+                    self.decisions.deny.inc();
                     deny(r)
                 })?;
                 // Each target is decided on the one input, its target fields set in place: a copy
@@ -498,10 +489,11 @@ impl Gateway {
                 input.route.permission = permission.clone();
                 input.route.rule = rule.clone();
                 let decision = self.policy.decide_filling(input, version, &mut *fill).await;
-                let label = crate::telemetry::metrics::DecisionLabels {
-                    result: if decision.allow { "allow" } else { "deny" },
-                };
-                self.metrics.decisions.get_or_create(&label).inc();
+                if decision.allow {
+                    self.decisions.allow.inc();
+                } else {
+                    self.decisions.deny.inc();
+                }
                 if !decision.allow {
                     tracing::debug!(caller = %input.user.id, reason = %decision.reason, "denied");
                     return Err(deny(&decision.reason));
@@ -629,8 +621,4 @@ fn grants_of(
         }
     }
     out
-}
-
-fn deny_label() -> crate::telemetry::metrics::DecisionLabels {
-    crate::telemetry::metrics::DecisionLabels { result: "deny" }
 }

@@ -258,7 +258,7 @@ pub struct Route {
 #[derive(Debug)]
 pub struct Routes {
     table: RouteTable<Arc<Route>>,
-    len: usize,
+    ids: Vec<Arc<str>>,
 }
 
 impl Routes {
@@ -278,7 +278,7 @@ impl Routes {
         let mut errs = Vec::new();
         let mut table = RouteTable::default();
         let mut ids = HashSet::new();
-        let len = raw.routes.len();
+        let mut compiled = Vec::with_capacity(raw.routes.len());
         for r in raw.routes {
             let at = format!("route {}", r.id);
             if r.id.is_empty() || !ids.insert(r.id.clone()) {
@@ -293,6 +293,7 @@ impl Routes {
             };
             match compile_route(&r) {
                 Ok(route) => {
+                    compiled.push(route.id.clone());
                     if let Err(e) = check_params(&r.path, &route) {
                         errs.push(format!("{at}: {e}"));
                     }
@@ -308,7 +309,10 @@ impl Routes {
             }
         }
         if errs.is_empty() {
-            Ok(Self { table, len })
+            Ok(Self {
+                table,
+                ids: compiled,
+            })
         } else {
             Err(errs)
         }
@@ -316,12 +320,17 @@ impl Routes {
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.len
+        self.ids.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ids.is_empty()
+    }
+
+    /// Every route's id, in file order.
+    pub fn ids(&self) -> &[Arc<str>] {
+        &self.ids
     }
 
     /// Looks a validated path up.

@@ -139,7 +139,7 @@ pub(crate) mod columns {
                     .company_id
                     .map_or(crate::iam::Owner::Root, crate::iam::Owner::Company),
                 credential,
-                permissions,
+                permissions: permissions.into(),
                 created_at: self.created_at,
                 last_login: self.last_login,
                 retired_secret,

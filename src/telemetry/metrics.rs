@@ -6,6 +6,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// Labels of a token request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -125,5 +127,96 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// One labelled counter of a family, looked up on its first increment and kept. The request path
+/// then increments an atomic, where `get_or_create` built the labels, hashed them with SipHash
+/// and took the family's lock on every request. A slot never incremented adds no series, so the
+/// exposition is the same as with `get_or_create`.
+#[derive(Debug)]
+pub struct CounterSlot<L: Clone + std::hash::Hash + Eq> {
+    family: Family<L, Counter>,
+    labels: L,
+    counter: OnceLock<Counter>,
+}
+
+impl<L: Clone + std::hash::Hash + Eq> CounterSlot<L> {
+    /// The slot for `labels` in `family`.
+    pub fn new(family: &Family<L, Counter>, labels: L) -> Self {
+        Self {
+            family: family.clone(),
+            labels,
+            counter: OnceLock::new(),
+        }
+    }
+
+    /// Adds one.
+    pub fn inc(&self) {
+        self.counter
+            .get_or_init(|| self.family.get_or_create(&self.labels).clone())
+            .inc();
+    }
+}
+
+/// Status classes in label order: `1xx` .. `5xx`.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The proxied-request counters of a route table, by route id and status class.
+#[derive(Debug)]
+pub struct RequestCounters {
+    by_route: HashMap<Arc<str>, [CounterSlot<RequestLabels>; 5], foldhash::fast::RandomState>,
+    unmatched: [CounterSlot<RequestLabels>; 5],
+}
+
+impl RequestCounters {
+    /// Counts a request to route `route` (`None`: no route matched) answered with `status`.
+    pub fn inc(&self, route: Option<&str>, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        let slots = route
+            .and_then(|r| self.by_route.get(r))
+            .unwrap_or(&self.unmatched);
+        slots[class].inc();
+    }
+}
+
+/// The policy-decision counters.
+#[derive(Debug)]
+pub struct DecisionCounters {
+    /// Allowed.
+    pub allow: CounterSlot<DecisionLabels>,
+    /// Denied.
+    pub deny: CounterSlot<DecisionLabels>,
+}
+
+impl Metrics {
+    /// Request counters for the routes `ids`.
+    pub fn request_counters<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a Arc<str>>,
+    ) -> RequestCounters {
+        let slots = |route: &str| {
+            CLASSES.map(|status| {
+                CounterSlot::new(
+                    &self.requests,
+                    RequestLabels {
+                        route: route.to_owned(),
+                        status,
+                    },
+                )
+            })
+        };
+        RequestCounters {
+            by_route: ids.into_iter().map(|id| (id.clone(), slots(id))).collect(),
+            unmatched: slots("none"),
+        }
+    }
+
+    /// The decision counters.
+    pub fn decision_counters(&self) -> DecisionCounters {
+        DecisionCounters {
+            allow: CounterSlot::new(&self.decisions, DecisionLabels { result: "allow" }),
+            deny: CounterSlot::new(&self.decisions, DecisionLabels { result: "deny" }),
+        }
     }
 }
