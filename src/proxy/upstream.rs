@@ -97,22 +97,35 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Removes hop-by-hop headers and those the `Connection` header lists.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Runs twice per proxied request and usually finds nothing: one pass over the few headers
-    // present is cheaper than nine hashed removals.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // Runs twice per proxied request. The request usually has none of these, the response
+    // usually `Connection: keep-alive` alone: one pass over the few headers present finds which
+    // are there, and only those are removed (a hashed removal each).
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
+    // `Connection` lists further hop-by-hop names (RFC 9110 §7.6.1); `keep-alive`, the usual
+    // token, is removed with the fixed names below.
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in listed {
         h.remove(n);
     }
-    for n in &HOP_BY_HOP {
+    for (n, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         h.remove(n);
     }
 }
@@ -416,5 +429,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-keep"], "yes");
+
+        // The usual answer, `Connection: keep-alive` alone; then `close` with another option.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive".parse().unwrap());
+        h.insert(header::CONTENT_LENGTH, "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_LENGTH));
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "Close".parse().unwrap());
+        h.append(header::CONNECTION, " X-Other ".parse().unwrap());
+        h.insert("x-other", "1".parse().unwrap());
+        h.insert("close", "listed, so removed too".parse().unwrap());
+        h.insert("x-keep", "yes".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
     }
 }
