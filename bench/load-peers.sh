@@ -24,6 +24,13 @@ NGX_PORT=${NGX_PORT:-18283}
 HAP_PORT=${HAP_PORT:-18284}
 FLOOR_PORT=${FLOOR_PORT:-18285}
 cargo build --release -q --bin iamgate --example hyper_floor
+for port in "$UP_PORT" "$GW_PORT" "$NGX_PORT" "$HAP_PORT" "$FLOOR_PORT"; do
+    # A leftover server on a port would be measured in place of the one started here.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is already in use; stop what listens there first"
+        exit 1
+    fi
+done
 . bench/common.sh
 start_nginx 2 "    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
     server {
