@@ -4,32 +4,11 @@
 
 mod common;
 
-use common::deploy_input;
+use common::{LogBuf as Buf, deploy_input};
 use iamgate::policy::engine::CacheSettings;
 use iamgate::policy::{PolicyEngine, PolicySource, Snapshot};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
-    type Writer = Buf;
-    fn make_writer(&'a self) -> Buf {
-        self.clone()
-    }
-}
 
 /// The shipped policy behind a small decision cache.
 fn engine() -> PolicyEngine {
