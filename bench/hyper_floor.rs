@@ -14,7 +14,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use iamgate::proxy::pool::Pool;
+use iamgate::proxy::pool::{IDLE_TIMEOUT, MAX_IDLE, Pool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +24,7 @@ fn main() {
     let upstream: http::Uri = args.next().expect("UPSTREAM").parse().unwrap();
     let host = http::HeaderValue::from_str(upstream.authority().unwrap().as_str()).unwrap();
     let connector = iamgate::proxy::upstream::connector(Duration::from_secs(1), None).unwrap();
-    let pool = Arc::new(Pool::new(
-        connector,
-        upstream,
-        Duration::from_secs(90),
-        1024,
-    ));
+    let pool = Arc::new(Pool::new(connector, upstream, IDLE_TIMEOUT, MAX_IDLE));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -493,8 +493,6 @@ impl Gateway {
                     self.decisions.allow.inc();
                 } else {
                     self.decisions.deny.inc();
-                }
-                if !decision.allow {
                     tracing::debug!(caller = %input.user.id, reason = %decision.reason, "denied");
                     return Err(deny(&decision.reason));
                 }

@@ -31,6 +31,12 @@ use tower::ServiceExt;
 /// `https` bases.
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// How long an idle upstream connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most idle connections kept to the upstream: enough for the concurrency limit's bursts
+/// without holding thousands of sockets after one.
+pub const MAX_IDLE: usize = 1024;
+
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {

@@ -6,7 +6,7 @@
 //! `Authorization` header is dropped unless configured; `X-Forwarded-*` and `x-request-id` are
 //! set. A refused connection becomes 502, a slow upstream 504, both with JSON bodies.
 
-use super::pool::{Connector, Pool};
+use super::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE, Pool};
 use crate::error::{ApiError, Body};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -207,12 +207,6 @@ pub fn http_client(connector: Connector) -> HttpClient {
         .pool_idle_timeout(IDLE_TIMEOUT)
         .build(connector)
 }
-
-/// How long an idle upstream connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// The most idle connections kept to the upstream: enough for the concurrency limit's bursts
-/// without holding thousands of sockets after one.
-const MAX_IDLE: usize = 1024;
 
 /// GETs `uri` (JSON wanted, optionally with a bearer token) and returns its 2xx body, read up to
 /// `max_bytes` and within `timeout`: the bounded fetch behind JWKS URLs and directory sync.
