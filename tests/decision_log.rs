@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{LogBuf as Buf, deploy_input};
+use common::{LogBuf, deploy_input};
 use iamgate::policy::engine::CacheSettings;
 use iamgate::policy::{PolicyEngine, PolicySource, Snapshot};
 use std::path::Path;
@@ -27,7 +27,7 @@ fn engine() -> PolicyEngine {
 
 #[tokio::test]
 async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
-    let buf = Buf::default();
+    let buf = LogBuf::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -41,7 +41,7 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
     let second = engine.decide(&input, 7).await;
     assert!(!first.allow && !second.allow);
 
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     let records: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
