@@ -105,40 +105,36 @@ impl Caller {
 
     /// Properties handed to the policy and upstream (`miauserproperties`).
     pub fn properties(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        if let Some(a) = &self.account {
-            m.insert("name".into(), a.name.clone().into());
-            if let Owner::Company(c) = &a.owner {
-                m.insert("companyId".into(), c.clone().into());
-            }
-        }
-        if let Some(i) = &self.issuer {
-            m.insert("issuer".into(), i.clone().into());
-        }
-        serde_json::Value::Object(m)
+        serde_json::to_value(self.property_fields())
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
     }
 
     /// [`properties`](Self::properties) as JSON text, written straight from the caller's fields:
     /// the `miauserproperties` header of every proxied request, without building a map first.
     pub fn properties_json(&self) -> String {
-        // Fields in the order of `serde_json::Map` (sorted keys), so the text is identical.
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Properties<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            company_id: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            issuer: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            name: Option<&'a str>,
-        }
-        let p = Properties {
+        serde_json::to_string(&self.property_fields()).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    fn property_fields(&self) -> Properties<'_> {
+        Properties {
             company_id: self.company(),
             issuer: self.issuer.as_deref(),
             name: self.account.as_deref().map(|a| a.name.as_str()),
-        };
-        serde_json::to_string(&p).unwrap_or_else(|_| "{}".to_owned())
+        }
     }
+}
+
+/// The caller's properties, one definition for the policy value and the header text. Fields in
+/// the order of `serde_json::Map` (sorted keys), so both print the same.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Properties<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 /// The bearer token of a request, or why there is none.
