@@ -1,7 +1,6 @@
 //! Mutation check of the policy tests: deleting any one inheritance rule from
 //! `policies/authz.rego` must make at least one Rego test fail. Otherwise the tests would not
 //! protect the rule a security team might break by accident.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use iamgate::policy::{PolicySource, testing};
 use std::path::Path;

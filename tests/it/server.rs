@@ -1,7 +1,6 @@
 //! Connection-level behaviour of the listener.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -1,8 +1,7 @@
 //! The gateway request path end to end: real gateway, real upstream, real tokens, the shipped
 //! policy and route table.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::upstream::TestUpstream;

@@ -1,6 +1,5 @@
 //! The upstream client against a real upstream server on loopback: header hygiene, trusted
 //! identity headers, streaming bodies both ways, and 502 / 504 JSON errors.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};

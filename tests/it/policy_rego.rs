@@ -1,6 +1,5 @@
 //! The shipped policy's own Rego tests (`policies/*_test.rego`), run through the same runner as
 //! `iamgate policy test`, so `cargo test` fails when they do.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use iamgate::policy::{DecisionInput, PolicySource, Snapshot, testing};
 use std::path::Path;

@@ -1,8 +1,7 @@
 //! The stack's protections and the configurable parts of the request path: load shedding,
 //! declared-body limit, a custom route file with a named Rego rule, and route-file errors.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::upstream::TestUpstream;

@@ -1,9 +1,8 @@
 //! The policy at runtime: a running gateway keeps deciding with its policy when a broken or
 //! failing-test change is written, picks up a good change within 2 seconds without a restart,
 //! and a policy that errors or runs too long denies.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use iamgate::policy::{PolicySource, Snapshot};

@@ -1,8 +1,7 @@
 //! The gateway as a separate process (`iamgate serve`), for what only a process shows: its memory
 //! while 100 MB bodies stream through, and SIGTERM draining in-flight requests.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::WAIT;

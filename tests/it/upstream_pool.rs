@@ -1,7 +1,6 @@
 //! The upstream connection pool against a scripted upstream on a real socket: connections are
 //! reused, given back only when their answer was read to the end, replaced when the upstream
 //! closed them, and a request the upstream received is never sent twice.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
 use http::Request;

@@ -1,7 +1,6 @@
 //! The whole permission matrix of SPEC §2 and the inheritance cases of SPEC §3, through the real
 //! compiled policy. The expected answers come from the SPEC tables reproduced below and the
 //! inheritance rule, not from `policies/roles.json`, so a wrong data file fails here.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use iamgate::iam::{Binding, BindingResource};
 use iamgate::policy::input::{BindingSet, GrantInput, ResourceInput, RouteInput, UserInput};

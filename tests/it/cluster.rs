@@ -2,9 +2,8 @@
 //! a deletion or a role change made on one takes effect on the other within a second.
 //! Runs when `IAMGATE_TEST_DATABASE_URL` names a throwaway PostgreSQL (CI does, via
 //! `.ci/postgres.sh`); on SQLite alone there is no cluster to test.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::upstream::TestUpstream;
 use common::{Gateway, TestKey, gateway, verify_access_token};

@@ -1,9 +1,8 @@
 //! Durability and key rotation: a restart keeps accounts and signing keys, tokens issued before
 //! it still verify, and a rotation (by the real `iamgate keys rotate` command) keeps the retired
 //! key published while new tokens are signed with the promoted one.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -2,9 +2,8 @@
 //! account requests, company service accounts with project and environment roles enforced on
 //! proxied routes, the no-escalation rule, bad input that writes nothing, credential lifecycle,
 //! identities, audit.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::upstream::TestUpstream;

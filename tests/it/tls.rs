@@ -1,8 +1,7 @@
 //! The TLS listener: HTTPS with a test certificate, HTTP/2 negotiated by ALPN, and HTTP/1.1 for
 //! clients that do not offer h2; proxied requests carry `x-forwarded-proto: https`.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::upstream::TestUpstream;

@@ -1,7 +1,6 @@
 //! Runs the Python suite (`tests/python`), where Authlib, a widely used third-party OAuth client,
 //! obtains tokens from a real `iamgate serve` process with both authentication methods.
 //! `.ci/setup` creates the virtualenv; without it this test fails and says so.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,8 +1,7 @@
 //! The token endpoint over real HTTP: both client authentication methods, every assertion rule of
 //! SPEC §4.1, request hygiene, indistinguishable failures, replay and rate limiting.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RSA_PKCS1_SHA384};
 use common::*;
@@ -596,7 +595,7 @@ async fn repeated_failures_are_rate_limited_per_address() {
 #[tokio::test]
 async fn full_replay_record_refuses_with_503() {
     // The bounded record is the in-memory one of a single instance; on PostgreSQL the shared
-    // record is a table (tests/cluster.rs covers it).
+    // record is a table (tests/it/cluster.rs covers it).
     if std::env::var("IAMGATE_TEST_DATABASE_URL").is_ok() {
         println!("skipped: the shared replay record has no capacity bound");
         return;

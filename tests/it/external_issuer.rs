@@ -1,9 +1,8 @@
 //! Users of trusted external issuers: tokens verified against a JWKS file or URL, groups from a
 //! claim, bindings by subject and group, key rotation picked up on an unknown kid, and refreshes
 //! rate-limited.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::upstream::TestUpstream;
 use common::{TestKey, gateway};

@@ -1,8 +1,7 @@
 //! The command line as a curl user follows the documentation: `keys generate`, `admin
 //! create-root-sa` (both methods) and `assertion`, against a real server.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

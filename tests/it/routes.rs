@@ -2,9 +2,8 @@
 //! (console-routes.md §2 and §4.1) is forwarded for a caller the policy allows, exactly as sent,
 //! and refused for one it does not (403), for no token (401), and for a company owner of another
 //! company.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::gateway;
 use common::upstream::TestUpstream;
@@ -508,7 +507,7 @@ fn rows() -> Vec<(&'static str, Method, String, &'static str, Who)> {
             Authenticated,
         ),
     ];
-    // Service accounts and every role binding are served by iamgate (tests/management.rs);
+    // Service accounts and every role binding are served by iamgate (tests/it/management.rs);
     // listing and adding users and groups stay with the Console.
     for kind in ["users", "groups"] {
         v.push((

@@ -1,5 +1,4 @@
 //! The shipped example configuration parses and validates: documentation that cannot drift.
-#![allow(missing_docs, clippy::unwrap_used)]
 
 #[test]
 fn example_config_is_valid() {
