@@ -8,6 +8,7 @@
 //! outlives the data it was made from.
 
 use super::Binding;
+use super::chunks::{ChunkedVec, SortedChunks};
 use super::interned::{BindingTable, Names, StoredBinding, Sym};
 use crate::policy::input::BindingSet;
 use crate::store::{Store, StoreError};
@@ -54,21 +55,25 @@ pub enum IamChange {
 
 type Fast = foldhash::fast::RandomState;
 
+type Bindings = Arc<[Arc<StoredBinding>]>;
+
 /// One published state. Bindings are interned (`interned`) and shared (`Arc`) between the
-/// indexes and with the `BindingSet`s handed to requests, so each exists once in memory; a write
-/// clones the tables' pointers and rebuilds only the index entries of the subjects and groups it
-/// touched. Symbols are dense, so the subject index is a vector indexed by symbol: no hashing on
-/// the request path, and at start-up the bindings are read in id order once, which leaves every
-/// subject's list sorted without sorting it.
+/// indexes and with the `BindingSet`s handed to requests, so each exists once in memory. The two
+/// large tables are copy-on-write chunks (`chunks`): a write copies one pointer per chunk and the
+/// chunks it touches, and rebuilds only the index entries of the subjects and groups it touched;
+/// the group index and the projects are copied only by a write that changes them. Symbols are
+/// dense, so the subject index is a vector indexed by symbol: no hashing on the request path, and
+/// at start-up the bindings are read in id order once, which leaves every subject's list sorted
+/// without sorting it.
 #[derive(Debug, Default)]
 struct State {
     version: u64,
     names: Arc<Names>,
     /// Every binding, sorted by id (8 bytes each; a hash set would take twice that).
-    bindings: Vec<Arc<StoredBinding>>,
-    by_subject: Vec<Option<BindingSet>>,
-    by_group: HashMap<Sym, Vec<Arc<StoredBinding>>, Fast>,
-    projects: HashMap<String, Arc<Project>>,
+    bindings: SortedChunks<Arc<StoredBinding>>,
+    by_subject: ChunkedVec<Option<BindingSet>>,
+    by_group: Arc<HashMap<Sym, Bindings, Fast>>,
+    projects: Arc<HashMap<String, Arc<Project>>>,
 }
 
 /// The order of bindings everywhere in the directory.
@@ -76,9 +81,12 @@ fn by_id(a: &Arc<StoredBinding>, b: &Arc<StoredBinding>) -> std::cmp::Ordering {
     a.id_bytes().cmp(b.id_bytes())
 }
 
-/// Where the binding `id` is (or would go) in an id-sorted list.
-fn position(list: &[Arc<StoredBinding>], id: &str) -> Result<usize, usize> {
-    list.binary_search_by(|b| b.id_bytes().cmp(id.as_bytes()))
+/// Where the binding `id` is (or would go) in the id-sorted table.
+fn position(
+    list: &SortedChunks<Arc<StoredBinding>>,
+    id: &str,
+) -> Result<(usize, usize), (usize, usize)> {
+    list.search(|b| b.id_bytes().cmp(id.as_bytes()))
 }
 
 impl State {
@@ -115,7 +123,7 @@ impl State {
             .map(|&c| Vec::with_capacity(c as usize))
             .collect();
         drop(counts);
-        let mut by_group: HashMap<Sym, Vec<Arc<StoredBinding>>, Fast> = HashMap::default();
+        let mut groups: HashMap<Sym, Vec<Arc<StoredBinding>>, Fast> = HashMap::default();
         for b in &bindings {
             for s in b.subjects().distinct() {
                 if let Some(list) = lists.get_mut(s as usize) {
@@ -123,7 +131,7 @@ impl State {
                 }
             }
             for g in b.groups().distinct() {
-                by_group.entry(g).or_default().push(b.clone());
+                groups.entry(g).or_default().push(b.clone());
             }
         }
         // Pushed in id order: already sorted.
@@ -134,10 +142,10 @@ impl State {
         Self {
             version: 0,
             names,
-            bindings,
-            by_subject,
-            by_group,
-            projects,
+            bindings: SortedChunks::from_sorted(bindings),
+            by_subject: ChunkedVec::from_vec(by_subject),
+            by_group: Arc::new(groups.into_iter().map(|(g, l)| (g, l.into())).collect()),
+            projects: Arc::new(projects),
         }
     }
 
@@ -145,9 +153,9 @@ impl State {
         self.by_subject.get(s as usize).and_then(Option::as_ref)
     }
 
-    /// The next state: this one with `changes` applied. Costs one pointer copy per binding plus
-    /// work proportional to the change, never a rebuild of every index entry. The names table is
-    /// copied only when the change brings a name it lacks.
+    /// The next state: this one with `changes` applied. Costs one pointer copy per chunk plus
+    /// work proportional to the change, never a copy of every binding or index entry. The names
+    /// table is copied only when the change brings a name it lacks.
     fn with(&self, changes: Vec<IamChange>) -> Self {
         let mut names = self.names.clone();
         let mut bindings = self.bindings.clone();
@@ -173,28 +181,29 @@ impl State {
                     });
                     touch(&stored);
                     match position(&bindings, &b.binding_id) {
-                        Ok(i) => {
-                            if let Some(slot) = bindings.get_mut(i) {
-                                touch(slot);
-                                *slot = stored;
+                        Ok(at) => {
+                            if let Some(old) = bindings.replace(at, stored) {
+                                touch(&old);
                             }
                         }
-                        Err(i) => bindings.insert(i, stored),
+                        Err(at) => bindings.insert(at, stored),
                     }
                     changed.insert(b.binding_id);
                 }
                 IamChange::DeleteBinding(id) => {
-                    if let Ok(i) = position(&bindings, &id) {
-                        let old = bindings.remove(i);
+                    if let Some(old) = position(&bindings, &id)
+                        .ok()
+                        .and_then(|at| bindings.remove(at))
+                    {
                         touch(&old);
                     }
                     changed.insert(id);
                 }
                 IamChange::PutProject(p) => {
-                    projects.insert(p.project_id.clone(), Arc::new(p));
+                    Arc::make_mut(&mut projects).insert(p.project_id.clone(), Arc::new(p));
                 }
                 IamChange::DeleteProject(id) => {
-                    projects.remove(&id);
+                    Arc::make_mut(&mut projects).remove(&id);
                 }
             }
         }
@@ -215,7 +224,7 @@ impl State {
             list
         };
         let mut by_subject = self.by_subject.clone();
-        by_subject.resize(names.len(), None);
+        by_subject.grow(names.len(), None);
         for s in subjects {
             let Some(slot) = by_subject.get_mut(s as usize) else {
                 continue;
@@ -227,10 +236,11 @@ impl State {
         }
         let mut by_group = self.by_group.clone();
         for g in groups {
+            let by_group = Arc::make_mut(&mut by_group);
             let old = by_group.remove(&g).unwrap_or_default();
             let list = rebuild(&old, &|b| b.groups().contains(g));
             if !list.is_empty() {
-                by_group.insert(g, list);
+                by_group.insert(g, list.into());
             }
         }
         Self {
@@ -288,7 +298,7 @@ impl Directory {
     pub fn bindings_for(&self, subject: &str, groups: &[String]) -> BindingSet {
         let state = self.state.load();
         let own = state.names.get(subject).and_then(|s| state.subject(s));
-        let group_lists: Vec<&Vec<Arc<StoredBinding>>> = groups
+        let group_lists: Vec<&Bindings> = groups
             .iter()
             .filter_map(|g| state.names.get(g))
             .filter_map(|g| state.by_group.get(&g))
@@ -299,7 +309,7 @@ impl Directory {
         let mut list: Vec<Arc<StoredBinding>> =
             own.map(|o| o.as_slice().to_vec()).unwrap_or_default();
         for l in group_lists {
-            for b in l {
+            for b in l.iter() {
                 if !list.iter().any(|x| Arc::ptr_eq(x, b)) {
                     list.push(b.clone());
                 }
@@ -316,8 +326,8 @@ impl Directory {
     /// A binding by id.
     pub fn binding(&self, binding_id: &str) -> Option<Binding> {
         let state = self.state.load();
-        let i = position(&state.bindings, binding_id).ok()?;
-        state.bindings.get(i).map(|b| b.expand(state.names.list()))
+        let at = position(&state.bindings, binding_id).ok()?;
+        state.bindings.get(at).map(|b| b.expand(state.names.list()))
     }
 
     /// Every binding (management listings; not for the request path).
@@ -520,6 +530,87 @@ mod tests {
     }
 
     #[test]
+    fn writes_across_many_chunks_match_a_rebuild_and_leave_the_old_state_as_it_was() {
+        let listing = |st: &State| -> Vec<Binding> {
+            st.bindings
+                .iter()
+                .map(|b| b.expand(st.names.list()))
+                .collect()
+        };
+        let subject_ids = |st: &State, s: &str| -> Vec<String> {
+            st.names
+                .get(s)
+                .and_then(|s| st.subject(s))
+                .map(|set| set.ids().map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        // Enough bindings and names for several chunks of each table.
+        let mut all: std::collections::BTreeMap<String, Binding> = (0..5000)
+            .map(|i| {
+                let b = binding(
+                    &format!("b{i:05}"),
+                    &[&format!("s{}", i % 1500)],
+                    &[],
+                    "guest",
+                );
+                (b.binding_id.clone(), b)
+            })
+            .collect();
+        let base = State::from_data(IamData {
+            bindings: all.values().collect(),
+            projects: vec![],
+        });
+        let before = listing(&base);
+        let mut state = base.with(vec![]);
+        for step in 0..3000usize {
+            let change = match step % 4 {
+                // Deletes run through whole chunks, which empties some.
+                0 | 1 => {
+                    let id = format!("b{:05}", step);
+                    all.remove(&id);
+                    IamChange::DeleteBinding(id)
+                }
+                // Inserts between existing ids, with names never seen before.
+                2 => {
+                    let b = binding(
+                        &format!("b{:05}x", step * 7 % 5000),
+                        &[&format!("new{step}")],
+                        &[],
+                        "guest",
+                    );
+                    all.insert(b.binding_id.clone(), b.clone());
+                    IamChange::PutBinding(b)
+                }
+                _ => {
+                    let b = binding(
+                        &format!("b{:05}", 4999 - step),
+                        &[&format!("s{}", step % 7)],
+                        &[],
+                        "admin",
+                    );
+                    all.insert(b.binding_id.clone(), b.clone());
+                    IamChange::PutBinding(b)
+                }
+            };
+            state = state.with(vec![change]);
+        }
+        let scratch = State::from_data(IamData {
+            bindings: all.values().collect(),
+            projects: vec![],
+        });
+        assert_eq!(listing(&state), all.values().cloned().collect::<Vec<_>>());
+        for s in (0..1500)
+            .map(|i| format!("s{i}"))
+            .chain((2..3000).step_by(4).map(|i| format!("new{i}")))
+        {
+            assert_eq!(subject_ids(&state, &s), subject_ids(&scratch, &s), "{s}");
+        }
+        assert_eq!(listing(&base), before);
+        assert_eq!(subject_ids(&base, "s3").len(), 4);
+        assert!(base.names.get("new2").is_none());
+    }
+
+    #[test]
     fn a_write_with_known_names_shares_the_names_table() {
         let state = State::from_data(IamData {
             bindings: [&binding("b1", &["sa1"], &["ops"], "guest")]
@@ -558,7 +649,14 @@ mod tests {
             projects: vec![],
         });
         assert_eq!(state.bindings.len(), 1);
-        assert_eq!(state.bindings[0].expand(state.names.list()), second);
+        assert_eq!(
+            state
+                .bindings
+                .get((0, 0))
+                .unwrap()
+                .expand(state.names.list()),
+            second
+        );
         let sa1 = state.names.get("sa1").unwrap();
         assert_eq!(state.subject(sa1).unwrap().len(), 1);
         let ops = state.names.get("ops").unwrap();

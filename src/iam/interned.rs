@@ -11,7 +11,8 @@
 //! `BindingSet`).
 
 use super::{Binding, BindingResource};
-use std::collections::HashMap;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A name's symbol in a [`Names`] table.
@@ -66,19 +67,40 @@ impl NameList {
     }
 }
 
+/// Shards of the name index. A write that interns a new name makes a new version of the table;
+/// it copies one shard (about 500 entries at a million bindings) instead of the whole index,
+/// which took milliseconds.
+const SHARDS: usize = 256;
+
 /// Interned names. Append-only: a symbol, once handed out, names the same string for the life of
 /// the table and of every version made from it, so bindings built against an older version
 /// resolve against a newer one.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Names {
     list: Arc<NameList>,
-    index: HashMap<Arc<str>, Sym, foldhash::quality::RandomState>,
+    /// Seeded per table and kept by its versions: names are chosen by API callers.
+    hasher: foldhash::quality::RandomState,
+    index: Vec<Arc<Shard>>,
+}
+
+/// One shard of the index: each name with its symbol.
+type Shard = HashTable<(Arc<str>, Sym)>;
+
+impl Default for Names {
+    fn default() -> Self {
+        Self {
+            list: Arc::default(),
+            hasher: foldhash::quality::RandomState::default(),
+            index: (0..SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
 }
 
 impl Names {
     /// The symbol of `name`, adding it if new.
     pub fn intern(&mut self, name: &str) -> Sym {
-        if let Some(&s) = self.index.get(name) {
+        let hash = self.hasher.hash_one(name);
+        if let Some(s) = self.find(hash, name) {
             return s;
         }
         // Past four billion names the table would wrap; a directory never gets near that, and
@@ -86,13 +108,21 @@ impl Names {
         let s = Sym::try_from(self.list.len()).unwrap_or(Sym::MAX);
         let name: Arc<str> = Arc::from(name);
         Arc::make_mut(&mut self.list).push(name.clone());
-        self.index.insert(name, s);
+        let hasher = &self.hasher;
+        if let Some(shard) = self.index.get_mut(shard_of(hash)) {
+            Arc::make_mut(shard).insert_unique(hash, (name, s), |(n, _)| hasher.hash_one(&**n));
+        }
         s
     }
 
     /// The symbol of `name`, if interned.
     pub fn get(&self, name: &str) -> Option<Sym> {
-        self.index.get(name).copied()
+        self.find(self.hasher.hash_one(name), name)
+    }
+
+    fn find(&self, hash: u64, name: &str) -> Option<Sym> {
+        let shard = self.index.get(shard_of(hash))?;
+        shard.find(hash, |(n, _)| **n == *name).map(|&(_, s)| s)
     }
 
     /// The name of `sym`.
@@ -107,7 +137,7 @@ impl Names {
 
     /// Whether every name of `b` is already interned (a write that adds none can share the table).
     pub fn covers(&self, b: &Binding) -> bool {
-        names_of(b).all(|n| self.index.contains_key(n))
+        names_of(b).all(|n| self.get(n).is_some())
     }
 
     /// Number of names.
@@ -119,6 +149,13 @@ impl Names {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+}
+
+/// The shard of a name's hash, from bits the shard's own table does not use to place entries
+/// (it uses the low bits for the bucket and the top seven as the tag); taking either would put
+/// every entry of a shard in one bucket chain or under one tag.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
 fn names_of(b: &Binding) -> impl Iterator<Item = &str> {
@@ -398,6 +435,31 @@ mod tests {
         assert_eq!(names.name((BLOCK + 10) as Sym), "one more");
         assert_eq!(old.name((BLOCK + 10) as Sym), "");
         assert_eq!(names.get("n1030"), Some(1030));
+    }
+
+    #[test]
+    fn a_new_name_copies_one_shard_of_the_index_and_the_old_version_does_not_see_it() {
+        let mut names = Names::default();
+        for i in 0..50_000 {
+            assert_eq!(names.intern(&format!("n{i}")), i);
+        }
+        // Spread over the shards, none of them crowded.
+        let sizes: Vec<usize> = names.index.iter().map(|s| s.len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 50_000);
+        assert!(sizes.iter().all(|&n| (100..400).contains(&n)), "{sizes:?}");
+        let old = names.clone();
+        assert_eq!(names.intern("n49999"), 49_999);
+        assert_eq!(names.intern("new"), 50_000);
+        let shared = old
+            .index
+            .iter()
+            .zip(&names.index)
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count();
+        assert_eq!(shared, SHARDS - 1);
+        assert_eq!((old.get("new"), names.get("new")), (None, Some(50_000)));
+        assert!((0..50_000).all(|i| names.get(&format!("n{i}")) == Some(i)));
+        assert_eq!(names.get("n50000"), None);
     }
 
     #[test]
