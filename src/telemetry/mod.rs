@@ -5,17 +5,65 @@
 pub mod decision_log;
 pub mod metrics;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Dependencies whose records above INFO carry data that must not reach a log, whatever the
+/// configured level: tokio-postgres logs every statement's parameters at DEBUG, and those
+/// include client-secret hashes, the pepper check and the sealed signing-key set.
+const CAPPED_AT_INFO: &[&str] = &["tokio_postgres"];
+
+/// Whether a record from `target` at `level` may be logged at all (the configured filter then
+/// narrows further). Records bridged from the `log` crate carry their crate's target too.
+pub fn may_log(target: &str, level: &Level) -> bool {
+    *level <= Level::INFO
+        || !CAPPED_AT_INFO.iter().any(|c| {
+            target
+                .strip_prefix(c)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
 
 /// Installs the global tracing subscriber. Safe to call more than once (later calls are no-ops).
 pub fn init(level: &str, json: bool) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().flatten_event(true).boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let capped = tracing_subscriber::filter::filter_fn(|m| may_log(m.target(), m.level()));
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(capped))
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_driver_records_above_info_are_never_logged() {
+        for target in [
+            "tokio_postgres",
+            "tokio_postgres::query",
+            "tokio_postgres::prepare",
+        ] {
+            assert!(!may_log(target, &Level::DEBUG), "{target}");
+            assert!(!may_log(target, &Level::TRACE), "{target}");
+            assert!(may_log(target, &Level::INFO), "{target}");
+            assert!(may_log(target, &Level::WARN), "{target}");
+        }
+        for target in [
+            "iamgate::request",
+            "tokio_postgres_rustls",
+            "rustls::client",
+            "hyper",
+        ] {
+            assert!(may_log(target, &Level::TRACE), "{target}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The gateway as a separate process (`iamgate serve`), for what only a process shows: its memory
-//! while 100 MB bodies stream through, and SIGTERM draining in-flight requests.
+//! while 100 MB bodies stream through, SIGTERM draining in-flight requests, and everything it
+//! logs at the most verbose level, its dependencies' records included.
 
 use crate::common;
 
@@ -17,7 +18,9 @@ use std::time::Duration;
 struct Proc {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    /// Every line the process wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Proc {
@@ -29,12 +32,16 @@ impl Drop for Proc {
 
 /// Starts `iamgate serve` against `upstream` and waits for its listening line.
 fn spawn(upstream: &str) -> Proc {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_in(tempfile::tempdir().unwrap(), upstream, "info", "")
+}
+
+/// Starts `iamgate serve` in `dir` with the log filter `level` and `extra` configuration.
+fn spawn_in(dir: tempfile::TempDir, upstream: &str, level: &str, extra: &str) -> Proc {
     let cfg = dir.path().join("iamgate.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\nlog: {{format: json, level: info}}\nupstream: {{url: {upstream}, response_timeout_ms: 5000}}\nserver: {{shutdown_grace_secs: 10}}\n",
+            "listen: 127.0.0.1:0\ndata_dir: {}\nlog: {{format: json, level: {level}}}\nupstream: {{url: {upstream}, response_timeout_ms: 5000}}\nserver: {{shutdown_grace_secs: 10}}\n{extra}",
             dir.path().join("data").display()
         ),
     )
@@ -49,6 +56,8 @@ fn spawn(upstream: &str) -> Proc {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+    let lines = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { return };
@@ -58,13 +67,15 @@ fn spawn(upstream: &str) -> Proc {
             {
                 let _ = tx.send(a.to_owned());
             }
+            lines.lock().unwrap().push(line);
         }
     });
     let addr = rx.recv_timeout(WAIT).expect("gateway did not start");
     Proc {
         child,
         addr,
-        _dir: dir,
+        log,
+        dir,
     }
 }
 
@@ -203,4 +214,94 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_connections() {
     });
     let (status, _gw) = tokio::time::timeout(WAIT, exit).await.unwrap().unwrap();
     assert!(status.success(), "clean exit: {status:?}");
+}
+
+/// At the most verbose filter, on PostgreSQL, a token request (a good and a wrong secret) and a
+/// proxied request log no secret, token or credential. tokio-postgres logs every statement's
+/// parameters at DEBUG, secret hashes among them; its records above INFO are never logged.
+#[tokio::test]
+async fn at_trace_level_on_postgres_no_secret_or_statement_parameter_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = common::test_database(&dir).await else {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let up = TestUpstream::start().await;
+    let gw = spawn_in(
+        dir,
+        &up.url(),
+        "trace",
+        &format!(
+            "database_url: \"{db}\"\nsecret_pepper: {}\n",
+            common::TEST_PEPPER
+        ),
+    );
+    let creds: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(gw.dir.path().join("data/bootstrap-credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let (id, secret) = (
+        creds["clientId"].as_str().unwrap(),
+        creds["clientSecret"].as_str().unwrap(),
+    );
+    let client: Client<_, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let token_request = |secret: &str| {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        let req = Request::post(format!("http://{}/api/m2m/oauth/token", gw.addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", format!("Basic {basic}"))
+            .body(http_body_util::Full::new(Bytes::from_static(
+                b"grant_type=client_credentials",
+            )))
+            .unwrap();
+        (basic, client.request(req))
+    };
+    let (basic, pending) = token_request(secret);
+    let r = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let wrong = "a-wrong-secret-0123456789";
+    let (wrong_basic, pending) = token_request(wrong);
+    let r = tokio::time::timeout(WAIT, pending).await.unwrap().unwrap();
+    assert_eq!(r.status(), 401);
+    let req = Request::get(format!("http://{}/api/tenants/", gw.addr))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let r = tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(r.status(), 401);
+
+    let log = gw.log.lock().unwrap().join("\n");
+    // The filter was really at its most verbose: the gateway's own DEBUG records are there.
+    assert!(log.contains("\"DEBUG\""), "{log}");
+    assert!(log.contains("token issued"));
+    for (what, s) in [
+        ("secret", secret),
+        ("wrong secret", wrong),
+        ("basic credentials", basic.as_str()),
+        ("wrong basic credentials", wrong_basic.as_str()),
+        ("token", token.as_str()),
+        ("token signature", token.rsplit('.').next().unwrap()),
+        ("pepper", common::TEST_PEPPER),
+    ] {
+        assert!(!log.contains(s), "the {what} reached the log");
+    }
+    for line in log.lines() {
+        assert!(!line.contains("with parameters"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let target = v["log.target"].as_str().or(v["target"].as_str()).unwrap();
+        if target.starts_with("tokio_postgres") {
+            assert!(
+                matches!(v["level"].as_str(), Some("INFO" | "WARN" | "ERROR")),
+                "{line}"
+            );
+        }
+    }
 }
