@@ -2,12 +2,15 @@
 # Scale run (loopback only, bounded): generates the small data set (1 company) and the scale data
 # set (1,000 companies, 10,000 projects, 100,000 service accounts, 1,000,000 bindings) with
 # `bench/scale_data.rs`, starts a release iamgate on each, and reports the time to `/-/ready`,
-# the resident memory, and proxied req/s of an authorized GET (wrk, DURATION seconds, rounds
-# alternated small / scale) against an nginx upstream.
+# the resident memory, proxied req/s of an authorized GET (wrk, DURATION seconds, rounds
+# alternated small / scale) against an nginx upstream, and the latency of WRITES management
+# writes (a company role changed through the API, one at a time on a keep-alive connection:
+# store transaction plus the directory's new state).
 # Needs: wrk, nginx, curl, python3. SCALE_DIR keeps the generated scale store between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8}
+WRITES=${WRITES:-300}
 ROUNDS=${ROUNDS:-2}
 UP_PORT=${UP_PORT:-18481}
 GW_PORT=${GW_PORT:-18482}
@@ -42,6 +45,33 @@ start() {
 }
 stop() { kill "$(cat "$work/gw.pid")"; wait "$(cat "$work/gw.pid")" 2>/dev/null || true; }
 
+# WRITES role changes by the company owner on its company's accounts; prints p50 / p99 / max.
+writes() {
+    timeout 120 python3 - "$1" "$GW_PORT" "$WRITES" <<'PY'
+import base64, http.client, json, statistics, sys, time
+creds, port, n = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+basic = base64.b64encode(f"{creds['adminId']}:{creds['adminSecret']}".encode()).decode()
+c.request("POST", "/api/m2m/oauth/token", "grant_type=client_credentials",
+          {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse(); token = json.loads(r.read())["access_token"]
+company, accounts = creds["companyId"], creds["accounts"]
+sa = f"sa-{company.removeprefix('company-')}"
+took = []
+for i in range(n):
+    body = json.dumps({"role": ["developer", "reporter"][i % 2]})
+    t = time.perf_counter()
+    c.request("PATCH", f"/api/companies/{company}/service-accounts/{sa}-{i % accounts}", body,
+              {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    took.append((time.perf_counter() - t) * 1e3)
+    if r.status != 204:
+        sys.exit(f"write {i}: status {r.status}")
+took.sort()
+print(f"       {n} role changes: p50 {statistics.median(took):.2f} ms  p99 {took[int(n * 0.99) - 1]:.2f} ms  max {took[-1]:.2f} ms")
+PY
+}
+
 leg() { # name data-dir credentials-json
     local m id secret project token out rps
     m=$(start "$2")
@@ -61,6 +91,7 @@ leg() { # name data-dir credentials-json
     printf '%-6s ready %5ss  rss %6d MiB (peak %6d MiB, %d MiB after the load)  %9s req/s  p99 %s\n' "$1" "$ready" \
         $((rss / 1024)) $((peak / 1024)) $((after / 1024)) "$rps" "$(echo "$out" | awk '$1=="99%" {print $2}')"
     echo "$rps" >>"$work/$1.rps"
+    writes "$3"
     stop
 }
 echo "scale run, $(nproc) cores, $(date -u +%F)"

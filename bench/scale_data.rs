@@ -1,7 +1,8 @@
 //! Generates the scale data set into a fresh SQLite store: 1,000 companies, 10,000 projects (ten
 //! per company, three environments each), 100,000 company service accounts and 1,000,000
 //! bindings (ten per account, at company, project and environment level). One extra account,
-//! `scale-probe`, holds a known secret and a developer role on one project, for the load run.
+//! `scale-probe`, holds a known secret and a developer role on one project, for the load run;
+//! another, `scale-admin`, is company owner of the same company, for the management writes.
 //!
 //! `cargo bench --bench scale_data -- DATA_DIR [COMPANIES]` (the directory must not hold a store
 //! yet; COMPANIES defaults to 1000, and 1 gives the small data set the scale run is compared
@@ -131,12 +132,34 @@ fn main() -> anyhow::Result<()> {
                 resource_id: probe_project.clone(),
             }),
         })));
+        let admin_secret = ClientSecret::generate().map_err(|_| anyhow::anyhow!("rng"))?;
+        writes.push(Write::InsertAccount(ServiceAccount {
+            client_id: "scale-admin".to_owned(),
+            name: "scale admin".to_owned(),
+            owner: Owner::Company(format!("company-{probe_company}")),
+            credential: Credential::Secret(hasher.hash(admin_secret.expose())),
+            permissions: Default::default(),
+            created_at: 1_700_000_000,
+            last_login: None,
+            retired_secret: None,
+        }));
+        writes.push(Write::Iam(IamChange::PutBinding(Binding {
+            binding_id: "scale-admin-0".to_owned(),
+            subjects: vec!["scale-admin".to_owned()],
+            groups: vec![],
+            roles: vec!["company-owner".to_owned()],
+            permissions: vec![],
+            resource: Some(BindingResource {
+                resource_type: "company".to_owned(),
+                resource_id: format!("company-{probe_company}"),
+            }),
+        })));
         flush(&mut writes).await?;
         eprintln!(
             "generated {} projects, {} accounts, {} bindings in {:.1}s",
             companies * PROJECTS_PER_COMPANY,
-            companies * ACCOUNTS_PER_COMPANY + 1,
-            bindings + 1,
+            companies * ACCOUNTS_PER_COMPANY + 2,
+            bindings + 2,
             started.elapsed().as_secs_f64()
         );
         println!(
@@ -145,6 +168,10 @@ fn main() -> anyhow::Result<()> {
                 "clientId": "scale-probe",
                 "clientSecret": secret.expose(),
                 "projectId": probe_project,
+                "adminId": "scale-admin",
+                "adminSecret": admin_secret.expose(),
+                "companyId": format!("company-{probe_company}"),
+                "accounts": ACCOUNTS_PER_COMPANY,
             })
         );
         Ok(())

@@ -8,7 +8,7 @@
 //! outlives the data it was made from.
 
 use super::Binding;
-use super::chunks::{ChunkedVec, SortedChunks};
+use super::chunks::{ChunkedVec, Pos, SortedChunks};
 use super::interned::{BindingTable, Names, StoredBinding, Sym};
 use crate::policy::input::BindingSet;
 use crate::store::{Store, StoreError};
@@ -82,10 +82,7 @@ fn by_id(a: &Arc<StoredBinding>, b: &Arc<StoredBinding>) -> std::cmp::Ordering {
 }
 
 /// Where the binding `id` is (or would go) in the id-sorted table.
-fn position(
-    list: &SortedChunks<Arc<StoredBinding>>,
-    id: &str,
-) -> Result<(usize, usize), (usize, usize)> {
+fn position(list: &SortedChunks<Arc<StoredBinding>>, id: &str) -> Result<Pos, Pos> {
     list.search(|b| b.id_bytes().cmp(id.as_bytes()))
 }
 
@@ -154,8 +151,8 @@ impl State {
     }
 
     /// The next state: this one with `changes` applied. Costs one pointer copy per chunk plus
-    /// work proportional to the change, never a copy of every binding or index entry. The names
-    /// table is copied only when the change brings a name it lacks.
+    /// work proportional to the change, never a copy of every binding or index entry. A name the
+    /// table lacks copies one shard of its index and at most one partial block of its list.
     fn with(&self, changes: Vec<IamChange>) -> Self {
         let mut names = self.names.clone();
         let mut bindings = self.bindings.clone();
