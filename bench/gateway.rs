@@ -99,7 +99,7 @@ fn routing(c: &mut Criterion) {
 }
 
 fn directory(c: &mut Criterion) {
-    use iamgate::iam::directory::{Directory, IamChange, IamData};
+    use iamgate::iam::directory::{Directory, IamChange, IamData, Project};
     use iamgate::iam::interned::BindingTable;
     use iamgate::iam::{Binding, BindingResource};
     let binding = |i: usize| Binding {
@@ -131,7 +131,14 @@ fn directory(c: &mut Criterion) {
                 d.version(),
                 IamData {
                     bindings: table,
-                    projects: vec![],
+                    // Ten projects per company, as the scale data set has.
+                    projects: (0..10_000)
+                        .map(|p| Project {
+                            project_id: format!("p-{p}"),
+                            company_id: format!("c-{}", p / 10),
+                            environments: vec![],
+                        })
+                        .collect(),
                 }
             )
             .await
@@ -142,6 +149,27 @@ fn directory(c: &mut Criterion) {
     c.bench_function("directory/bindings_for (1M bindings)", |b| {
         b.iter(|| black_box(directory.bindings_for(black_box("sa-4242"), &[])))
     });
+    let mut group = c.benchmark_group("directory/management reads (1M bindings)");
+    group.sample_size(10);
+    assert_eq!(directory.bindings_in_company("c-42").len(), 1000);
+    group.bench_function("a company's bindings", |b| {
+        b.iter(|| black_box(directory.bindings_in_company(black_box("c-42"))))
+    });
+    // What the management API did before bindings_in_company and bindings_naming.
+    group.bench_function("a company's bindings, filtering every binding", |b| {
+        b.iter(|| {
+            let all = directory.all_bindings();
+            black_box(
+                all.into_iter()
+                    .filter(|b| directory.company_of(b).as_deref() == Some("c-42"))
+                    .count(),
+            )
+        })
+    });
+    group.bench_function("an account's bindings", |b| {
+        b.iter(|| black_box(directory.bindings_naming(black_box("sa-4242"), false)))
+    });
+    group.finish();
     let mut group = c.benchmark_group("directory/write (1M bindings)");
     group.sample_size(20);
     // Published without the store write, which is the database's cost, not the directory's.

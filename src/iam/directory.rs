@@ -327,6 +327,66 @@ impl Directory {
         state.bindings.get(at).map(|b| b.expand(state.names.list()))
     }
 
+    /// The bindings naming `name` among their subjects, or among their groups when `group`, in id
+    /// order (management; read from the indexes, so it costs what it returns at any scale).
+    pub fn bindings_naming(&self, name: &str, group: bool) -> Vec<Binding> {
+        let state = self.state.load();
+        let Some(sym) = state.names.get(name) else {
+            return Vec::new();
+        };
+        let list: &[Arc<StoredBinding>] = if group {
+            state.by_group.get(&sym).map_or(&[], |l| l)
+        } else {
+            state.subject(sym).map_or(&[], |set| set.as_slice())
+        };
+        list.iter().map(|b| b.expand(state.names.list())).collect()
+    }
+
+    /// The bindings on `company`, its projects and their environments (those [`Self::company_of`]
+    /// places in it), in id order. One pass over the interned table comparing symbols, with
+    /// only the company's own bindings expanded: a few milliseconds at a million bindings.
+    pub fn bindings_in_company(&self, company: &str) -> Vec<Binding> {
+        let state = self.state.load();
+        let names = &state.names;
+        let projects: HashSet<&str> = state
+            .projects
+            .values()
+            .filter(|p| p.company_id == company)
+            .map(|p| p.project_id.as_str())
+            .collect();
+        let project_syms: HashSet<Sym> = projects.iter().filter_map(|p| names.get(p)).collect();
+        let company_sym = names.get(company);
+        let [company_t, project_t, env_t] =
+            ["company", "project", "environment"].map(|t| names.get(t));
+        // An environment id names its project before the colon; decided once per distinct id.
+        let mut envs: HashMap<Sym, bool> = HashMap::new();
+        let mut out = Vec::new();
+        for b in state.bindings.iter() {
+            let Some((t, id)) = b.resource() else {
+                continue;
+            };
+            let t = Some(t);
+            let inside = if t == company_t {
+                Some(id) == company_sym
+            } else if t == project_t {
+                project_syms.contains(&id)
+            } else if t == env_t {
+                *envs.entry(id).or_insert_with(|| {
+                    names
+                        .name(id)
+                        .split_once(':')
+                        .is_some_and(|(p, _)| projects.contains(p))
+                })
+            } else {
+                false
+            };
+            if inside {
+                out.push(b.expand(names.list()));
+            }
+        }
+        out
+    }
+
     /// Every binding (management listings; not for the request path).
     pub fn all_bindings(&self) -> Vec<Binding> {
         let state = self.state.load();
@@ -422,6 +482,86 @@ mod tests {
                 resource_id: "c1".into(),
             }),
         }
+    }
+
+    #[tokio::test]
+    async fn indexed_management_queries_equal_a_filter_over_every_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
+                .await
+                .unwrap(),
+        );
+        let d = Directory::load(store).await.unwrap();
+        let project = |id: &str, company: &str| {
+            IamChange::PutProject(Project {
+                project_id: id.into(),
+                company_id: company.into(),
+                environments: vec!["dev".into()],
+            })
+        };
+        let on = |id: &str, subjects: &[&str], groups: &[&str], at: Option<(&str, &str)>| {
+            let mut b = binding(id, subjects, groups, "developer");
+            b.resource = at.map(|(t, r)| BindingResource {
+                resource_type: t.into(),
+                resource_id: r.into(),
+            });
+            IamChange::PutBinding(b)
+        };
+        d.apply(vec![
+            project("p1", "c1"),
+            project("p2", "c1"),
+            project("p3", "c2"),
+            on("a", &["sa1"], &[], Some(("company", "c1"))),
+            on("b", &["sa1", "sa2"], &["ops"], Some(("project", "p1"))),
+            // An environment the project does not list still belongs to its company.
+            on("c", &["sa2"], &[], Some(("environment", "p2:unlisted"))),
+            on("d", &["sa1"], &["ops"], Some(("company", "c2"))),
+            on("e", &["sa3"], &[], Some(("project", "p3"))),
+            on("f", &["sa3"], &[], Some(("environment", "p3:dev"))),
+            // Console-level, unknown project, malformed environment, unknown resource type.
+            on("g", &["sa1"], &["ops"], None),
+            on("h", &["sa1"], &[], Some(("project", "unknown"))),
+            on("i", &["sa1"], &[], Some(("environment", "p1"))),
+            on("j", &["sa1"], &[], Some(("team", "c1"))),
+            on("k", &[], &["ops"], Some(("environment", "p1:dev"))),
+        ])
+        .await
+        .unwrap();
+        let all = d.all_bindings();
+        let ids = |bs: Vec<Binding>| bs.into_iter().map(|b| b.binding_id).collect::<Vec<_>>();
+        for company in ["c1", "c2", "c3", "p1"] {
+            let expected: Vec<Binding> = all
+                .iter()
+                .filter(|b| d.company_of(b).as_deref() == Some(company))
+                .cloned()
+                .collect();
+            assert_eq!(d.bindings_in_company(company), expected, "{company}");
+        }
+        assert_eq!(ids(d.bindings_in_company("c1")), ["a", "b", "c", "k"]);
+        assert_eq!(ids(d.bindings_in_company("c2")), ["d", "e", "f"]);
+        for (name, group) in [
+            ("sa1", false),
+            ("sa2", false),
+            ("ops", true),
+            ("ops", false),
+            ("nobody", false),
+        ] {
+            let expected: Vec<Binding> = all
+                .iter()
+                .filter(|b| {
+                    if group { &b.groups } else { &b.subjects }
+                        .iter()
+                        .any(|s| s == name)
+                })
+                .cloned()
+                .collect();
+            assert_eq!(d.bindings_naming(name, group), expected, "{name}");
+        }
+        assert_eq!(
+            ids(d.bindings_naming("sa1", false)),
+            ["a", "b", "d", "g", "h", "i", "j"]
+        );
     }
 
     #[tokio::test]

@@ -493,12 +493,7 @@ impl Manager {
     ) -> Result<(), ManageError> {
         let _guard = self.writer.lock().await;
         let account = self.account_in(scope, client_id)?;
-        let bindings: Vec<Binding> = self
-            .directory
-            .all_bindings()
-            .into_iter()
-            .filter(|b| b.subjects.iter().any(|s| s == client_id))
-            .collect();
+        let bindings = self.directory.bindings_naming(client_id, false);
         let mut writes = vec![Write::DeleteAccount(client_id.to_owned())];
         for b in &bindings {
             if b.subjects.len() == 1 && b.groups.is_empty() {
@@ -569,13 +564,9 @@ impl Manager {
         let _guard = self.writer.lock().await;
         let bindings: Vec<Binding> = self
             .directory
-            .all_bindings()
+            .bindings_naming(subject, kind == SubjectKind::Group)
             .into_iter()
             .filter(|b| self.directory.company_of(b).as_deref() == Some(company))
-            .filter(|b| match kind {
-                SubjectKind::Group => b.groups.iter().any(|g| g == subject),
-                _ => b.subjects.iter().any(|s| s == subject),
-            })
             .collect();
         if bindings.is_empty() {
             return Err(ManageError::NotFound("identity"));
@@ -814,19 +805,12 @@ impl Manager {
     fn company_roles(&self, company: &str, subject: &str, group: bool) -> Vec<String> {
         let mut roles: Vec<String> = self
             .directory
-            .all_bindings()
+            .bindings_naming(subject, group)
             .into_iter()
             .filter(|b| {
                 b.resource
                     .as_ref()
                     .is_some_and(|r| r.resource_type == "company" && r.resource_id == company)
-            })
-            .filter(|b| {
-                if group {
-                    b.groups.iter().any(|g| g == subject)
-                } else {
-                    b.subjects.iter().any(|s| s == subject)
-                }
             })
             .flat_map(|b| b.roles)
             .collect();
@@ -843,12 +827,7 @@ impl Manager {
         kinds: &[SubjectKind],
         project_ids: &[String],
     ) -> Vec<Value> {
-        let bindings: Vec<Binding> = self
-            .directory
-            .all_bindings()
-            .into_iter()
-            .filter(|b| self.directory.company_of(b).as_deref() == Some(company))
-            .collect();
+        let bindings = self.directory.bindings_in_company(company);
         let mut ids: std::collections::BTreeMap<(u8, String), (SubjectKind, String)> =
             Default::default();
         let sa_names: HashMap<String, String> = self
