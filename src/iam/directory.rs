@@ -484,14 +484,17 @@ mod tests {
         }
     }
 
+    async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
+            .await
+            .unwrap();
+        (dir, Arc::new(store))
+    }
+
     #[tokio::test]
     async fn indexed_management_queries_equal_a_filter_over_every_binding() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
-                .await
-                .unwrap(),
-        );
+        let (_dir, store) = sqlite().await;
         let d = Directory::load(store).await.unwrap();
         let project = |id: &str, company: &str| {
             IamChange::PutProject(Project {
@@ -566,12 +569,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_persist_publish_and_bump_the_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            crate::store::sqlite::SqliteStore::open(&dir.path().join("db"))
-                .await
-                .unwrap(),
-        );
+        let (_dir, store) = sqlite().await;
         let d = Directory::load(store.clone()).await.unwrap();
         let v0 = d.version();
         d.apply(vec![
