@@ -1,7 +1,7 @@
 //! Request-path pieces: access-token verification (uncached and cached), path validation and
 //! route matching on a table the size of the Console's; and the directory at the scale data
-//! set's size (a million bindings): a caller's bindings on the request path, and one write's
-//! new state on the write path.
+//! set's size (a million bindings): a caller's bindings on the request path, one write's new
+//! state and the management reads; and the account snapshot at a hundred thousand accounts.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The allocator the shipped binary uses, so that figures match production.
@@ -192,5 +192,36 @@ fn directory(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verification, routing, directory);
+fn accounts(c: &mut Criterion) {
+    use iamgate::iam::{ClientSecret, Credential, Owner, SecretHasher, ServiceAccount};
+    use iamgate::store::snapshot::AccountSnapshot;
+    let hash = SecretHasher::new(b"bench-pepper-0123456789")
+        .hash(ClientSecret::generate().unwrap().expose());
+    let account = |i: usize| ServiceAccount {
+        client_id: format!("sa-{i}"),
+        name: format!("account {i}"),
+        owner: Owner::Company(format!("company-{}", i / 100)),
+        credential: Credential::Secret(hash.clone()),
+        permissions: Default::default(),
+        created_at: 1_700_000_000,
+        last_login: None,
+        retired_secret: None,
+    };
+    let snapshot = AccountSnapshot::new((0..100_000).map(account).collect());
+    let mut g = c.benchmark_group("accounts (100k)");
+    g.bench_function("get", |b| {
+        b.iter(|| black_box(snapshot.get(black_box("sa-4242"))))
+    });
+    let mut n = 0usize;
+    g.bench_function("write", |b| {
+        b.iter(|| {
+            n += 1;
+            let a = account(n % 100_000);
+            snapshot.apply(&a.client_id.clone(), Some(a));
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verification, routing, directory, accounts);
 criterion_main!(benches);

@@ -1,12 +1,15 @@
-//! Copy-on-write chunked vectors behind the directory's published states.
+//! Copy-on-write chunked tables behind the published snapshots the request path reads: the
+//! directory's states and the account snapshot.
 //!
-//! Every IAM write publishes a new immutable state while requests keep reading the old one, so
-//! the state's large tables (a million bindings sorted by id, an index slot per interned name)
-//! must be cheap to copy. Here a table is a list of shared chunks: the new state copies one
-//! pointer per chunk and then copies only the chunks the write touches, so a write costs
-//! O(N / chunk + chunk) instead of O(N).
+//! Every write publishes a new immutable version while requests keep reading the old one, so
+//! the large tables (a million bindings sorted by id, an index slot per interned name, the name
+//! index, a hundred thousand accounts) must be cheap to copy. Here a table is a list of shared
+//! chunks: the new version copies one pointer per chunk and then copies only the chunks the
+//! write touches, so a write costs O(N / chunk + chunk) instead of O(N).
 
+use hashbrown::HashTable;
 use std::cmp::Ordering;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Entries per chunk: a write copies about this many pointers, and a clone one per chunk.
@@ -170,6 +173,103 @@ impl<T: Clone> SortedChunks<T> {
     }
 }
 
+/// Shards of a [`ShardedMap`]: at a million entries a write copies about 4,000 of them.
+const SHARDS: usize = 256;
+
+/// An entry of a [`ShardedMap`], which it finds by this key.
+pub(crate) trait Keyed {
+    /// The entry's key.
+    fn key(&self) -> &str;
+}
+
+/// A hash map by string key whose clones share their shards until written: a write copies one
+/// shard. One hash per lookup places both the shard and the entry in it.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardedMap<T> {
+    /// Seeded per map and kept by its clones: keys are chosen by API callers.
+    hasher: foldhash::quality::RandomState,
+    shards: Vec<Arc<HashTable<T>>>,
+    len: usize,
+}
+
+impl<T> Default for ShardedMap<T> {
+    fn default() -> Self {
+        Self {
+            hasher: foldhash::quality::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
+            len: 0,
+        }
+    }
+}
+
+/// The shard of a hash, from bits the shard's own table does not use to place entries (it uses
+/// the low bits for the bucket and the top seven as the tag); taking either would put every
+/// entry of a shard in one bucket chain or under one tag.
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
+impl<T: Keyed + Clone> ShardedMap<T> {
+    /// The entry of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&T> {
+        let hash = self.hasher.hash_one(key);
+        self.shards
+            .get(shard_of(hash))?
+            .find(hash, |e| e.key() == key)
+    }
+
+    /// Inserts `value` under its key, returning the entry it replaces.
+    pub(crate) fn insert(&mut self, value: T) -> Option<T> {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(value.key());
+        let shard = Arc::make_mut(self.shards.get_mut(shard_of(hash))?);
+        match shard.find_mut(hash, |e| e.key() == value.key()) {
+            Some(slot) => Some(std::mem::replace(slot, value)),
+            None => {
+                shard.insert_unique(hash, value, |e| hasher.hash_one(e.key()));
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    /// Removes and returns the entry of `key`; copies its shard only if it is there.
+    pub(crate) fn remove(&mut self, key: &str) -> Option<T> {
+        let hash = self.hasher.hash_one(key);
+        let i = shard_of(hash);
+        self.shards.get(i)?.find(hash, |e| e.key() == key)?;
+        let shard = Arc::make_mut(self.shards.get_mut(i)?);
+        let (old, _) = shard.find_entry(hash, |e| e.key() == key).ok()?.remove();
+        self.len -= 1;
+        Some(old)
+    }
+
+    /// Every entry, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<T: Keyed + Clone> FromIterator<T> for ShardedMap<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut map = Self::default();
+        for v in iter {
+            map.insert(v);
+        }
+        map
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +350,58 @@ mod tests {
         assert_eq!((old.get(CHUNK + 1), v.get(CHUNK + 1)), (Some(&0), Some(&9)));
         assert!(Arc::ptr_eq(&old.chunks[0], &v.chunks[0]));
         assert!(!Arc::ptr_eq(&old.chunks[1], &v.chunks[1]));
+    }
+
+    impl Keyed for (String, u32) {
+        fn key(&self) -> &str {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_sharded_map_follows_a_hash_map_and_a_write_copies_one_shard() {
+        let mut model = std::collections::HashMap::new();
+        let mut map: ShardedMap<(String, u32)> = ShardedMap::default();
+        for i in 0..50_000u32 {
+            let k = format!("k{}", i % 30_000);
+            if i % 7 == 3 {
+                assert_eq!(map.remove(&k).map(|e| e.1), model.remove(&k));
+            } else {
+                assert_eq!(map.insert((k.clone(), i)).map(|e| e.1), model.insert(k, i));
+            }
+        }
+        assert_eq!(map.len(), model.len());
+        assert_eq!(map.is_empty(), model.is_empty());
+        let mut all: Vec<(String, u32)> = map.values().cloned().collect();
+        all.sort();
+        let mut expected: Vec<(String, u32)> = model.clone().into_iter().collect();
+        expected.sort();
+        assert_eq!(all, expected);
+        // Spread over the shards, none of them crowded.
+        let sizes: Vec<usize> = map.shards.iter().map(|s| s.len()).collect();
+        assert!(
+            sizes.iter().all(|&n| n * SHARDS < 2 * map.len()),
+            "{sizes:?}"
+        );
+
+        let old = map.clone();
+        map.insert(("new".into(), 1));
+        assert_eq!(map.remove("absent"), None);
+        let key = model.keys().next().unwrap().clone();
+        map.remove(&key);
+        let copied = old
+            .shards
+            .iter()
+            .zip(&map.shards)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .count();
+        assert!((1..=2).contains(&copied), "{copied}");
+        assert_eq!(
+            (old.get("new"), map.get("new").map(|e| e.1)),
+            (None, Some(1))
+        );
+        assert_eq!((old.get(&key).is_some(), map.get(&key)), (true, None));
+        assert_eq!(old.len() + 1 - 1, map.len());
     }
 
     #[test]

@@ -10,9 +10,8 @@
 //! (management reads) or once per caller and change (the policy value, memoised by
 //! `BindingSet`).
 
+use super::chunks::{Keyed, ShardedMap};
 use super::{Binding, BindingResource};
-use hashbrown::HashTable;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A name's symbol in a [`Names`] table.
@@ -67,40 +66,31 @@ impl NameList {
     }
 }
 
-/// Shards of the name index. A write that interns a new name makes a new version of the table;
-/// it copies one shard (about 500 entries at a million bindings) instead of the whole index,
-/// which took milliseconds.
-const SHARDS: usize = 256;
-
 /// Interned names. Append-only: a symbol, once handed out, names the same string for the life of
 /// the table and of every version made from it, so bindings built against an older version
-/// resolve against a newer one.
-#[derive(Debug, Clone)]
+/// resolve against a newer one. The index is sharded: a write that interns a new name makes a
+/// new version of the table and copies one shard of it (about 500 entries at a million
+/// bindings), where copying the whole index took milliseconds.
+#[derive(Debug, Clone, Default)]
 pub struct Names {
     list: Arc<NameList>,
-    /// Seeded per table and kept by its versions: names are chosen by API callers.
-    hasher: foldhash::quality::RandomState,
-    index: Vec<Arc<Shard>>,
+    index: ShardedMap<Interned>,
 }
 
-/// One shard of the index: each name with its symbol.
-type Shard = HashTable<(Arc<str>, Sym)>;
+/// An index entry: a name and its symbol.
+#[derive(Debug, Clone)]
+struct Interned(Arc<str>, Sym);
 
-impl Default for Names {
-    fn default() -> Self {
-        Self {
-            list: Arc::default(),
-            hasher: foldhash::quality::RandomState::default(),
-            index: (0..SHARDS).map(|_| Arc::default()).collect(),
-        }
+impl Keyed for Interned {
+    fn key(&self) -> &str {
+        &self.0
     }
 }
 
 impl Names {
     /// The symbol of `name`, adding it if new.
     pub fn intern(&mut self, name: &str) -> Sym {
-        let hash = self.hasher.hash_one(name);
-        if let Some(s) = self.find(hash, name) {
+        if let Some(s) = self.get(name) {
             return s;
         }
         // Past four billion names the table would wrap; a directory never gets near that, and
@@ -108,21 +98,13 @@ impl Names {
         let s = Sym::try_from(self.list.len()).unwrap_or(Sym::MAX);
         let name: Arc<str> = Arc::from(name);
         Arc::make_mut(&mut self.list).push(name.clone());
-        let hasher = &self.hasher;
-        if let Some(shard) = self.index.get_mut(shard_of(hash)) {
-            Arc::make_mut(shard).insert_unique(hash, (name, s), |(n, _)| hasher.hash_one(&**n));
-        }
+        self.index.insert(Interned(name, s));
         s
     }
 
     /// The symbol of `name`, if interned.
     pub fn get(&self, name: &str) -> Option<Sym> {
-        self.find(self.hasher.hash_one(name), name)
-    }
-
-    fn find(&self, hash: u64, name: &str) -> Option<Sym> {
-        let shard = self.index.get(shard_of(hash))?;
-        shard.find(hash, |(n, _)| **n == *name).map(|&(_, s)| s)
+        self.index.get(name).map(|i| i.1)
     }
 
     /// The name of `sym`.
@@ -149,13 +131,6 @@ impl Names {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
-}
-
-/// The shard of a name's hash, from bits the shard's own table does not use to place entries
-/// (it uses the low bits for the bucket and the top seven as the tag); taking either would put
-/// every entry of a shard in one bucket chain or under one tag.
-fn shard_of(hash: u64) -> usize {
-    (hash >> 32) as usize % SHARDS
 }
 
 fn names_of(b: &Binding) -> impl Iterator<Item = &str> {
@@ -438,25 +413,14 @@ mod tests {
     }
 
     #[test]
-    fn a_new_name_copies_one_shard_of_the_index_and_the_old_version_does_not_see_it() {
+    fn a_new_name_is_seen_by_the_new_version_only() {
         let mut names = Names::default();
         for i in 0..50_000 {
             assert_eq!(names.intern(&format!("n{i}")), i);
         }
-        // Spread over the shards, none of them crowded.
-        let sizes: Vec<usize> = names.index.iter().map(|s| s.len()).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 50_000);
-        assert!(sizes.iter().all(|&n| (100..400).contains(&n)), "{sizes:?}");
         let old = names.clone();
         assert_eq!(names.intern("n49999"), 49_999);
         assert_eq!(names.intern("new"), 50_000);
-        let shared = old
-            .index
-            .iter()
-            .zip(&names.index)
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count();
-        assert_eq!(shared, SHARDS - 1);
         assert_eq!((old.get("new"), names.get("new")), (None, Some(50_000)));
         assert!((0..50_000).all(|i| names.get(&format!("n{i}")) == Some(i)));
         assert_eq!(names.get("n50000"), None);

@@ -6,7 +6,7 @@
 pub mod account;
 pub mod api;
 pub mod binding;
-mod chunks;
+pub(crate) mod chunks;
 pub mod client_key;
 pub mod directory;
 pub mod interned;
