@@ -3,9 +3,9 @@
 # set (1,000 companies, 10,000 projects, 100,000 service accounts, 1,000,000 bindings) with
 # `bench/scale_data.rs`, starts a release iamgate on each, and reports the time to `/-/ready`,
 # the resident memory, proxied req/s of an authorized GET (wrk, DURATION seconds, rounds
-# alternated small / scale) against an nginx upstream, and the latency of WRITES management
-# writes (a company role changed through the API, one at a time on a keep-alive connection:
-# store transaction plus the directory's new state).
+# alternated small / scale) against an nginx upstream, the latency of WRITES management writes
+# (a company role changed through the API, one at a time on a keep-alive connection: store
+# transaction plus the directory's new state), and of the company's account list and identities.
 # Needs: wrk, nginx, curl, python3. SCALE_DIR keeps the generated scale store between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +69,17 @@ for i in range(n):
         sys.exit(f"write {i}: status {r.status}")
 took.sort()
 print(f"       {n} role changes: p50 {statistics.median(took):.2f} ms  p99 {took[int(n * 0.99) - 1]:.2f} ms  max {took[-1]:.2f} ms")
+for what, path in [("account list", f"/api/companies/{company}/service-accounts"),
+                   ("identities", f"/api/companies/{company}/identities")]:
+    took = []
+    for _ in range(5):
+        t = time.perf_counter()
+        c.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        r = c.getresponse(); body = r.read()
+        took.append((time.perf_counter() - t) * 1e3)
+        if r.status != 200:
+            sys.exit(f"{what}: status {r.status}")
+    print(f"       {what} ({len(json.loads(body))} entries): median of 5 {statistics.median(took):.2f} ms")
 PY
 }
 
