@@ -435,6 +435,18 @@ impl Directory {
         true
     }
 
+    /// Publishes changes read from the store after another instance committed them, unless a
+    /// local write was published since `version` was read (the rows may predate it); returns
+    /// whether it published.
+    pub async fn publish_if(&self, version: u64, changes: Vec<IamChange>) -> bool {
+        let _guard = self.writer.lock().await;
+        if self.state.load().version != version {
+            return false;
+        }
+        self.publish_locked(changes);
+        true
+    }
+
     /// Publishes changes another writer already committed (in its own batch).
     pub async fn publish(&self, changes: Vec<IamChange>) -> u64 {
         let _guard = self.writer.lock().await;

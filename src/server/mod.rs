@@ -557,9 +557,83 @@ async fn resync(
     Ok(())
 }
 
-/// Follows other instances' changes on a shared store: a notification (or, for lost ones, a
-/// periodic resynchronisation) re-reads the snapshots. After a broken feed (database restart)
-/// it reconnects, resynchronises, and goes on; requests keep being served meanwhile.
+/// Applies other instances' changes: the rows a notification names are read again and applied,
+/// unless a local write was published meanwhile (the rows may predate it: read again); a
+/// notification that names nothing in particular, or a failure, reads everything.
+async fn follow(
+    store: &dyn crate::store::Store,
+    accounts: &Accounts,
+    directory: &crate::iam::directory::Directory,
+    changed: crate::store::Changed,
+) -> Result<(), crate::store::StoreError> {
+    use crate::iam::directory::IamChange;
+    if changed.all {
+        return resync(store, accounts, directory).await;
+    }
+    for _ in 0..5 {
+        let (generation, version) = (accounts.snapshot().generation(), directory.version());
+        let loaded = match store.load_changed(changed.clone()).await {
+            Ok(loaded) => loaded,
+            // What the notification named is not applied: read everything instead.
+            Err(_) => break,
+        };
+        let account_changes = as_changes(
+            &changed.accounts,
+            loaded.accounts,
+            |a| &a.client_id,
+            |a| (a.client_id.clone(), Some(a)),
+            |id| (id, None),
+        );
+        let mut iam = as_changes(
+            &changed.bindings,
+            loaded.bindings,
+            |b| &b.binding_id,
+            IamChange::PutBinding,
+            IamChange::DeleteBinding,
+        );
+        iam.extend(as_changes(
+            &changed.projects,
+            loaded.projects,
+            |p| &p.project_id,
+            IamChange::PutProject,
+            IamChange::DeleteProject,
+        ));
+        let fresh_accounts = account_changes.is_empty()
+            || accounts
+                .snapshot()
+                .apply_all_if(generation, account_changes);
+        let fresh_iam = iam.is_empty() || directory.publish_if(version, iam).await;
+        if fresh_accounts && fresh_iam {
+            return Ok(());
+        }
+    }
+    resync(store, accounts, directory).await
+}
+
+/// What the rows read for the `named` ids mean: a row found is put, an id without one was
+/// deleted.
+fn as_changes<T, C>(
+    named: &std::collections::BTreeSet<String>,
+    rows: Vec<T>,
+    id: impl Fn(&T) -> &String,
+    put: impl Fn(T) -> C,
+    delete: impl Fn(String) -> C,
+) -> Vec<C> {
+    let found: std::collections::HashSet<String> = rows.iter().map(|r| id(r).clone()).collect();
+    let mut out: Vec<C> = rows.into_iter().map(put).collect();
+    out.extend(
+        named
+            .iter()
+            .filter(|n| !found.contains(*n))
+            .map(|n| delete(n.clone())),
+    );
+    out
+}
+
+/// Follows other instances' changes on a shared store: a notification names the rows a batch
+/// wrote, which are read and applied; a periodic resynchronisation covers lost ones. After a
+/// broken feed (database restart) it reconnects, resynchronises, and goes on; requests keep
+/// being served meanwhile.
 fn spawn_change_follower(
     store: Arc<dyn crate::store::Store>,
     accounts: Accounts,
@@ -585,10 +659,10 @@ fn spawn_change_follower(
             }
             loop {
                 tokio::select! {
-                    got = feed.recv() => match got {
-                        Some(()) => {
-                            if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
-                                tracing::warn!(error = %e, "resynchronisation failed");
+                    got = feed.next() => match got {
+                        Some(changed) => {
+                            if let Err(e) = follow(store.as_ref(), &accounts, &directory, changed).await {
+                                tracing::warn!(error = %e, "applying another instance's change failed");
                             }
                         }
                         None => {

@@ -11,6 +11,7 @@ pub mod sqlite;
 
 use crate::config::DatabaseSettings;
 use crate::iam::ServiceAccount;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -162,6 +163,118 @@ pub(crate) mod columns {
     }
 }
 
+/// What other instances changed, merged over the notifications not yet taken: the ids of the
+/// accounts, bindings and projects a committed batch wrote, or `all` when a notification did not
+/// say (or said too much) and everything must be read again.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Changed {
+    /// Read everything again.
+    #[serde(skip)]
+    pub all: bool,
+    /// The instance that wrote it, which skips its own notifications: it published its writes
+    /// itself after committing them.
+    #[serde(default, rename = "i", skip_serializing_if = "String::is_empty")]
+    pub origin: String,
+    /// Accounts written (inserted, updated or deleted).
+    #[serde(default, rename = "a", skip_serializing_if = "BTreeSet::is_empty")]
+    pub accounts: BTreeSet<String>,
+    /// Bindings put or deleted.
+    #[serde(default, rename = "b", skip_serializing_if = "BTreeSet::is_empty")]
+    pub bindings: BTreeSet<String>,
+    /// Projects put or deleted.
+    #[serde(default, rename = "p", skip_serializing_if = "BTreeSet::is_empty")]
+    pub projects: BTreeSet<String>,
+}
+
+/// Past this many pending ids, reading everything again is the cheaper and safer way.
+const MAX_PENDING: usize = 10_000;
+
+impl Changed {
+    /// The ids a batch of writes touches.
+    pub fn of(writes: &[Write]) -> Self {
+        use crate::iam::directory::IamChange;
+        let mut c = Self::default();
+        for w in writes {
+            match w {
+                Write::InsertAccount(a) => c.accounts.insert(a.client_id.clone()),
+                Write::DeleteAccount(id) | Write::UpdateCredential { client_id: id, .. } => {
+                    c.accounts.insert(id.clone())
+                }
+                Write::Iam(IamChange::PutBinding(b)) => c.bindings.insert(b.binding_id.clone()),
+                Write::Iam(IamChange::DeleteBinding(id)) => c.bindings.insert(id.clone()),
+                Write::Iam(IamChange::PutProject(p)) => c.projects.insert(p.project_id.clone()),
+                Write::Iam(IamChange::DeleteProject(id)) => c.projects.insert(id.clone()),
+                Write::Audit(_) => false,
+            };
+        }
+        c
+    }
+
+    /// Adds another notification's changes; `None` (an unreadable one) means everything.
+    pub fn merge(&mut self, other: Option<Changed>) {
+        match other {
+            Some(o) if !self.all && !o.all => {
+                self.accounts.extend(o.accounts);
+                self.bindings.extend(o.bindings);
+                self.projects.extend(o.projects);
+                if self.accounts.len() + self.bindings.len() + self.projects.len() > MAX_PENDING {
+                    *self = Self::everything();
+                }
+            }
+            _ => *self = Self::everything(),
+        }
+    }
+
+    /// Everything changed.
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.accounts.is_empty()
+            && self.bindings.is_empty()
+            && self.projects.is_empty()
+    }
+}
+
+/// Other instances' changes on a shared store: a wake-up per notification (coalesced) and the
+/// changes merged since the last [`ChangeFeed::next`]. Ends when the feed breaks.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    /// One pending wake-up at most.
+    pub wake: tokio::sync::mpsc::Receiver<()>,
+    /// What the notifications said.
+    pub pending: Arc<std::sync::Mutex<Changed>>,
+}
+
+impl ChangeFeed {
+    /// The next changes; `None` when the feed ended.
+    pub async fn next(&mut self) -> Option<Changed> {
+        self.wake.recv().await?;
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(std::mem::take(&mut *pending))
+    }
+}
+
+/// The current rows of the ids a [`Changed`] names; an id without a row was deleted.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Accounts that exist.
+    pub accounts: Vec<ServiceAccount>,
+    /// Bindings that exist.
+    pub bindings: Vec<crate::iam::Binding>,
+    /// Projects that exist.
+    pub projects: Vec<crate::iam::directory::Project>,
+}
+
 /// Durable storage of accounts.
 pub trait Store: Send + Sync + 'static {
     /// Every account, for building the snapshot.
@@ -180,10 +293,19 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
     /// The newest `limit` audit records, newest first.
     fn audit_log(&self, limit: usize) -> StoreFuture<'_, Vec<AuditRecord>>;
-    /// A feed of other instances' changes (one `()` per batch, coalesced), when the store is
-    /// shared; the receiver closes when the feed breaks, and the caller asks again.
-    fn changes(&self) -> StoreFuture<'_, Option<tokio::sync::mpsc::Receiver<()>>> {
+    /// A feed of other instances' changes, when the store is shared; it ends when the feed
+    /// breaks, and the caller asks again.
+    fn changes(&self) -> StoreFuture<'_, Option<ChangeFeed>> {
         Box::pin(async { Ok(None) })
+    }
+    /// The current rows of what `changed` names (not `all`), for applying another instance's
+    /// change without reading everything.
+    fn load_changed(&self, _changed: Changed) -> StoreFuture<'_, Loaded> {
+        Box::pin(async {
+            Err(StoreError::Unavailable(
+                "this store is not shared between instances".to_owned(),
+            ))
+        })
     }
     /// Whether assertion `jti`s are recorded here, shared by every instance on this store.
     /// Otherwise each instance keeps its own in-memory record (one instance per SQLite file).
@@ -246,5 +368,56 @@ pub async fn open(db: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
         DatabaseSettings::Postgres(url) => {
             Ok(Arc::new(postgres::PgStore::open(url.expose()).await?))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::directory::{IamChange, Project};
+
+    #[test]
+    fn a_batch_names_the_rows_it_writes_and_merged_notifications_add_up() {
+        let project = Project {
+            project_id: "p1".into(),
+            company_id: "c1".into(),
+            environments: vec![],
+        };
+        let c = Changed::of(&[
+            Write::DeleteAccount("sa1".into()),
+            Write::Iam(IamChange::DeleteBinding("b1".into())),
+            Write::Iam(IamChange::PutProject(project)),
+            Write::Iam(IamChange::DeleteProject("p2".into())),
+        ]);
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(text, r#"{"a":["sa1"],"b":["b1"],"p":["p1","p2"]}"#);
+        let back: Changed = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        assert!(!back.all);
+
+        let mut pending = Changed::default();
+        assert!(pending.is_empty());
+        pending.merge(Some(c));
+        pending.merge(serde_json::from_str(r#"{"b":["b2"],"i":"other"}"#).ok());
+        assert_eq!(pending.bindings.iter().collect::<Vec<_>>(), ["b1", "b2"]);
+        assert_eq!(pending.accounts.len(), 1);
+        // A payload that is not a change (the key set's name) means everything, and stays so.
+        pending.merge(serde_json::from_str("signing-keys").ok());
+        assert!(pending.all && pending.bindings.is_empty());
+        pending.merge(Some(Changed::of(&[Write::DeleteAccount("sa2".into())])));
+        assert!(pending.all && pending.accounts.is_empty());
+    }
+
+    #[test]
+    fn too_many_pending_ids_mean_everything() {
+        let mut pending = Changed::default();
+        for i in 0..MAX_PENDING {
+            pending.merge(Some(Changed::of(&[Write::DeleteAccount(format!("sa{i}"))])));
+        }
+        assert!(!pending.all);
+        pending.merge(Some(Changed::of(&[Write::DeleteAccount(
+            "one more".into(),
+        )])));
+        assert!(pending.all && pending.accounts.is_empty());
     }
 }

@@ -1,16 +1,16 @@
 //! The PostgreSQL store, for several instances sharing one database (selected by a
 //! `postgres://` URL). Same schema and semantics as the SQLite store, plus what sharing needs:
 //! migrations serialised by an advisory lock, the assertion replay record, and a `NOTIFY` after
-//! every committed batch so other instances refresh their snapshots.
+//! every committed batch, naming the rows it wrote, so other instances read and apply them.
 //!
 //! The store keeps a small pool of connections of its own; a connection that broke (database
 //! restart) is replaced on next use, so the gateway recovers without a restart. TLS to the
 //! database (`sslmode=require`) goes through rustls with the Mozilla roots.
 
-use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
+use super::{AuditRecord, ChangeFeed, Changed, Loaded, Store, StoreError, StoreFuture, Write};
 use crate::iam::directory::{IamChange, IamData, Project};
 use crate::iam::{Binding, ClientKey, Credential, Owner, ServiceAccount};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::config::SslMode;
@@ -171,11 +171,8 @@ fn unreachable_client() -> ! {
 
 impl Pool {
     /// A new connection whose driver runs on its own task; with `notify`, that task forwards
-    /// other instances' notifications (`(own instance id, sender)`).
-    async fn connect(
-        &self,
-        notify: Option<(String, tokio::sync::mpsc::Sender<()>)>,
-    ) -> Result<Client, StoreError> {
+    /// other instances' notifications.
+    async fn connect(&self, notify: Option<Listener>) -> Result<Client, StoreError> {
         let fut = async {
             Ok::<_, tokio_postgres::Error>(match &self.tls {
                 None => {
@@ -264,17 +261,24 @@ impl PgStore {
     }
 
     /// Opens a dedicated connection that `LISTEN`s for the changes of *other* instances; each
-    /// notification is one `()` on the receiver (coalesced), which closes when the connection
-    /// ends (database restart): the caller reconnects and resynchronises.
-    pub async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<()>, StoreError> {
+    /// notification is merged into the feed's pending changes and wakes it (coalesced). The feed
+    /// ends when the connection ends (database restart): the caller reconnects and
+    /// resynchronises.
+    pub async fn listen(&self) -> Result<ChangeFeed, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let client = self.pool.connect(Some((self.instance.clone(), tx))).await?;
+        let pending = Arc::new(Mutex::new(Changed::default()));
+        let listener = Listener {
+            own: self.instance.clone(),
+            wake: tx,
+            pending: pending.clone(),
+        };
+        let client = self.pool.connect(Some(listener)).await?;
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .await
             .map_err(unavailable)?;
         tokio::spawn(hold(client));
-        Ok(rx)
+        Ok(ChangeFeed { wake: rx, pending })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -317,12 +321,21 @@ impl PgStore {
     }
 
     async fn load_all(&self) -> Result<Vec<ServiceAccount>, StoreError> {
+        self.load_accounts_in(None).await
+    }
+
+    /// Every account, or those of `ids`.
+    async fn load_accounts_in(
+        &self,
+        ids: Option<&Vec<String>>,
+    ) -> Result<Vec<ServiceAccount>, StoreError> {
         let c = self.conn().await?;
         let mut keys: HashMap<String, Vec<ClientKey>> = HashMap::new();
+        let (only, params) = only(ids, "client_id");
         for r in c
             .query(
-                "SELECT client_id, kid, n, e FROM service_account_keys ORDER BY created_at, kid",
-                &[],
+                &format!("SELECT client_id, kid, n, e FROM service_account_keys{only} ORDER BY created_at, kid"),
+                &params,
             )
             .await
             .map_err(unavailable)?
@@ -334,10 +347,10 @@ impl PgStore {
         }
         let mut out = Vec::new();
         let sql = format!(
-            "SELECT {} FROM service_accounts ORDER BY created_at, client_id",
+            "SELECT {} FROM service_accounts{only} ORDER BY created_at, client_id",
             super::columns::ACCOUNT_COLUMNS
         );
-        for r in c.query(&sql, &[]).await.map_err(unavailable)? {
+        for r in c.query(&sql, &params).await.map_err(unavailable)? {
             let row = super::columns::AccountRow {
                 client_id: r.get(0),
                 name: r.get(1),
@@ -356,36 +369,63 @@ impl PgStore {
     }
 
     async fn load_iam_data(&self) -> Result<IamData, StoreError> {
-        let c = self.conn().await?;
         let mut data = IamData::default();
+        self.load_bindings_in(None, |b| data.bindings.push(&b))
+            .await?;
+        data.projects = self.load_projects_in(None).await?;
+        Ok(data)
+    }
+
+    /// Every binding, or those of `ids`, in id order, each handed to `each` as it is parsed.
+    async fn load_bindings_in(
+        &self,
+        ids: Option<&Vec<String>>,
+        mut each: impl FnMut(Binding),
+    ) -> Result<(), StoreError> {
+        let c = self.conn().await?;
+        let (only, params) = only(ids, "binding_id");
         for r in c
-            .query("SELECT doc FROM bindings ORDER BY binding_id", &[])
+            .query(
+                &format!("SELECT doc FROM bindings{only} ORDER BY binding_id"),
+                &params,
+            )
             .await
             .map_err(unavailable)?
         {
             let doc: String = r.get(0);
-            data.bindings.push(
-                &serde_json::from_str::<Binding>(&doc)
+            each(
+                serde_json::from_str::<Binding>(&doc)
                     .map_err(|e| StoreError::Corrupt(format!("binding: {e}")))?,
             );
         }
+        Ok(())
+    }
+
+    /// Every project, or those of `ids`, in id order.
+    async fn load_projects_in(
+        &self,
+        ids: Option<&Vec<String>>,
+    ) -> Result<Vec<Project>, StoreError> {
+        let c = self.conn().await?;
+        let (only, params) = only(ids, "project_id");
+        let mut out = Vec::new();
         for r in c
             .query(
-                "SELECT project_id, company_id, environments FROM projects ORDER BY project_id",
-                &[],
+                &format!("SELECT project_id, company_id, environments FROM projects{only} ORDER BY project_id"),
+                &params,
             )
             .await
             .map_err(unavailable)?
         {
             let envs: String = r.get(2);
-            data.projects.push(Project {
+            out.push(Project {
                 project_id: r.get(0),
                 company_id: r.get(1),
                 environments: serde_json::from_str(&envs)
                     .map_err(|e| StoreError::Corrupt(format!("project: {e}")))?,
             });
         }
-        Ok(data)
+        Ok(out)
     }
 
     async fn commit_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -435,13 +475,11 @@ impl PgStore {
                 }
             }
         }
-        // Delivered to the other instances only if the transaction commits.
+        // Delivered to the other instances only if the transaction commits, and in commit order;
+        // it names what changed, so they read only that.
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[
-                &CHANNEL,
-                &i64::try_from(writes.len()).unwrap_or(0).to_string(),
-            ],
+            &[&CHANNEL, &self.payload(&writes)],
         )
         .await
         .map_err(unavailable)?;
@@ -449,23 +487,66 @@ impl PgStore {
     }
 }
 
+/// The `WHERE` clause and parameters selecting `ids` in `column` (nothing for all rows).
+fn only<'a>(
+    ids: Option<&'a Vec<String>>,
+    column: &str,
+) -> (String, Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)>) {
+    match ids {
+        Some(ids) => (format!(" WHERE {column} = ANY($1)"), vec![ids]),
+        None => (String::new(), Vec::new()),
+    }
+}
+
+/// Largest notification payload PostgreSQL accepts is 8000 bytes; past this the payload says
+/// nothing, and the other instances read everything.
+const MAX_PAYLOAD: usize = 7900;
+
+impl PgStore {
+    /// The notification payload naming what `writes` change, from this instance.
+    fn payload(&self, writes: &[Write]) -> String {
+        let changed = Changed {
+            origin: self.instance.clone(),
+            ..Changed::of(writes)
+        };
+        serde_json::to_string(&changed)
+            .ok()
+            .filter(|p| p.len() <= MAX_PAYLOAD)
+            .unwrap_or_else(|| "*".to_owned())
+    }
+}
+
+/// The listening connection's side of a [`ChangeFeed`].
+struct Listener {
+    /// This instance's id: notifications of its own writes are skipped.
+    own: String,
+    wake: tokio::sync::mpsc::Sender<()>,
+    pending: Arc<Mutex<Changed>>,
+}
+
 /// Drives a connection; with `notify`, forwards other instances' notifications.
-async fn drive<S, T>(
-    mut conn: tokio_postgres::Connection<S, T>,
-    notify: Option<(String, tokio::sync::mpsc::Sender<()>)>,
-) where
+async fn drive<S, T>(mut conn: tokio_postgres::Connection<S, T>, notify: Option<Listener>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
         match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
             Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                if let Some((own, tx)) = &notify
-                    && n.payload() != own
-                {
-                    // A full channel already holds a pending refresh.
-                    let _ = tx.try_send(());
+                let Some(l) = &notify else { continue };
+                let changed: Option<Changed> = serde_json::from_str(n.payload()).ok();
+                // Its own writes this instance published itself.
+                if changed.as_ref().is_some_and(|c| c.origin == l.own) {
+                    continue;
                 }
+                // Anything but a change payload (the key set, the pepper check, a payload
+                // too large) means: read everything.
+                l.pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .merge(changed);
+                // A full channel already holds a pending wake-up.
+                let _ = l.wake.try_send(());
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
@@ -658,7 +739,7 @@ impl Store for PgStore {
             let n = c
                 .execute(
                     "WITH gone AS (DELETE FROM service_accounts WHERE client_id = $1 RETURNING 1) SELECT pg_notify($2, $3) FROM gone",
-                    &[&client_id, &CHANNEL, &self.instance],
+                    &[&client_id, &CHANNEL, &self.payload(&[Write::DeleteAccount(client_id.clone())])],
                 )
                 .await
                 .map_err(unavailable)?;
@@ -724,8 +805,31 @@ impl Store for PgStore {
         true
     }
 
-    fn changes(&self) -> StoreFuture<'_, Option<tokio::sync::mpsc::Receiver<()>>> {
+    fn changes(&self) -> StoreFuture<'_, Option<ChangeFeed>> {
         Box::pin(async move { self.listen().await.map(Some) })
+    }
+
+    fn load_changed(&self, changed: Changed) -> StoreFuture<'_, Loaded> {
+        Box::pin(async move {
+            let ids = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>();
+            let (accounts, bindings, projects) = (
+                ids(changed.accounts),
+                ids(changed.bindings),
+                ids(changed.projects),
+            );
+            let mut loaded = Loaded::default();
+            if !accounts.is_empty() {
+                loaded.accounts = self.load_accounts_in(Some(&accounts)).await?;
+            }
+            if !bindings.is_empty() {
+                self.load_bindings_in(Some(&bindings), |b| loaded.bindings.push(b))
+                    .await?;
+            }
+            if !projects.is_empty() {
+                loaded.projects = self.load_projects_in(Some(&projects)).await?;
+            }
+            Ok(loaded)
+        })
     }
 
     fn record_jti(

@@ -69,6 +69,31 @@ impl AccountSnapshot {
         true
     }
 
+    /// Applies changes read from the shared store, unless a local write happened since
+    /// `generation` was read (the rows may predate it); returns whether it applied.
+    pub fn apply_all_if(
+        &self,
+        generation: u64,
+        changes: Vec<(String, Option<ServiceAccount>)>,
+    ) -> bool {
+        let mut g = match self.1.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *g != generation {
+            return false;
+        }
+        *g = g.wrapping_add(1);
+        self.0.rcu(|current| {
+            let mut next = AccountMap::clone(current);
+            for (client_id, account) in &changes {
+                change(&mut next, client_id, account);
+            }
+            next
+        });
+        true
+    }
+
     /// Applies a change: `Some(account)` upserts, `None` removes `client_id`.
     pub fn apply(&self, client_id: &str, account: Option<ServiceAccount>) {
         let mut g = match self.1.lock() {
@@ -78,17 +103,22 @@ impl AccountSnapshot {
         *g = g.wrapping_add(1);
         self.0.rcu(|current| {
             let mut next = AccountMap::clone(current);
-            match &account {
-                Some(a) if a.client_id == client_id => {
-                    next.insert(Arc::new(a.clone()));
-                }
-                // An account is stored under its own id; a mismatched pair changes nothing.
-                Some(_) => {}
-                None => {
-                    next.remove(client_id);
-                }
-            }
+            change(&mut next, client_id, &account);
             next
         });
+    }
+}
+
+/// `Some(account)` upserts, `None` removes `client_id`.
+fn change(map: &mut AccountMap, client_id: &str, account: &Option<ServiceAccount>) {
+    match account {
+        Some(a) if a.client_id == client_id => {
+            map.insert(Arc::new(a.clone()));
+        }
+        // An account is stored under its own id; a mismatched pair changes nothing.
+        Some(_) => {}
+        None => {
+            map.remove(client_id);
+        }
     }
 }
