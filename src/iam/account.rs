@@ -49,6 +49,13 @@ pub enum Owner {
     Company(String),
 }
 
+impl Owner {
+    /// Whether this is the account of `company` (without building an `Owner` to compare).
+    pub fn is_company(&self, company: &str) -> bool {
+        matches!(self, Self::Company(c) if c == company)
+    }
+}
+
 /// A keyed hash of a client secret. `Debug` prints nothing of it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretHash(pub [u8; 32]);

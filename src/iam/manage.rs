@@ -768,7 +768,7 @@ impl Manager {
     /// A company's accounts with their company roles.
     pub fn company_accounts(&self, company: &str) -> Vec<AccountView> {
         let roles = |a: &ServiceAccount| Some(self.company_roles(company, &a.client_id, false));
-        self.view(|a| a.owner == Owner::Company(company.to_owned()), roles)
+        self.view(|a| a.owner.is_company(company), roles)
     }
 
     fn view(
@@ -835,7 +835,7 @@ impl Manager {
             .snapshot()
             .all()
             .iter()
-            .filter(|a| a.owner == Owner::Company(company.to_owned()))
+            .filter(|a| a.owner.is_company(company))
             .map(|a| (a.client_id.clone(), a.name.clone()))
             .collect();
         for (id, name) in &sa_names {
