@@ -570,6 +570,9 @@ async fn follow(
     if changed.all {
         return resync(store, accounts, directory).await;
     }
+    if changed.is_empty() {
+        return Ok(());
+    }
     for _ in 0..5 {
         let (generation, version) = (accounts.snapshot().generation(), directory.version());
         let loaded = match store.load_changed(changed.clone()).await {

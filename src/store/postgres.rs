@@ -914,7 +914,9 @@ impl Store for PgStore {
             if n == 0 {
                 return Ok(false);
             }
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
+            // Names no account, binding or project: the others have nothing to re-read (the key
+            // reloader polls the key set on its own interval).
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload(&[])])
                 .await
                 .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;

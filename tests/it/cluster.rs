@@ -116,24 +116,9 @@ async fn an_assertion_is_single_use_across_instances() {
     );
 }
 
-/// A notification names the rows its batch wrote, and the other instance reads those rows
-/// alone: at a million bindings, reading everything took seconds per change on every instance.
-#[tokio::test]
-async fn another_instance_reads_only_the_rows_a_change_names() {
-    let up = TestUpstream::start().await;
-    let Some((a, b, shared)) = pair(&up).await else {
-        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
-        return;
-    };
-    // B follows A: its first full read (when its feed connected) is behind it.
-    a.project(P1, "acme", &["dev"]).await;
-    until(
-        "A's project visible on B",
-        Duration::from_secs(2),
-        async || b.running().directory.project(P1).is_some(),
-    )
-    .await;
-    // A row written behind both gateways' backs, with no notification.
+/// Writes binding `stray` into the pair's database behind the gateways' backs, with no
+/// notification: only a full read of the store picks it up.
+async fn stray_binding(shared: &tempfile::TempDir) {
     let db = common::existing_test_database(shared.path()).unwrap();
     let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
         .await
@@ -154,6 +139,26 @@ async fn another_instance_reads_only_the_rows_a_change_names() {
         )
         .await
         .unwrap();
+}
+
+/// A notification names the rows its batch wrote, and the other instance reads those rows
+/// alone: at a million bindings, reading everything took seconds per change on every instance.
+#[tokio::test]
+async fn another_instance_reads_only_the_rows_a_change_names() {
+    let up = TestUpstream::start().await;
+    let Some((a, b, shared)) = pair(&up).await else {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    // B follows A: its first full read (when its feed connected) is behind it.
+    a.project(P1, "acme", &["dev"]).await;
+    until(
+        "A's project visible on B",
+        Duration::from_secs(2),
+        async || b.running().directory.project(P1).is_some(),
+    )
+    .await;
+    stray_binding(&shared).await;
 
     let (id, _) = a.company_sa("acme").await;
     a.bind(&id, "guest", Some(("project", P1))).await;
@@ -437,7 +442,9 @@ async fn instances_share_the_managed_key_set_and_all_see_a_rotation() {
     )
     .await;
 
-    // `iamgate keys rotate` against the database: both instances move to the promoted key.
+    // `iamgate keys rotate` against the database: both instances move to the promoted key
+    // (polling the key set), and the rotation's notification makes neither read everything.
+    stray_binding(&shared).await;
     common::run_ok(
         std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
             .args(["keys", "rotate"])
@@ -467,6 +474,9 @@ async fn instances_share_the_managed_key_set_and_all_see_a_rotation() {
         kid_of(&fresh[1]),
         "same active key everywhere"
     );
+    for gw in [&a, &b] {
+        assert!(gw.running().directory.binding("stray").is_none());
+    }
     let jwks_after = a.jwks().await;
     assert_eq!(
         jwks_after["keys"].as_array().unwrap().len(),
