@@ -108,52 +108,45 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        let secret = ClientSecret::generate().map_err(|_| anyhow::anyhow!("rng"))?;
         let probe_company = companies - 1;
         let probe_project = project_id(probe_company, 5);
-        writes.push(Write::InsertAccount(ServiceAccount {
-            client_id: "scale-probe".to_owned(),
-            name: "scale probe".to_owned(),
-            owner: Owner::Company(format!("company-{probe_company}")),
-            credential: Credential::Secret(hasher.hash(secret.expose())),
-            permissions: Default::default(),
-            created_at: 1_700_000_000,
-            last_login: None,
-            retired_secret: None,
-        }));
-        writes.push(Write::Iam(IamChange::PutBinding(Binding {
-            binding_id: "scale-probe-0".to_owned(),
-            subjects: vec!["scale-probe".to_owned()],
-            groups: vec![],
-            roles: vec!["developer".to_owned()],
-            permissions: vec![],
-            resource: Some(BindingResource {
-                resource_type: "project".to_owned(),
-                resource_id: probe_project.clone(),
-            }),
-        })));
-        let admin_secret = ClientSecret::generate().map_err(|_| anyhow::anyhow!("rng"))?;
-        writes.push(Write::InsertAccount(ServiceAccount {
-            client_id: "scale-admin".to_owned(),
-            name: "scale admin".to_owned(),
-            owner: Owner::Company(format!("company-{probe_company}")),
-            credential: Credential::Secret(hasher.hash(admin_secret.expose())),
-            permissions: Default::default(),
-            created_at: 1_700_000_000,
-            last_login: None,
-            retired_secret: None,
-        }));
-        writes.push(Write::Iam(IamChange::PutBinding(Binding {
-            binding_id: "scale-admin-0".to_owned(),
-            subjects: vec!["scale-admin".to_owned()],
-            groups: vec![],
-            roles: vec!["company-owner".to_owned()],
-            permissions: vec![],
-            resource: Some(BindingResource {
-                resource_type: "company".to_owned(),
-                resource_id: format!("company-{probe_company}"),
-            }),
-        })));
+        // An account of the probe company with a known secret and one role at `on`.
+        let mut probe =
+            |id: &str, role: &str, on: (&str, String)| -> anyhow::Result<ClientSecret> {
+                let secret = ClientSecret::generate().map_err(|_| anyhow::anyhow!("rng"))?;
+                writes.push(Write::InsertAccount(ServiceAccount {
+                    client_id: id.to_owned(),
+                    name: id.replace('-', " "),
+                    owner: Owner::Company(format!("company-{probe_company}")),
+                    credential: Credential::Secret(hasher.hash(secret.expose())),
+                    permissions: Default::default(),
+                    created_at: 1_700_000_000,
+                    last_login: None,
+                    retired_secret: None,
+                }));
+                writes.push(Write::Iam(IamChange::PutBinding(Binding {
+                    binding_id: format!("{id}-0"),
+                    subjects: vec![id.to_owned()],
+                    groups: vec![],
+                    roles: vec![role.to_owned()],
+                    permissions: vec![],
+                    resource: Some(BindingResource {
+                        resource_type: on.0.to_owned(),
+                        resource_id: on.1,
+                    }),
+                })));
+                Ok(secret)
+            };
+        let secret = probe(
+            "scale-probe",
+            "developer",
+            ("project", probe_project.clone()),
+        )?;
+        let admin_secret = probe(
+            "scale-admin",
+            "company-owner",
+            ("company", format!("company-{probe_company}")),
+        )?;
         flush(&mut writes).await?;
         eprintln!(
             "generated {} projects, {} accounts, {} bindings in {:.1}s",

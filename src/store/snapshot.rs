@@ -76,34 +76,37 @@ impl AccountSnapshot {
         generation: u64,
         changes: Vec<(String, Option<ServiceAccount>)>,
     ) -> bool {
-        let mut g = match self.1.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut g = self.lock_generation();
         if *g != generation {
             return false;
         }
-        *g = g.wrapping_add(1);
-        self.0.rcu(|current| {
-            let mut next = AccountMap::clone(current);
-            for (client_id, account) in &changes {
-                change(&mut next, client_id, account);
-            }
-            next
-        });
+        let changes: Vec<(&str, &Option<ServiceAccount>)> =
+            changes.iter().map(|(id, a)| (id.as_str(), a)).collect();
+        self.publish(&mut g, &changes);
         true
     }
 
     /// Applies a change: `Some(account)` upserts, `None` removes `client_id`.
     pub fn apply(&self, client_id: &str, account: Option<ServiceAccount>) {
-        let mut g = match self.1.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *g = g.wrapping_add(1);
+        let mut g = self.lock_generation();
+        self.publish(&mut g, &[(client_id, &account)]);
+    }
+
+    /// The generation, held while a write is published (a poisoned lock still counts).
+    fn lock_generation(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bumps the generation and swaps in the map with `changes` applied.
+    fn publish(&self, generation: &mut u64, changes: &[(&str, &Option<ServiceAccount>)]) {
+        *generation = generation.wrapping_add(1);
         self.0.rcu(|current| {
             let mut next = AccountMap::clone(current);
-            change(&mut next, client_id, &account);
+            for (client_id, account) in changes {
+                change(&mut next, client_id, account);
+            }
             next
         });
     }
