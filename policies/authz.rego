@@ -3,8 +3,8 @@
 # `iamgate policy test policies/` runs the tests in *_test.rego before a change goes live
 # (the running gateway also refuses to load a policy whose tests fail).
 #
-# Input (see policies/README.md): input.request, input.user, input.resource, input.route and,
-# for role assignments, input.grants. Role data: data.roles (policies/roles.json). What each role
+# Input (see policies/README.md): input.request, input.user, input.resource, input.route, for
+# role assignments input.grants, and for requests that act on an account input.target. Role data: data.roles (policies/roles.json). What each role
 # grants at each level is derived from both in tables.rego, once per policy revision.
 #
 # The gateway evaluates `decision` for every request; `explain` backs `iamgate policy eval
@@ -18,91 +18,84 @@ import rego.v1
 # ---------------------------------------------------------------------------------------------
 #
 # Written for the gateway's hot path, where every rule a decision touches costs about a
-# microsecond: the common request (one that assigns no role) reads `route_allowed`, the
-# request's resource (`here`) and the pre-computed role table. Rule values used inside a loop are
-# bound to a local first, so they are looked up once per decision rather than once per binding.
+# microsecond: the common request (one that assigns no role and acts on no account) reads
+# `route_allowed`, `mine` (the caller's bindings), the request's resource (`here`) and the
+# pre-computed role table. Rule values used inside a loop are bound to a local first, so they are
+# looked up once per decision rather than once per binding.
+#
+# Allow needs all three of: the route's permission at the resource (`route_allowed`), every grant
+# within the caller's reach (`grants_allowed`, rule 4), and authority over the account or identity
+# the request changes (`target_allowed`, rule 7). The branches before the last only name the
+# reason of a deny.
 
 default decision := {"allow": false, "reason": "permission_denied"}
 
 decision := {"allow": true, "reason": "granted"} if {
 	not input.grants
+	not input.target
 	route_allowed
+} else := {"allow": false, "reason": "unknown_resource"} if {
+	not resource_known
+} else := {"allow": false, "reason": "permission_denied"} if {
+	not route_allowed
+} else := {"allow": false, "reason": "escalation"} if {
+	not grants_allowed
+} else := {"allow": false, "reason": "insufficient_authority"} if {
+	not target_allowed
 } else := {"allow": true, "reason": "granted"} if {
 	route_allowed
 	grants_allowed
-} else := {"allow": false, "reason": "unknown_resource"} if {
-	not resource_known
-} else := {"allow": false, "reason": "escalation"} if {
-	route_allowed
-	not grants_allowed
+	target_allowed
 }
 
 # A route names one permission at its resource, or a rule in package iamgate.rules.
 #
-# A binding grants the route when it sits on the requested resource or on one above it (scope
-# match, rule 1), one of its roles grants the route's permission at the binding's level
-# (inheritance, rule 2: data.iamgate.tables.role_grants) and it applies to the caller (rule 3).
-#
-# This first form covers a binding that names the caller among its subjects, the common case of
-# an account's own binding, without a call of `applies` (each call costs about a microsecond).
+# A binding grants the route when it sits on the requested resource or on one above it, in the
+# company that owns it (scope match, rule 1), one of its roles grants the route's permission at
+# the binding's level (inheritance, rule 2: data.iamgate.tables.role_grants) and it applies to the
+# caller (rule 3: it is one of `mine`).
 route_allowed if {
 	p := input.route.permission
 	on := here
 	role_grants := data.iamgate.tables.role_grants
-	some b in input.user.bindings
+	some b in mine
 	level := b.resource.resourceType
 	b.resource.resourceId == on[level]
+	b.resource.companyId == on.company
 	some r in b.roles
 	p in role_grants[r][level]
-	input.user.id in b.subjects
-}
-
-# The general form, which also covers bindings that apply through a group.
-route_allowed if {
-	p := input.route.permission
-	on := here
-	role_grants := data.iamgate.tables.role_grants
-	some b in input.user.bindings
-	level := b.resource.resourceType
-	b.resource.resourceId == on[level]
-	some r in b.roles
-	p in role_grants[r][level]
-	applies(b)
 }
 
 # The same for permissions held directly by a binding.
 route_allowed if {
 	p := input.route.permission
 	on := here
-	some b in input.user.bindings
+	some b in mine
 	level := b.resource.resourceType
 	b.resource.resourceId == on[level]
+	b.resource.companyId == on.company
 	count(b.permissions) > 0
 	p in held_grants(b.permissions, level)
-	applies(b)
 }
 
-# A binding without a resource is a console-level binding: it counts as a company-level binding
-# in every company.
+# A console-level binding counts as a company-level binding in every company.
 route_allowed if {
 	p := input.route.permission
 	is_string(here.company)
 	role_grants := data.iamgate.tables.role_grants
-	some b in input.user.bindings
-	not b.resource
+	some b in mine
+	b.resource.resourceType == "console"
 	some r in b.roles
 	p in role_grants[r].company
-	applies(b)
 }
 
 route_allowed if {
 	p := input.route.permission
 	is_string(here.company)
-	some b in input.user.bindings
-	not b.resource
+	some b in mine
+	b.resource.resourceType == "console"
 	count(b.permissions) > 0
 	p in held_grants(b.permissions, "company")
-	applies(b)
 }
 
 # Root permissions, held by a root service account or through a console-level binding.
@@ -120,13 +113,21 @@ route_allowed if {
 # Bindings: which apply (rule 3), what they carry
 # ---------------------------------------------------------------------------------------------
 
-# A binding applies to the caller through its subjects or through a shared group. All applicable
-# bindings count, individual and group, at every level: roles only add.
-applies(b) if input.user.id in b.subjects
+# The caller's bindings: those naming its principal among their subjects, or one of its groups'
+# principals among their groups. A principal says the kind and the issuer
+# (`serviceaccount:<id>`, `user:<issuer>:<id>`, `group:<issuer>:<name>`), so a user never gets a
+# service account's roles, nor a user of another issuer. All of them count, individual and
+# group, at every level: roles only add.
+mine := [b |
+	some b in input.user.bindings
+	applies(b)
+]
+
+applies(b) if input.user.principal in b.subjects
 
 applies(b) if {
 	some g in b.groups
-	g in input.user.groups
+	g in input.user.groupPrincipals
 }
 
 # b carries permission p through one of its roles or directly.
@@ -235,18 +236,19 @@ root_candidates contains "console.root.user.bind" if {
 holds_root(p) if p in input.user.permissions
 
 holds_root(p) if {
-	some b in input.user.bindings
-	not b.resource
+	some b in mine
+	b.resource.resourceType == "console"
 	carries(b, p)
-	applies(b)
 }
 
 # ---------------------------------------------------------------------------------------------
-# No escalation (rule 4)
+# No escalation (rule 4) and authority over accounts (rule 7)
 # ---------------------------------------------------------------------------------------------
 
-# input.grants: [{"role", "resourceType", "resourceId"}] for role assignments and
-# [{"permissions": [...]}] for root service accounts. Absent: nothing is being granted.
+# input.grants: [{"role", "resourceType", "resourceId", "companyId", "removes"}] for role
+# assignments ("role": "" removes; `removes` lists the roles the identity holds there now, which
+# the request replaces) and [{"permissions": [...]}] for root service accounts. Absent: nothing is
+# being granted.
 default grants_allowed := false
 
 grants_allowed if not input.grants
@@ -258,17 +260,37 @@ grants_allowed if {
 	}
 }
 
-# A role may be assigned only at a level where it may be bound.
+# input.target: the account or identity whose existence or credentials the request changes
+# (delete, rotate a secret, add or remove a key, remove from a company), with its authority
+# written as grants. The caller must be able to grant all of it: a narrower account can manage
+# accounts of equal or lesser authority, never a broader one. Absent: no account is acted on.
+default target_allowed := false
+
+target_allowed if not input.target
+
+target_allowed if {
+	is_array(input.target.authority)
+	every g in input.target.authority {
+		grant_ok(g)
+	}
+}
+
+# Assigning a role: only at a level where the role may be bound, only within the assigner's
+# reach, and every role it replaces must be within reach too.
+grant_ok(g) if {
+	g.role != ""
+	g.resourceType in data.roles[g.role].levels
+	assigner_may_assign(g, g.role)
+	may_remove_all(g)
+}
+
+# Removing a role: the roles removed must be within the assigner's reach.
 grant_ok(g) if {
 	g.role == ""
-	removal_ok
+	may_remove_all(g)
 }
 
-grant_ok(g) if {
-	g.resourceType in data.roles[g.role].levels
-	assigner_may_assign(g)
-}
-
+# Root permissions: only those the caller holds itself.
 grant_ok(g) if {
 	is_array(g.permissions)
 	every p in g.permissions {
@@ -277,34 +299,38 @@ grant_ok(g) if {
 	}
 }
 
-removal_ok := true
+may_remove_all(g) if {
+	every r in object.get(g, "removes", []) {
+		assigner_may_assign(g, r)
+	}
+}
 
-assigner_may_assign(_) if holds_root("console.root.user.bind")
+# The assigner's effective rank where the grant applies, in the grant's own company (the
+# directory's owner of the project), must reach the role's rank. Company owners rank highest
+# among company roles, so they may assign any role in their company.
+assigner_may_assign(_, _) if holds_root("console.root.user.bind")
 
-# Company owners may assign any role in their company.
-assigner_may_assign(_) if effective_rank(input.resource.companyId, "", "") >= data.roles["company-owner"].rank
-
-assigner_may_assign(g) if {
+assigner_may_assign(g, role) if {
 	g.resourceType == "company"
-	effective_rank(g.resourceId, "", "") >= data.roles[g.role].rank
+	g.resourceId == g.companyId
+	effective_rank(g.companyId, "", "") >= data.roles[role].rank
 }
 
-assigner_may_assign(g) if {
+assigner_may_assign(g, role) if {
 	g.resourceType == "project"
-	effective_rank(input.resource.companyId, g.resourceId, "") >= data.roles[g.role].rank
+	effective_rank(g.companyId, g.resourceId, "") >= data.roles[role].rank
 }
 
-assigner_may_assign(g) if {
+assigner_may_assign(g, role) if {
 	g.resourceType == "environment"
 	[pid, eid] := split(g.resourceId, ":")
-	effective_rank(input.resource.companyId, pid, eid) >= data.roles[g.role].rank
+	effective_rank(g.companyId, pid, eid) >= data.roles[role].rank
 }
 
 # The caller's highest role rank on a resource, counting roles bound above it.
 ranks_on(c, p, e) := {data.roles[r].rank |
-	some b in input.user.bindings
+	some b in mine
 	covers(b, c, p, e)
-	applies(b)
 	some r in b.roles
 	rank_counts(b, r)
 }
@@ -314,25 +340,27 @@ covers(b, c, _, _) if {
 	b.resource.resourceId == c
 }
 
-covers(b, _, _, _) if not b.resource
+covers(b, _, _, _) if b.resource.resourceType == "console"
 
-covers(b, _, p, _) if {
+covers(b, c, p, _) if {
 	p != ""
 	b.resource.resourceType == "project"
 	b.resource.resourceId == p
+	b.resource.companyId == c
 }
 
-covers(b, _, p, e) if {
+covers(b, c, p, e) if {
 	e != ""
 	b.resource.resourceType == "environment"
 	b.resource.resourceId == concat(":", [p, e])
+	b.resource.companyId == c
 }
 
 # A console-level binding ranks only through roles that exist at company level.
-rank_counts(b, _) if b.resource
+rank_counts(b, _) if b.resource.resourceType != "console"
 
 rank_counts(b, r) if {
-	not b.resource
+	b.resource.resourceType == "console"
 	"company" in data.roles[r].levels
 }
 
@@ -347,17 +375,24 @@ explain := {
 	"permission": input.route.permission,
 	"resource": input.resource,
 	"resource_known": resource_known_or_false,
-	"applicable_bindings": [b.bindingId | some b in input.user.bindings; applies(b)],
+	"applicable_bindings": [b.bindingId | some b in mine],
 	"granted_by": [{"bindingId": b.bindingId, "level": level, "via": via} |
-		some b in input.user.bindings
-		applies(b)
-		level := object.get(b, ["resource", "resourceType"], "console")
+		some b in mine
+		level := b.resource.resourceType
 		at := object.get({"console": "company"}, level, level)
 		is_string(here[at])
-		object.get(b, ["resource", "resourceId"], here[at]) == here[at]
+		in_scope(b, level, at)
 		some via in grants_via(b, at)
 	],
 	"root_permissions": [p | some p in data.root_permissions; holds_root(p)],
+}
+
+in_scope(_, "console", _) := true
+
+in_scope(b, level, at) if {
+	level != "console"
+	b.resource.resourceId == here[at]
+	b.resource.companyId == here.company
 }
 
 # What in binding b grants the route's permission at level `at`: its roles by name, and

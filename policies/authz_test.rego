@@ -8,24 +8,42 @@ import data.iamgate.authz
 
 # --- fixtures ---------------------------------------------------------------------------------
 
-binding(id, roles, rtype, rid) := {
-	"bindingId": concat("-", ["b", id]),
-	"subjects": [id],
+sa(id) := concat("", ["serviceaccount:", id])
+
+# A binding of service account `id`, made in company c1 (or in the company it names).
+binding(id, roles, rtype, rid) := in_company(id, roles, rtype, rid, company_of(rtype, rid))
+
+in_company(id, roles, rtype, rid, company) := {
+	"bindingId": concat("-", ["b", id, rtype, rid]),
+	"subjects": [sa(id)],
 	"groups": [],
 	"roles": roles,
 	"permissions": [],
-	"resource": {"resourceType": rtype, "resourceId": rid},
+	"resource": {"resourceType": rtype, "resourceId": rid, "companyId": company},
 }
+
+company_of("company", rid) := rid
+
+company_of(rtype, _) := "c1" if rtype != "company"
 
 console_binding(id, roles) := {
 	"bindingId": concat("-", ["c", id]),
-	"subjects": [id],
+	"subjects": [sa(id)],
 	"groups": [],
 	"roles": roles,
 	"permissions": [],
+	"resource": {"resourceType": "console"},
 }
 
-user(bindings) := {"id": "sa-1", "type": "serviceaccount", "groups": ["team-a"], "permissions": [], "bindings": bindings}
+user(bindings) := {
+	"id": "sa-1",
+	"type": "serviceaccount",
+	"principal": sa("sa-1"),
+	"groups": ["team-a"],
+	"groupPrincipals": ["group:corp:team-a"],
+	"permissions": [],
+	"bindings": bindings,
+}
 
 req(u, perm, company, project, env) := {
 	"request": {"method": "GET", "path": "/x"},
@@ -98,10 +116,10 @@ test_console_level_binding_applies_in_every_company if {
 }
 
 test_group_binding_applies_to_members_only if {
-	b := {"bindingId": "g", "subjects": [], "groups": ["team-a"], "roles": ["maintainer"], "permissions": [], "resource": {"resourceType": "project", "resourceId": "p1"}}
+	b := {"bindingId": "g", "subjects": [], "groups": ["group:corp:team-a"], "roles": ["maintainer"], "permissions": [], "resource": {"resourceType": "project", "resourceId": "p1", "companyId": "c1"}}
 	member := user([b])
 	allowed(member, deploy, "c1", "p1", "dev")
-	outsider := object.union(user([b]), {"groups": ["team-b"]})
+	outsider := object.union(user([b]), {"groups": ["team-b"], "groupPrincipals": ["group:corp:team-b"]})
 	not allowed(outsider, deploy, "c1", "p1", "dev")
 }
 
@@ -129,7 +147,7 @@ test_scope_match_ignores_permissions_of_other_levels if {
 }
 
 test_root_permissions_count_only_at_root if {
-	b := {"bindingId": "r", "subjects": ["sa-1"], "groups": [], "roles": [], "permissions": ["console.root.company.create"], "resource": {"resourceType": "company", "resourceId": "c1"}}
+	b := {"bindingId": "r", "subjects": [sa("sa-1")], "groups": [], "roles": [], "permissions": ["console.root.company.create"], "resource": {"resourceType": "company", "resourceId": "c1", "companyId": "c1"}}
 	not allowed(user([b]), "console.root.company.create", "", "", "")
 	direct := object.union(user([]), {"permissions": ["console.root.company.create"]})
 	allowed(direct, "console.root.company.create", "", "", "")
@@ -168,12 +186,12 @@ test_unknown_route_permission_and_missing_route_deny if {
 
 grant_req(u, role, rtype, rid) := object.union(
 	req(u, "console.company.users.manage", "c1", "", ""),
-	{"grants": [{"role": role, "resourceType": rtype, "resourceId": rid}]},
+	{"grants": [{"role": role, "resourceType": rtype, "resourceId": rid, "companyId": "c1"}]},
 )
 
 project_grant_req(u, role, rid) := object.union(
 	req(u, "console.project.users.manage", "c1", "p1", ""),
-	{"grants": [{"role": role, "resourceType": "project", "resourceId": rid}]},
+	{"grants": [{"role": role, "resourceType": "project", "resourceId": rid, "companyId": "c1"}]},
 )
 
 test_maintainer_cannot_grant_project_admin if {

@@ -4,11 +4,15 @@ import data.iamgate.responses
 import rego.v1
 
 binding(id, role, type, rid) := {
-	"bindingId": id, "subjects": ["u1"], "groups": [], "roles": [role], "permissions": [],
-	"resource": {"resourceType": type, "resourceId": rid},
+	"bindingId": id, "subjects": ["serviceaccount:u1"], "groups": [], "roles": [role], "permissions": [],
+	"resource": {"resourceType": type, "resourceId": rid, "companyId": company(type, rid)},
 }
 
-user(bindings) := {"id": "u1", "type": "serviceaccount", "groups": [], "permissions": [], "bindings": bindings}
+company("company", rid) := rid
+
+company(type, _) := "c1" if type != "company"
+
+user(bindings) := {"id": "u1", "type": "serviceaccount", "principal": "serviceaccount:u1", "groups": [], "groupPrincipals": [], "permissions": [], "bindings": bindings}
 
 project_list := [
 	{"_id": "p1", "tenantId": "c1", "name": "one"},

@@ -8,7 +8,7 @@
 
 use super::external::ExternalIssuer;
 use crate::error::{ApiError, Body};
-use crate::iam::{Owner, ServiceAccount};
+use crate::iam::{Owner, Principal, ServiceAccount};
 use crate::store::snapshot::AccountSnapshot;
 use crate::token::verifier::{AccessTokenVerifier, VerifyError};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -84,14 +84,20 @@ pub struct Caller {
     pub id: String,
     /// Service account or user.
     pub kind: CallerKind,
-    /// Groups (users of external issuers).
+    /// The principal key bindings name it by (`serviceaccount:<id>`, `user:<issuer>:<id>`).
+    pub principal: Arc<str>,
+    /// Groups (users of external issuers), as the issuer names them.
     pub groups: Arc<[String]>,
+    /// The groups' principal keys (`group:<issuer>:<name>`).
+    pub group_principals: Arc<[String]>,
     /// Root permissions held directly (root service accounts), as of this request's snapshot.
     pub permissions: Arc<[String]>,
     /// The service account, for service-account callers.
     pub account: Option<Arc<ServiceAccount>>,
     /// The issuer that vouched for a user.
     pub issuer: Option<String>,
+    /// That issuer's configured name.
+    pub issuer_name: Option<Arc<str>>,
 }
 
 impl Caller {
@@ -211,14 +217,32 @@ impl BearerAuth {
                 .verify(token)
                 .await
                 .map_err(|e| BearerError::InvalidToken(e.to_string()))?;
+            let principal = Principal::User {
+                issuer: user.issuer_name.clone(),
+                id: user.id.clone(),
+            };
+            let group_principals: Vec<String> = user
+                .groups
+                .iter()
+                .map(|g| {
+                    Principal::Group {
+                        issuer: user.issuer_name.clone(),
+                        name: g.clone(),
+                    }
+                    .key()
+                })
+                .collect();
             return Ok(Caller {
                 id: user.id,
                 kind: CallerKind::User,
+                principal: principal.key().into(),
                 groups: user.groups.into(),
+                group_principals: group_principals.into(),
                 // Shared empty list: no allocation.
                 permissions: Arc::default(),
                 account: None,
                 issuer: Some(user.issuer),
+                issuer_name: Some(user.issuer_name.into()),
             });
         }
         let verified = self
@@ -235,10 +259,13 @@ impl BearerAuth {
         Ok(Caller {
             id: account.client_id.clone(),
             kind: CallerKind::ServiceAccount,
+            principal: Principal::service_account(&account.client_id).into(),
             groups: Arc::default(),
+            group_principals: Arc::default(),
             permissions: account.permissions.clone(),
             account: Some(account),
             issuer: None,
+            issuer_name: None,
         })
     }
 }
@@ -252,7 +279,10 @@ mod tests {
         let company = |owner: Owner| Caller {
             id: "sa-1".into(),
             kind: CallerKind::ServiceAccount,
+            principal: "serviceaccount:sa-1".into(),
             groups: vec![].into(),
+            group_principals: vec![].into(),
+            issuer_name: None,
             permissions: vec![].into(),
             account: Some(Arc::new(ServiceAccount {
                 owner,
@@ -264,7 +294,10 @@ mod tests {
         let user = Caller {
             id: "u-1".into(),
             kind: CallerKind::User,
+            principal: "user:idp:u-1".into(),
             groups: vec!["g".into()].into(),
+            group_principals: vec!["group:idp:g".into()].into(),
+            issuer_name: Some("idp".into()),
             permissions: vec![].into(),
             account: None,
             issuer: Some("https://idp.example".into()),

@@ -31,6 +31,8 @@ pub enum JwksSource {
 /// Configuration of one external issuer.
 #[derive(Debug, Clone)]
 pub struct ExternalIssuerSettings {
+    /// The name in principals and management API ids (validated by [`valid_issuer_name`]).
+    pub name: String,
     /// Exact `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -72,6 +74,27 @@ pub struct ExternalUser {
     pub groups: Vec<String>,
     /// The issuer.
     pub issuer: String,
+    /// The issuer's configured name.
+    pub issuer_name: String,
+}
+
+/// Whether `name` can name an issuer in principals: it never contains `:`, the separator of
+/// `user:<issuer>:<subject>`.
+pub fn valid_issuer_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// The name of an issuer configured without one: the host of its URL (`idp.example.com`).
+pub fn default_issuer_name(issuer: &str) -> String {
+    issuer
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 type Keys = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
@@ -156,6 +179,12 @@ impl ExternalIssuer {
     }
 
     /// The configured `iss`.
+    /// The issuer's configured name (in principals and management API ids).
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The exact `iss` this issuer signs with.
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
     }
@@ -253,6 +282,7 @@ impl ExternalIssuer {
             id,
             groups,
             issuer: self.settings.issuer.clone(),
+            issuer_name: self.settings.name.clone(),
         })
     }
 }

@@ -187,6 +187,9 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExternalIssuer {
+    /// Short name in principals (`user:<name>:<subject>`) and management API ids
+    /// (`<name>:<subject>`). Default: the host of `issuer`.
+    pub name: Option<String>,
     /// Exact `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -846,10 +849,31 @@ impl RawConfig {
         };
 
         let mut external_issuers = Vec::new();
+        let mut issuer_names = std::collections::HashSet::new();
         for (i, e) in self.external_issuers.into_iter().enumerate() {
             let at = format!("external_issuers[{i}]");
             if e.issuer.is_empty() || e.audience.is_empty() {
                 errs.push(format!("{at}: issuer and audience must not be empty"));
+            }
+            // The name is part of every stored principal of this issuer's users and groups: it
+            // must be unambiguous, and two issuers must never share one.
+            let name = e
+                .name
+                .clone()
+                .unwrap_or_else(|| crate::authn::external::default_issuer_name(&e.issuer));
+            if !crate::authn::external::valid_issuer_name(&name) {
+                errs.push(format!(
+                    "{at}.name: `{name}` must be 1 to 64 characters of [A-Za-z0-9-._~]{}",
+                    if e.name.is_none() {
+                        " (derived from the issuer's host; set name)"
+                    } else {
+                        ""
+                    }
+                ));
+            } else if !issuer_names.insert(name.clone()) {
+                errs.push(format!(
+                    "{at}.name: `{name}` is already the name of another issuer; give each a distinct name"
+                ));
             }
             let jwks = match (e.jwks_file, e.jwks_url) {
                 (Some(f), None) => Some(crate::authn::external::JwksSource::File(f)),
@@ -874,6 +898,7 @@ impl RawConfig {
             );
             if let Some(jwks) = jwks {
                 external_issuers.push(crate::authn::external::ExternalIssuerSettings {
+                    name,
                     issuer: e.issuer,
                     audience: e.audience,
                     jwks,

@@ -7,6 +7,7 @@
 
 use super::manage::{
     EnvRole, ManageError, Manager, ProjectRole, RoleRequest, Scope, SubjectKind, auth_method,
+    check_id,
 };
 use super::{NewAccount, Owner};
 use crate::authn::bearer::Caller;
@@ -47,9 +48,14 @@ impl ManageError {
     pub fn into_response(self) -> Response<Body> {
         let status = match &self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::Unknown { .. } => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(m) => {
+                // The same answer the gateway gives a request naming another company's project.
+                return ApiError::new(StatusCode::FORBIDDEN, m.clone())
+                    .with_reason("resource_mismatch".to_owned())
+                    .into_response();
+            }
             Self::Unavailable(e) => {
                 tracing::warn!(error = %e, "management write failed; nothing was written");
                 return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
@@ -138,19 +144,6 @@ fn prefix(path: &str) -> String {
         String::new()
     } else {
         format!("{path}.")
-    }
-}
-
-/// Ids are URL-safe and short.
-fn check_id(field: &str, v: &str) -> Result<(), ManageError> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(field, "must be 1 to 128 characters of [A-Za-z0-9-._~]"))
     }
 }
 
@@ -353,6 +346,91 @@ pub fn prevalidate(
     }
 }
 
+/// What a management request means to the policy: what it grants (`input.grants`, for the
+/// no-escalation rule) and the account or identity whose existence or credentials it changes
+/// (`input.target`, for the authority rule). Read from the same parse the handler uses, so the
+/// policy decides on exactly what will be written. Unknown projects and environments are 404
+/// here, before the policy runs.
+#[derive(Debug, Default)]
+pub struct PolicyFacts {
+    /// What the request grants.
+    pub grants: Option<Vec<crate::policy::input::GrantInput>>,
+    /// What it acts on.
+    pub target: Option<crate::policy::input::TargetInput>,
+}
+
+/// The [`PolicyFacts`] of one management request.
+pub fn policy_facts(
+    m: &Manager,
+    route: &str,
+    params: &BTreeMap<String, String>,
+    body: Option<&Value>,
+) -> Result<PolicyFacts, ManageError> {
+    let p = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| bad(name, "missing path parameter"))
+    };
+    let id = || p("clientId").or_else(|_| p("identityId"));
+    let company = || p("companyId");
+    let target = |scope: Scope, kind: SubjectKind| -> Result<PolicyFacts, ManageError> {
+        let principal = m.principal(kind, id()?)?;
+        Ok(PolicyFacts {
+            grants: None,
+            target: m.authority(&scope, &principal),
+        })
+    };
+    match route {
+        "root.create" => {
+            let new = root_create(body)?;
+            Ok(PolicyFacts {
+                grants: Some(vec![crate::policy::input::GrantInput {
+                    role: None,
+                    resource_type: None,
+                    resource_id: None,
+                    company_id: None,
+                    removes: None,
+                    permissions: Some(new.permissions),
+                }]),
+                target: None,
+            })
+        }
+        "company.sa.create" => {
+            let company = company()?;
+            let (_, req) = company_create(body, company)?;
+            m.check_resources(company, &req)?;
+            // A new account holds nothing yet: only what the request grants counts.
+            Ok(PolicyFacts {
+                grants: Some(m.grants(company, "", &req)),
+                target: None,
+            })
+        }
+        "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
+            let company = company()?;
+            let req = role_edit(body)?;
+            m.check_resources(company, &req)?;
+            let principal = m.principal(subject_kind(route), id()?)?;
+            Ok(PolicyFacts {
+                grants: Some(m.grants(company, &principal.key(), &req)),
+                target: None,
+            })
+        }
+        "company.user.remove"
+        | "company.group.remove"
+        | "company.sa.delete"
+        | "company.sa.key.add"
+        | "company.sa.key.remove"
+        | "company.sa.secret.rotate" => {
+            target(Scope::Company(company()?.to_owned()), subject_kind(route))
+        }
+        "root.delete" | "root.key.add" | "root.key.remove" | "root.secret.rotate" => {
+            target(Scope::Root, SubjectKind::ServiceAccount)
+        }
+        _ => Ok(PolicyFacts::default()),
+    }
+}
+
 /// Serves one management route.
 pub async fn handle(m: &Manager, route: &str, r: LocalRequest<'_>) -> Response<Body> {
     match dispatch(m, route, &r).await {
@@ -400,26 +478,19 @@ async fn dispatch(
         "company.sa.list" => Ok(ok_json(&m.company_accounts(param(r, "companyId")?))),
         "company.sa.roles" | "company.user.roles" | "company.group.roles" => {
             let company = param(r, "companyId")?;
-            let subject = client_id()?;
+            let principal = m.principal(subject_kind(route), client_id()?)?;
             let roles = role_edit(r.body)?;
             if roles.role.is_none() && roles.projects.is_empty() {
                 return Err(bad("body", "names no role to change"));
             }
-            m.set_roles(
-                actor,
-                company,
-                (subject_kind(route), subject),
-                &roles,
-                r.roles,
-                now,
-            )
-            .await?;
+            m.set_roles(actor, company, &principal, &roles, r.roles, now)
+                .await?;
             Ok(no_content())
         }
         "company.user.remove" | "company.group.remove" => {
             let company = param(r, "companyId")?;
-            m.remove_identity(actor, company, subject_kind(route), client_id()?, now)
-                .await?;
+            let principal = m.principal(subject_kind(route), client_id()?)?;
+            m.remove_identity(actor, company, &principal, now).await?;
             Ok(no_content())
         }
         "root.key.add" | "company.sa.key.add" => {

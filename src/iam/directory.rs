@@ -370,9 +370,14 @@ impl Directory {
         let mut envs = vec![0u8; names.len()];
         let mut out = Vec::new();
         for b in state.bindings.iter() {
-            let Some((t, id)) = b.resource() else {
+            // Made in another company (or at console level): never this company's, even on a
+            // project the directory now gives to it.
+            let Some((t, id, Some(made_in))) = b.resource() else {
                 continue;
             };
+            if Some(made_in) != company_sym {
+                continue;
+            }
             let t = Some(t);
             let inside = if t == company_t {
                 Some(id) == company_sym
@@ -399,6 +404,37 @@ impl Directory {
             }
         }
         out
+    }
+
+    /// The bindings in the form of an earlier version, which [`Manager::upgrade_bindings`]
+    /// rewrites: without a resource, with a resource naming no company (other than the console
+    /// level), or naming a subject or group that is not a principal with an issuer. One pass
+    /// comparing names; only those found are expanded.
+    ///
+    /// [`Manager::upgrade_bindings`]: super::manage::Manager::upgrade_bindings
+    pub fn legacy_bindings(&self) -> Vec<Binding> {
+        use super::binding::{GROUP_PREFIX, SERVICE_ACCOUNT_PREFIX, USER_PREFIX};
+        let state = self.state.load();
+        let names = state.names.list();
+        let typed_subject = |s: &str| {
+            s.starts_with(SERVICE_ACCOUNT_PREFIX)
+                || (s.starts_with(USER_PREFIX) && !s[USER_PREFIX.len()..].starts_with(':'))
+        };
+        let typed_group =
+            |g: &str| g.starts_with(GROUP_PREFIX) && !g[GROUP_PREFIX.len()..].starts_with(':');
+        state
+            .bindings
+            .iter()
+            .filter(|b| {
+                let resource_ok = b
+                    .resource()
+                    .is_some_and(|(t, _, company)| company.is_some() || names.name(t) == "console");
+                !resource_ok
+                    || !b.subjects().iter().all(|s| typed_subject(names.name(s)))
+                    || !b.groups().iter().all(|g| typed_group(names.name(g)))
+            })
+            .map(|b| b.expand(names))
+            .collect()
     }
 
     /// Every binding (management listings; not for the request path).
@@ -475,11 +511,13 @@ impl Directory {
         v
     }
 
-    /// The company a binding's resource belongs to (through the directory for projects and
-    /// environments); `None` for console-level bindings and unknown projects.
+    /// The company a binding's resource belongs to: the company it was made in, while the
+    /// directory still gives the project to that company. `None` for console-level bindings,
+    /// unknown projects and bindings on a project another company owns now.
     pub fn company_of(&self, b: &Binding) -> Option<String> {
         let r = b.resource.as_ref()?;
-        match r.resource_type.as_str() {
+        let made_in = r.company_id.as_deref()?;
+        let owner = match r.resource_type.as_str() {
             "company" => Some(r.resource_id.clone()),
             "project" => self.project(&r.resource_id).map(|p| p.company_id.clone()),
             "environment" => {
@@ -487,7 +525,8 @@ impl Directory {
                 self.project(p).map(|p| p.company_id.clone())
             }
             _ => None,
-        }
+        }?;
+        (owner == made_in).then_some(owner)
     }
 }
 
@@ -503,10 +542,7 @@ mod tests {
             groups: groups.iter().map(|s| s.to_string()).collect(),
             roles: vec![role.into()],
             permissions: vec![],
-            resource: Some(BindingResource {
-                resource_type: "company".into(),
-                resource_id: "c1".into(),
-            }),
+            resource: Some(BindingResource::scoped("company", "c1", "c1")),
         }
     }
 
@@ -529,14 +565,22 @@ mod tests {
                 environments: vec!["dev".into()],
             })
         };
+        // Made in the company that owns the resource (c1 unless it is p3's or c2 itself).
         let on = |id: &str, subjects: &[&str], groups: &[&str], at: Option<(&str, &str)>| {
+            let made_in = |r: &str| {
+                if r == "c2" || r.starts_with("p3") {
+                    "c2"
+                } else {
+                    "c1"
+                }
+            };
             let mut b = binding(id, subjects, groups, "developer");
-            b.resource = at.map(|(t, r)| BindingResource {
-                resource_type: t.into(),
-                resource_id: r.into(),
-            });
+            b.resource = at.map(|(t, r)| BindingResource::scoped(t, r, made_in(r)));
             IamChange::PutBinding(b)
         };
+        // Made in c2 on c1's project (as before a move): in neither company.
+        let mut stale = binding("l", &["sa3"], &[], "developer");
+        stale.resource = Some(BindingResource::scoped("project", "p1", "c2"));
         d.apply(vec![
             project("p1", "c1"),
             project("p2", "c1"),
@@ -554,6 +598,7 @@ mod tests {
             on("i", &["sa1"], &[], Some(("environment", "p1"))),
             on("j", &["sa1"], &[], Some(("team", "c1"))),
             on("k", &[], &["ops"], Some(("environment", "p1:dev"))),
+            IamChange::PutBinding(stale),
         ])
         .await
         .unwrap();

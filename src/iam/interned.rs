@@ -140,16 +140,17 @@ fn names_of(b: &Binding) -> impl Iterator<Item = &str> {
         .chain(&b.roles)
         .chain(&b.permissions)
         .map(String::as_str)
-        .chain(
-            b.resource
-                .iter()
-                .flat_map(|r| [r.resource_type.as_str(), r.resource_id.as_str()]),
-        )
+        .chain(b.resource.iter().flat_map(|r| {
+            [r.resource_type.as_str(), r.resource_id.as_str()]
+                .into_iter()
+                .chain(r.company_id.as_deref())
+        }))
 }
 
 /// A binding in interned form, in one allocation: five little-endian `u32`s (the lengths of
 /// subjects, groups, roles and permissions, and of the id in bytes), the symbols of those four
-/// lists, the resource type and id symbols if it has a resource, then the id's bytes. A typical
+/// lists, the resource type, id and (when it names one) company symbols if it has a resource,
+/// then the id's bytes. A typical
 /// binding (one subject, one role, a resource) takes 48 bytes plus its `Box`, where the same
 /// binding as `String`s and `Vec`s took seven allocations.
 #[derive(Debug, PartialEq, Eq)]
@@ -215,8 +216,11 @@ impl StoredBinding {
 
     fn build(b: &Binding, mut sym: impl FnMut(&str) -> Sym) -> Self {
         let lists = [&b.subjects, &b.groups, &b.roles, &b.permissions];
-        let syms =
-            lists.iter().map(|l| l.len()).sum::<usize>() + 2 * usize::from(b.resource.is_some());
+        let resource_syms = b
+            .resource
+            .as_ref()
+            .map_or(0, |r| 2 + usize::from(r.company_id.is_some()));
+        let syms = lists.iter().map(|l| l.len()).sum::<usize>() + resource_syms;
         let mut bytes = Vec::with_capacity(4 * (HEAD + syms) + b.binding_id.len());
         for l in lists {
             bytes.extend(len32(l.len()));
@@ -230,6 +234,9 @@ impl StoredBinding {
         if let Some(r) = &b.resource {
             bytes.extend(sym(&r.resource_type).to_le_bytes());
             bytes.extend(sym(&r.resource_id).to_le_bytes());
+            if let Some(c) = &r.company_id {
+                bytes.extend(sym(c).to_le_bytes());
+            }
         }
         bytes.extend(b.binding_id.as_bytes());
         Self {
@@ -286,12 +293,12 @@ impl StoredBinding {
         self.list(3)
     }
 
-    /// Resource type and id, for bindings with a resource.
-    pub fn resource(&self) -> Option<(Sym, Sym)> {
+    /// Resource type, id and company, for bindings with a resource.
+    pub fn resource(&self) -> Option<(Sym, Sym, Option<Sym>)> {
         let used = 4 * (HEAD + (0..4).map(|i| self.head(i)).sum::<usize>());
         let mut rest = Syms(self.bytes.get(used..self.id_start()).unwrap_or(&[])).iter();
-        match (rest.next(), rest.next(), rest.next()) {
-            (Some(t), Some(id), None) => Some((t, id)),
+        match (rest.next(), rest.next(), rest.next(), rest.next()) {
+            (Some(t), Some(id), company, None) => Some((t, id, company)),
             _ => None,
         }
     }
@@ -305,9 +312,10 @@ impl StoredBinding {
             groups: strings(self.groups()),
             roles: strings(self.roles()),
             permissions: strings(self.permissions()),
-            resource: self.resource().map(|(t, id)| BindingResource {
+            resource: self.resource().map(|(t, id, company)| BindingResource {
                 resource_type: names.name(t).to_owned(),
                 resource_id: names.name(id).to_owned(),
+                company_id: company.map(|c| names.name(c).to_owned()),
             }),
         }
     }
@@ -360,10 +368,7 @@ mod tests {
             groups: vec!["ops".into()],
             roles: vec!["developer".into(), "sa1".into()],
             permissions: vec![],
-            resource: resource.then(|| BindingResource {
-                resource_type: "project".into(),
-                resource_id: "p1".into(),
-            }),
+            resource: resource.then(|| BindingResource::scoped("project", "p1", "sa2")),
         }
     }
 
@@ -377,8 +382,21 @@ mod tests {
             assert_eq!(s.subjects().len(), 2);
             assert_eq!(s.resource().is_some(), resource);
         }
-        // `sa1` as a subject and as a role name is one symbol; six distinct names in all.
+        // `sa1` as a subject and as a role name is one symbol, and `sa2` as a subject and a
+        // company; six distinct names in all.
         assert_eq!(names.len(), 6);
+        // A resource without a company (the console level) round-trips too.
+        let console = Binding {
+            resource: Some(BindingResource::console()),
+            ..binding(false)
+        };
+        let s = StoredBinding::new(&console, &mut names);
+        assert_eq!(s.expand(names.list()), console);
+        assert_eq!(s.resource().map(|(_, _, c)| c), Some(None));
+        names = Names::default();
+        for resource in [true, false] {
+            StoredBinding::new(&binding(resource), &mut names);
+        }
         let b = binding(true);
         assert_eq!(
             StoredBinding::resolve(&b, &names),

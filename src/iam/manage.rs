@@ -10,9 +10,10 @@
 use super::directory::{Directory, IamChange, Project};
 use super::{
     Accounts, AuthMethod, Binding, BindingResource, ClientKey, ClientSecret, Created, Credential,
-    IamError, NewAccount, Owner, ServiceAccount, build_account,
+    IamError, NewAccount, Owner, Principal, ServiceAccount, build_account,
 };
 use crate::policy::engine::RoleInfo;
+use crate::policy::input::{GrantInput, TargetInput};
 use crate::store::{AuditRecord, StoreError, Write};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -31,14 +32,6 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
-    fn tag(self) -> &'static str {
-        match self {
-            Self::ServiceAccount => "sa",
-            Self::User => "user",
-            Self::Group => "group",
-        }
-    }
-
     /// The Console's `identityType`.
     pub fn identity_type(self) -> &'static str {
         match self {
@@ -144,6 +137,14 @@ pub enum ManageError {
     /// 404.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 404 naming the field that names something unknown (a project, an environment).
+    #[error("{field}: {message}")]
+    Unknown {
+        /// The field (`projectsRole[0].projectId`).
+        field: String,
+        /// What is unknown.
+        message: String,
+    },
     /// 409.
     #[error("{0}")]
     Conflict(String),
@@ -183,6 +184,9 @@ pub struct Manager {
     directory: Directory,
     writer: Arc<tokio::sync::Mutex<()>>,
     secret_grace_secs: i64,
+    /// Names of the configured external issuers; the first is the one a bare user or group id
+    /// in a management path belongs to.
+    issuers: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -191,8 +195,26 @@ impl std::fmt::Debug for Manager {
     }
 }
 
-fn binding_id(company: &str, kind: SubjectKind, subject: &str, level: &str, rid: &str) -> String {
-    format!("{company}/{}/{subject}/{level}/{rid}", kind.tag())
+/// The id of the binding a management request makes for `principal` (a key) at one level: one
+/// binding per identity and resource, so a role edit replaces it.
+pub fn binding_id(company: &str, principal: &str, level: &str, rid: &str) -> String {
+    format!("{company}/{principal}/{level}/{rid}")
+}
+
+/// Ids in paths and bodies are URL-safe and short.
+pub fn check_id(field: &str, v: &str) -> Result<(), ManageError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            "must be 1 to 128 characters of [A-Za-z0-9-._~]",
+        ))
+    }
 }
 
 fn audit(
@@ -233,12 +255,279 @@ impl Manager {
             directory,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             secret_grace_secs,
+            issuers: Arc::from(Vec::new()),
         }
+    }
+
+    /// Users and groups belong to these external issuers (configured names, the default first).
+    pub fn with_issuers(mut self, names: Vec<String>) -> Self {
+        self.issuers = Arc::from(names);
+        self
+    }
+
+    /// The principal a management path names: `/service-accounts/{clientId}`, or
+    /// `/users/{id}` and `/groups/{id}` where `id` is `<issuer>:<id>`, or a bare id of the
+    /// first configured issuer.
+    pub fn principal(&self, kind: SubjectKind, id: &str) -> Result<Principal, ManageError> {
+        const FIELD: &str = "identityId";
+        if kind == SubjectKind::ServiceAccount {
+            check_id(FIELD, id)?;
+            return Ok(Principal::ServiceAccount(id.to_owned()));
+        }
+        let (issuer, id) = match id.split_once(':') {
+            Some((issuer, rest)) => {
+                if !self.issuers.iter().any(|i| i == issuer) {
+                    return Err(ManageError::Unknown {
+                        field: FIELD.to_owned(),
+                        message: format!("`{issuer}` is not a configured external issuer"),
+                    });
+                }
+                (issuer.to_owned(), rest)
+            }
+            None => match self.issuers.first() {
+                Some(default) => (default.clone(), id),
+                None => {
+                    return Err(invalid(
+                        FIELD,
+                        "users and groups belong to an external issuer, and none is configured (external_issuers)",
+                    ));
+                }
+            },
+        };
+        check_id(FIELD, id)?;
+        Ok(match kind {
+            SubjectKind::Group => Principal::Group {
+                issuer,
+                name: id.to_owned(),
+            },
+            _ => Principal::User {
+                issuer,
+                id: id.to_owned(),
+            },
+        })
+    }
+
+    /// How the management API shows a principal: a bare id for service accounts and for users
+    /// and groups of the default issuer, `<issuer>:<id>` for the others (the form its paths take).
+    pub fn display_id(&self, p: &Principal) -> String {
+        match p {
+            Principal::ServiceAccount(id) => id.clone(),
+            Principal::User { issuer, id: name } | Principal::Group { issuer, name } => {
+                if self.issuers.first() == Some(issuer) {
+                    name.clone()
+                } else {
+                    format!("{issuer}:{name}")
+                }
+            }
+        }
+    }
+
+    /// The roles `principal` (a key) holds now on one resource of `company`, through the
+    /// binding a management request made there.
+    pub fn current_roles(
+        &self,
+        company: &str,
+        principal: &str,
+        level: &str,
+        rid: &str,
+    ) -> Vec<String> {
+        self.directory
+            .binding(&binding_id(company, principal, level, rid))
+            .map(|b| b.roles)
+            .unwrap_or_default()
+    }
+
+    /// The project `pid` as the directory knows it, in `company`: 404 naming `field` when it is
+    /// unknown, 403 when another company owns it.
+    pub fn project_in(
+        &self,
+        company: &str,
+        pid: &str,
+        field: &str,
+    ) -> Result<Arc<Project>, ManageError> {
+        match self.directory.project(pid) {
+            None => Err(ManageError::Unknown {
+                field: field.to_owned(),
+                message: format!("project `{pid}` is not known (register it first)"),
+            }),
+            Some(p) if p.company_id != company => Err(ManageError::Forbidden(format!(
+                "project {pid} does not belong to company {company}"
+            ))),
+            Some(p) => Ok(p),
+        }
+    }
+
+    /// The authority of the account or identity `principal` as the policy weighs it
+    /// (`input.target`): a root account's permissions, then every role the principal holds in
+    /// `company` (company accounts, users, groups) and at console level, written as grants.
+    /// `None` when a service account is not in `scope` (the handler answers 404).
+    pub fn authority(&self, scope: &Scope, principal: &Principal) -> Option<TargetInput> {
+        let key = principal.key();
+        let mut authority = Vec::new();
+        if let Principal::ServiceAccount(id) = principal {
+            let account = self.account_in(scope, id).ok()?;
+            if account.owner == Owner::Root {
+                authority.push(GrantInput {
+                    role: None,
+                    resource_type: None,
+                    resource_id: None,
+                    company_id: None,
+                    removes: None,
+                    permissions: Some(account.permissions.to_vec()),
+                });
+            }
+        }
+        let company = match scope {
+            Scope::Company(c) => Some(c.as_str()),
+            Scope::Root => None,
+        };
+        for b in self.directory.bindings_naming(&key, principal.is_group()) {
+            let Some(r) = &b.resource else { continue };
+            let counts = r.resource_type == "console"
+                || company.is_some_and(|c| self.directory.company_of(&b).as_deref() == Some(c));
+            if !counts {
+                continue;
+            }
+            for role in &b.roles {
+                authority.push(GrantInput {
+                    role: Some(role.clone()),
+                    resource_type: Some(r.resource_type.clone()),
+                    resource_id: Some(r.resource_id.clone()),
+                    company_id: r.company_id.clone(),
+                    removes: None,
+                    permissions: None,
+                });
+            }
+            if !b.permissions.is_empty() {
+                authority.push(GrantInput {
+                    role: None,
+                    resource_type: None,
+                    resource_id: None,
+                    company_id: None,
+                    removes: None,
+                    permissions: Some(b.permissions.clone()),
+                });
+            }
+        }
+        Some(TargetInput {
+            principal: key,
+            authority,
+        })
     }
 
     /// The directory.
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The account service.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Rewrites bindings of an earlier version in one audited transaction; returns how many
+    /// changed. A bare subject becomes the service account of that client id if one exists and a
+    /// user otherwise; users and groups without an issuer go to the first configured issuer (or
+    /// stay unassigned, `user::<id>`, matching nobody, until one is configured); a resource gets
+    /// its company from the directory (a binding on an unknown project keeps none and matches
+    /// nothing); a binding without a resource becomes an explicit console-level binding; and the
+    /// id of a binding the management API made follows its new principal.
+    pub async fn upgrade_bindings(&self, now: i64) -> Result<usize, ManageError> {
+        let _guard = self.writer.lock().await;
+        let default = self.issuers.first().map(String::as_str).unwrap_or("");
+        let snapshot = self.accounts.snapshot();
+        let subject = |s: &str| -> String {
+            match Principal::parse(s) {
+                Some(Principal::User { issuer, id }) if issuer.is_empty() => {
+                    format!("{}{default}:{id}", super::binding::USER_PREFIX)
+                }
+                Some(_) => s.to_owned(),
+                None if snapshot.get(s).is_some() => Principal::service_account(s),
+                None => format!("{}{default}:{s}", super::binding::USER_PREFIX),
+            }
+        };
+        let group = |g: &str| -> String {
+            match Principal::parse(g) {
+                Some(Principal::Group { issuer, name }) if issuer.is_empty() => {
+                    format!("{}{default}:{name}", super::binding::GROUP_PREFIX)
+                }
+                Some(Principal::Group { .. }) => g.to_owned(),
+                _ => format!(
+                    "{}{default}:{}",
+                    super::binding::GROUP_PREFIX,
+                    g.strip_prefix(super::binding::GROUP_PREFIX)
+                        .map_or(g, |rest| rest.strip_prefix(':').unwrap_or(rest))
+                ),
+            }
+        };
+        let mut writes = Vec::new();
+        let mut changed = Vec::new();
+        for old in self.directory.legacy_bindings() {
+            let mut b = old.clone();
+            b.subjects = old.subjects.iter().map(|s| subject(s)).collect();
+            b.groups = old.groups.iter().map(|g| group(g)).collect();
+            b.resource = Some(match old.resource.clone() {
+                None => BindingResource::console(),
+                Some(mut r) => {
+                    if r.company_id.is_none() {
+                        r.company_id = match r.resource_type.as_str() {
+                            "company" => Some(r.resource_id.clone()),
+                            "project" => self
+                                .directory
+                                .project(&r.resource_id)
+                                .map(|p| p.company_id.clone()),
+                            "environment" => r
+                                .resource_id
+                                .split_once(':')
+                                .and_then(|(p, _)| self.directory.project(p))
+                                .map(|p| p.company_id.clone()),
+                            _ => None,
+                        };
+                    }
+                    r
+                }
+            });
+            // A management binding's id is `<company>/<principal>/<level>/<rid>`; the earlier
+            // form was `<company>/<sa|user|group>/<id>/<level>/<rid>`.
+            let parts: Vec<&str> = old.binding_id.split('/').collect();
+            let new_key = b.subjects.first().or(b.groups.first()).cloned();
+            if let (Some(r), Some(key), 1) =
+                (&b.resource, &new_key, b.subjects.len() + b.groups.len())
+            {
+                let legacy = match parts.as_slice() {
+                    [c, "sa" | "user" | "group", _, level, rid] => Some((*c, *level, *rid)),
+                    [c, _, level, rid] => Some((*c, *level, *rid)),
+                    _ => None,
+                };
+                if let Some((c, level, rid)) = legacy
+                    && level == r.resource_type
+                    && rid == r.resource_id
+                {
+                    b.binding_id = binding_id(c, key, level, rid);
+                }
+            }
+            if b == old {
+                continue;
+            }
+            if b.binding_id != old.binding_id {
+                writes.push(Write::Iam(IamChange::DeleteBinding(old.binding_id.clone())));
+            }
+            writes.push(Write::Iam(IamChange::PutBinding(b.clone())));
+            changed.push(json!({"before": old, "after": b}));
+        }
+        let n = changed.len();
+        if n > 0 {
+            writes.push(audit(
+                "iamgate",
+                "bindings.upgrade",
+                "bindings",
+                None,
+                Some(Value::from(changed)),
+                now,
+            ));
+            self.commit(writes, vec![]).await?;
+        }
+        Ok(n)
     }
 
     /// Commits `writes` in one transaction, then publishes account and directory changes.
@@ -335,110 +624,105 @@ impl Manager {
         Ok(())
     }
 
-    /// Validates a role request against the policy's roles and builds its binding changes and
-    /// the projects to record. `for_create` forbids removals.
+    /// Checks that every project and environment a role request names is known in `company`
+    /// (404 naming the field otherwise, 403 for another company's project). Writes nothing.
+    pub fn check_resources(&self, company: &str, req: &RoleRequest) -> Result<(), ManageError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in req.projects.iter().enumerate() {
+            let at = format!("projectsRole[{i}]");
+            if !seen.insert(p.project_id.as_str()) {
+                return Err(invalid(format!("{at}.projectId"), "named twice"));
+            }
+            let known = self.project_in(company, &p.project_id, &format!("{at}.projectId"))?;
+            for (j, e) in p.environments.iter().enumerate() {
+                if !known.environments.contains(&e.env_id) {
+                    return Err(ManageError::Unknown {
+                        field: format!("{at}.environmentsRole[{j}].envId"),
+                        message: format!(
+                            "environment `{}` is not known in project {}",
+                            e.env_id, p.project_id
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The grants a role request makes for `principal` in `company`, as the no-escalation rule
+    /// weighs them: each role with its level, resource and company, and the roles the principal
+    /// holds there now (which the request replaces or removes).
+    pub fn grants(&self, company: &str, principal: &str, req: &RoleRequest) -> Vec<GrantInput> {
+        let grant = |role: &str, level: &str, rid: String| GrantInput {
+            role: Some(role.to_owned()),
+            removes: Some(self.current_roles(company, principal, level, &rid)),
+            resource_type: Some(level.to_owned()),
+            resource_id: Some(rid),
+            company_id: Some(company.to_owned()),
+            permissions: None,
+        };
+        let mut out = Vec::new();
+        if let Some(role) = &req.role {
+            out.push(grant(role, "company", company.to_owned()));
+        }
+        for p in &req.projects {
+            if let Some(role) = &p.role {
+                out.push(grant(role, "project", p.project_id.clone()));
+            }
+            for e in &p.environments {
+                out.push(grant(
+                    &e.role,
+                    "environment",
+                    format!("{}:{}", p.project_id, e.env_id),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Validates a role request against the policy's roles and the directory and builds its
+    /// binding changes. `for_create` forbids removals.
     fn role_changes(
         &self,
         company: &str,
-        kind: SubjectKind,
-        subject: &str,
+        principal: &Principal,
         req: &RoleRequest,
         roles: &HashMap<String, RoleInfo>,
         for_create: bool,
     ) -> Result<Vec<IamChange>, ManageError> {
         Self::validate_roles(req, roles, for_create)?;
-        let binding = |level: &str, rid: &str, role: &str| {
-            let (subjects, groups) = match kind {
-                SubjectKind::Group => (vec![], vec![subject.to_owned()]),
-                _ => (vec![subject.to_owned()], vec![]),
+        self.check_resources(company, req)?;
+        let key = principal.key();
+        let change = |level: &str, rid: &str, role: &str| {
+            let id = binding_id(company, &key, level, rid);
+            if role.is_empty() {
+                return IamChange::DeleteBinding(id);
+            }
+            let (subjects, groups) = if principal.is_group() {
+                (vec![], vec![key.clone()])
+            } else {
+                (vec![key.clone()], vec![])
             };
-            Binding {
-                binding_id: binding_id(company, kind, subject, level, rid),
+            IamChange::PutBinding(Binding {
+                binding_id: id,
                 subjects,
                 groups,
                 roles: vec![role.to_owned()],
                 permissions: vec![],
-                resource: Some(BindingResource {
-                    resource_type: level.to_owned(),
-                    resource_id: rid.to_owned(),
-                }),
-            }
+                resource: Some(BindingResource::scoped(level, rid, company)),
+            })
         };
         let mut out = Vec::new();
         if let Some(role) = &req.role {
-            if !role.is_empty() {
-                out.push(IamChange::PutBinding(binding("company", company, role)));
-            } else {
-                out.push(IamChange::DeleteBinding(binding_id(
-                    company, kind, subject, "company", company,
-                )));
-            }
+            out.push(change("company", company, role));
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, p) in req.projects.iter().enumerate() {
-            let at = format!("projectsRole[{i}]");
-            if !seen.insert(p.project_id.clone()) {
-                return Err(invalid(format!("{at}.projectId"), "named twice"));
-            }
-            // A project of another company is refused; an unknown one is recorded here.
-            match self.directory.project(&p.project_id) {
-                Some(known) if known.company_id != company => {
-                    return Err(ManageError::Forbidden(format!(
-                        "project {} does not belong to company {company}",
-                        p.project_id
-                    )));
-                }
-                Some(known) => {
-                    let mut envs = known.environments.clone();
-                    let before = envs.len();
-                    for e in &p.environments {
-                        if !envs.contains(&e.env_id) {
-                            envs.push(e.env_id.clone());
-                        }
-                    }
-                    if envs.len() != before {
-                        out.push(IamChange::PutProject(Project {
-                            environments: envs,
-                            ..(*known).clone()
-                        }));
-                    }
-                }
-                None => out.push(IamChange::PutProject(Project {
-                    project_id: p.project_id.clone(),
-                    company_id: company.to_owned(),
-                    environments: p.environments.iter().map(|e| e.env_id.clone()).collect(),
-                })),
-            }
+        for p in &req.projects {
             if let Some(role) = &p.role {
-                if !role.is_empty() {
-                    out.push(IamChange::PutBinding(binding(
-                        "project",
-                        &p.project_id,
-                        role,
-                    )));
-                } else {
-                    out.push(IamChange::DeleteBinding(binding_id(
-                        company,
-                        kind,
-                        subject,
-                        "project",
-                        &p.project_id,
-                    )));
-                }
+                out.push(change("project", &p.project_id, role));
             }
             for e in &p.environments {
                 let rid = format!("{}:{}", p.project_id, e.env_id);
-                if !e.role.is_empty() {
-                    out.push(IamChange::PutBinding(binding("environment", &rid, &e.role)));
-                } else {
-                    out.push(IamChange::DeleteBinding(binding_id(
-                        company,
-                        kind,
-                        subject,
-                        "environment",
-                        &rid,
-                    )));
-                }
+                out.push(change("environment", &rid, &e.role));
             }
         }
         Ok(out)
@@ -460,8 +744,7 @@ impl Manager {
         let changes = match &account.owner {
             Owner::Company(c) => self.role_changes(
                 c,
-                SubjectKind::ServiceAccount,
-                &account.client_id,
+                &Principal::ServiceAccount(account.client_id.clone()),
                 roles_req,
                 roles,
                 true,
@@ -493,14 +776,15 @@ impl Manager {
     ) -> Result<(), ManageError> {
         let _guard = self.writer.lock().await;
         let account = self.account_in(scope, client_id)?;
-        let bindings = self.directory.bindings_naming(client_id, false);
+        let key = Principal::service_account(client_id);
+        let bindings = self.directory.bindings_naming(&key, false);
         let mut writes = vec![Write::DeleteAccount(client_id.to_owned())];
         for b in &bindings {
             if b.subjects.len() == 1 && b.groups.is_empty() {
                 writes.push(Write::Iam(IamChange::DeleteBinding(b.binding_id.clone())));
             } else {
                 let mut kept = b.clone();
-                kept.subjects.retain(|s| s != client_id);
+                kept.subjects.retain(|s| *s != key);
                 writes.push(Write::Iam(IamChange::PutBinding(kept)));
             }
         }
@@ -521,16 +805,16 @@ impl Manager {
         &self,
         actor: &str,
         company: &str,
-        (kind, subject): (SubjectKind, &str),
+        principal: &Principal,
         req: &RoleRequest,
         roles: &HashMap<String, RoleInfo>,
         now: i64,
     ) -> Result<(), ManageError> {
         let _guard = self.writer.lock().await;
-        if kind == SubjectKind::ServiceAccount {
-            self.account_in(&Scope::Company(company.to_owned()), subject)?;
+        if let Principal::ServiceAccount(id) = principal {
+            self.account_in(&Scope::Company(company.to_owned()), id)?;
         }
-        let changes = self.role_changes(company, kind, subject, req, roles, false)?;
+        let changes = self.role_changes(company, principal, req, roles, false)?;
         let before: Vec<Binding> = changes
             .iter()
             .filter_map(|c| match c {
@@ -544,7 +828,7 @@ impl Manager {
         writes.push(audit(
             actor,
             "roles.update",
-            &format!("{}/{subject}", kind.tag()),
+            &principal.key(),
             Some(json!(before)),
             Some(after),
             now,
@@ -557,14 +841,14 @@ impl Manager {
         &self,
         actor: &str,
         company: &str,
-        kind: SubjectKind,
-        subject: &str,
+        principal: &Principal,
         now: i64,
     ) -> Result<(), ManageError> {
         let _guard = self.writer.lock().await;
+        let key = principal.key();
         let bindings: Vec<Binding> = self
             .directory
-            .bindings_naming(subject, kind == SubjectKind::Group)
+            .bindings_naming(&key, principal.is_group())
             .into_iter()
             .filter(|b| self.directory.company_of(b).as_deref() == Some(company))
             .collect();
@@ -578,7 +862,7 @@ impl Manager {
         writes.push(audit(
             actor,
             "identity.remove",
-            &format!("{}/{subject}", kind.tag()),
+            &key,
             Some(json!(bindings)),
             None,
             now,
@@ -755,6 +1039,58 @@ impl Manager {
         self.commit(writes, vec![]).await
     }
 
+    /// Applies the Console's project list (the directory sync): new and changed projects in one
+    /// transaction. A project the Console now gives to another company loses every binding made
+    /// in its old company (on the project and its environments) in the same transaction, with an
+    /// audit record, so no grant outlives the move. Returns how many projects changed.
+    pub async fn sync_projects(
+        &self,
+        projects: Vec<Project>,
+        now: i64,
+    ) -> Result<usize, ManageError> {
+        let _guard = self.writer.lock().await;
+        let mut writes = Vec::new();
+        let mut changed = 0;
+        for p in projects {
+            let before = self.directory.project(&p.project_id);
+            if before.as_deref() == Some(&p) {
+                continue;
+            }
+            changed += 1;
+            if let Some(old) = before.as_deref().filter(|b| b.company_id != p.company_id) {
+                let env_prefix = format!("{}:", p.project_id);
+                let stale: Vec<Binding> = self
+                    .directory
+                    .bindings_in_company(&old.company_id)
+                    .into_iter()
+                    .filter(|b| {
+                        b.resource.as_ref().is_some_and(|r| {
+                            (r.resource_type == "project" && r.resource_id == p.project_id)
+                                || (r.resource_type == "environment"
+                                    && r.resource_id.starts_with(&env_prefix))
+                        })
+                    })
+                    .collect();
+                for b in &stale {
+                    writes.push(Write::Iam(IamChange::DeleteBinding(b.binding_id.clone())));
+                }
+                writes.push(audit(
+                    "directory-sync",
+                    "project.move",
+                    &p.project_id,
+                    Some(json!({"project": old, "bindings": stale})),
+                    Some(json!({"project": p})),
+                    now,
+                ));
+            }
+            writes.push(Write::Iam(IamChange::PutProject(p)));
+        }
+        if changed > 0 {
+            self.commit(writes, vec![]).await?;
+        }
+        Ok(changed)
+    }
+
     /// The newest audit records.
     pub async fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>, ManageError> {
         Ok(self.accounts.store().audit_log(limit).await?)
@@ -767,7 +1103,9 @@ impl Manager {
 
     /// A company's accounts with their company roles.
     pub fn company_accounts(&self, company: &str) -> Vec<AccountView> {
-        let roles = |a: &ServiceAccount| Some(self.company_roles(company, &a.client_id, false));
+        let roles = |a: &ServiceAccount| {
+            Some(self.company_roles(company, &Principal::service_account(&a.client_id), false))
+        };
         self.view(|a| a.owner.is_company(company), roles)
     }
 
@@ -802,10 +1140,10 @@ impl Manager {
         out
     }
 
-    fn company_roles(&self, company: &str, subject: &str, group: bool) -> Vec<String> {
+    fn company_roles(&self, company: &str, principal: &str, group: bool) -> Vec<String> {
         let mut roles: Vec<String> = self
             .directory
-            .bindings_naming(subject, group)
+            .bindings_naming(principal, group)
             .into_iter()
             .filter(|b| {
                 b.resource
@@ -828,38 +1166,46 @@ impl Manager {
         project_ids: &[String],
     ) -> Vec<Value> {
         let bindings = self.directory.bindings_in_company(company);
-        let mut ids: std::collections::BTreeMap<(u8, String), (SubjectKind, String)> =
+        // Keyed by (kind order, principal key): users, groups, then service accounts.
+        let mut ids: std::collections::BTreeMap<(u8, String), (SubjectKind, String, String)> =
             Default::default();
-        let sa_names: HashMap<String, String> = self
-            .accounts
-            .snapshot()
-            .all()
-            .iter()
-            .filter(|a| a.owner.is_company(company))
-            .map(|a| (a.client_id.clone(), a.name.clone()))
-            .collect();
-        for (id, name) in &sa_names {
-            ids.insert((2, id.clone()), (SubjectKind::ServiceAccount, name.clone()));
+        for a in self.accounts.snapshot().all().iter() {
+            if a.owner.is_company(company) {
+                ids.insert(
+                    (2, Principal::service_account(&a.client_id)),
+                    (
+                        SubjectKind::ServiceAccount,
+                        a.client_id.clone(),
+                        a.name.clone(),
+                    ),
+                );
+            }
         }
         for b in &bindings {
-            for s in &b.subjects {
-                if !sa_names.contains_key(s) {
-                    ids.insert((0, s.clone()), (SubjectKind::User, s.clone()));
-                }
-            }
-            for g in &b.groups {
-                ids.insert((1, g.clone()), (SubjectKind::Group, g.clone()));
+            for key in b.subjects.iter().chain(&b.groups) {
+                // A service account of another company bound here is listed like any identity.
+                let entry = match Principal::parse(key) {
+                    Some(p @ Principal::User { .. }) => (0, SubjectKind::User, p),
+                    Some(p @ Principal::Group { .. }) => (1, SubjectKind::Group, p),
+                    Some(p @ Principal::ServiceAccount(_)) => (2, SubjectKind::ServiceAccount, p),
+                    None => continue,
+                };
+                let (order, kind, p) = entry;
+                ids.entry((order, key.clone())).or_insert_with(|| {
+                    let shown = self.display_id(&p);
+                    (kind, shown.clone(), shown)
+                });
             }
         }
         ids.into_iter()
-            .filter(|(_, (k, _))| kinds.is_empty() || kinds.contains(k))
-            .map(|((_, id), (kind, name))| {
+            .filter(|(_, (k, _, _))| kinds.is_empty() || kinds.contains(k))
+            .map(|((_, key), (kind, id, name))| {
                 let is_group = kind == SubjectKind::Group;
                 let holds = |b: &&Binding| {
                     if is_group {
-                        b.groups.contains(&id)
+                        b.groups.contains(&key)
                     } else {
-                        b.subjects.contains(&id)
+                        b.subjects.contains(&key)
                     }
                 };
                 let roles_at = |t: &str, rid: &str| -> Vec<String> {

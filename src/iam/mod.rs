@@ -17,7 +17,7 @@ pub use account::{
     AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,
     generate_client_id,
 };
-pub use binding::{Binding, BindingResource};
+pub use binding::{Binding, BindingResource, Principal};
 pub use client_key::{ClientKey, KeyError};
 
 use crate::store::snapshot::AccountSnapshot;

@@ -1,10 +1,11 @@
 //! Periodic directory synchronisation from the Console: a background task beside the request
 //! path that fetches Console-shaped projects (`[{"_id","tenantId","environments":[{"envId"}]}]`)
 //! and records every new or changed project in one transaction. The Console is authoritative
-//! for which company owns a project, so a sync also corrects a project the IAM API adopted under
-//! the wrong company. Fetches are bounded in size and time; a failed fetch changes nothing.
+//! for which company owns a project: when it moves one, the bindings made in the old company on
+//! it are removed in the same transaction (see [`Manager::sync_projects`]). Fetches are bounded in size and time; a failed fetch changes nothing.
 
-use super::directory::{Directory, IamChange, Project};
+use super::directory::Project;
+use super::manage::Manager;
 use crate::proxy::upstream::HttpClient;
 use std::time::Duration;
 
@@ -22,9 +23,9 @@ pub enum SyncError {
     /// Not the expected JSON.
     #[error("answer: {0}")]
     Shape(String),
-    /// The store refused the batch.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    /// The store refused the batch; nothing was changed.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 #[derive(serde::Deserialize)]
@@ -60,7 +61,7 @@ pub fn parse_projects(bytes: &[u8]) -> Result<Vec<Project>, SyncError> {
 
 /// One synchronisation; returns how many projects changed.
 pub async fn sync_once(
-    directory: &Directory,
+    manager: &Manager,
     client: &HttpClient,
     url: &http::Uri,
     token: Option<&crate::config::Secret>,
@@ -74,16 +75,10 @@ pub async fn sync_once(
     )
     .await
     .map_err(SyncError::Fetch)?;
-    let changes: Vec<IamChange> = parse_projects(&bytes)?
-        .into_iter()
-        .filter(|p| directory.project(&p.project_id).as_deref() != Some(p))
-        .map(IamChange::PutProject)
-        .collect();
-    let n = changes.len();
-    if n > 0 {
-        directory.apply(changes).await?;
-    }
-    Ok(n)
+    manager
+        .sync_projects(parse_projects(&bytes)?, crate::util::unix_now())
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Compiled policy snapshots and decisions, with a decision cache.
 //!
 //! The cache key holds every dimension a permission-route decision depends on (policy revision,
-//! directory version, subject, groups, root permissions, method, route, resource, grants), as
+//! directory version, principal, subject, kind, issuer, groups, root permissions, method, route,
+//! resource, grants, target), as
 //! values rather than a hash, so two different requests can never share an entry. Routes that
 //! name a custom rule are never cached: such a rule may read anything in the input.
 
-use super::input::{DecisionInput, GrantInput, ResourceInput};
+use super::input::{DecisionInput, GrantInput, ResourceInput, TargetInput};
 use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
 use arc_swap::ArcSwap;
@@ -457,15 +458,21 @@ fn interpret(v: &regorus::Value, revision: &Arc<str>) -> Decision {
 struct CacheKey {
     revision: Arc<str>,
     directory_version: u64,
+    /// The principal says the kind and the issuer: two issuers' users with one subject, or a
+    /// user and a service account with one id, never share an entry.
+    principal: Arc<str>,
     subject: Arc<str>,
     kind: Arc<str>,
+    issuer: Option<Arc<str>>,
     groups: Arc<[String]>,
+    group_principals: Arc<[String]>,
     permissions: Arc<[String]>,
     method: Arc<str>,
     route: Arc<str>,
     permission: Arc<str>,
     resource: ResourceInput,
     grants: Option<Vec<GrantInput>>,
+    target: Option<TargetInput>,
 }
 
 /// Decision-cache settings.
@@ -597,15 +604,19 @@ impl PolicyEngine {
         let key = CacheKey {
             revision: snapshot.revision.clone(),
             directory_version,
+            principal: input.user.principal.clone(),
             subject: input.user.id.clone(),
             kind: input.user.kind.clone(),
+            issuer: input.user.issuer.clone(),
             groups: input.user.groups.clone(),
+            group_principals: input.user.group_principals.clone(),
             permissions: input.user.permissions.clone(),
             method: input.request.method.clone(),
             route: input.route.id.clone(),
             permission: permission.clone(),
             resource: input.resource.clone(),
             grants: input.grants.clone(),
+            target: input.target.clone(),
         };
         match cache.get(&key).await {
             Some((allow, reason)) => {

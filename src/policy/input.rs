@@ -49,7 +49,10 @@ struct BindingSetInner {
 struct UserMemo {
     id: Arc<str>,
     kind: Arc<str>,
+    issuer: Option<Arc<str>>,
+    principal: Arc<str>,
     groups: Arc<[String]>,
+    group_principals: Arc<[String]>,
     permissions: Arc<[String]>,
     properties: serde_json::Value,
     value: regorus::Value,
@@ -59,7 +62,10 @@ impl UserMemo {
     fn is_for(&self, u: &UserInput) -> bool {
         self.id == u.id
             && self.kind == u.kind
+            && self.issuer == u.issuer
+            && self.principal == u.principal
             && self.groups == u.groups
+            && self.group_principals == u.group_principals
             && self.permissions == u.permissions
             && self.properties == u.properties
     }
@@ -150,9 +156,19 @@ pub struct UserInput {
     /// `serviceaccount` or `user`.
     #[serde(rename = "type", default)]
     pub kind: Arc<str>,
-    /// Groups.
+    /// The configured name of the issuer that vouched for a user; absent for service accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<Arc<str>>,
+    /// The caller's principal key (`serviceaccount:<id>`, `user:<issuer>:<id>`): what bindings'
+    /// `subjects` name.
+    #[serde(default)]
+    pub principal: Arc<str>,
+    /// Groups, as the issuer names them.
     #[serde(default)]
     pub groups: Arc<[String]>,
+    /// The groups' principal keys (`group:<issuer>:<name>`): what bindings' `groups` name.
+    #[serde(default)]
+    pub group_principals: Arc<[String]>,
     /// Root permissions held directly (root service accounts).
     #[serde(default)]
     pub permissions: Arc<[String]>,
@@ -206,9 +222,27 @@ pub struct GrantInput {
     /// Resource id (`project:env` for environments).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resource_id: Option<String>,
+    /// The company the grant is made in (the directory's owner of a project).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub company_id: Option<String>,
+    /// The roles the identity holds there now, which the request replaces or removes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub removes: Option<Vec<String>>,
     /// Root permissions being granted.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub permissions: Option<Vec<String>>,
+}
+
+/// The account or identity a request changes the existence or credentials of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetInput {
+    /// Its principal key.
+    pub principal: String,
+    /// Its authority, written as grants: its roles where the request acts (`role`,
+    /// `resourceType`, `resourceId`, `companyId`), or `{"permissions": [...]}` for a root
+    /// account. The caller must be allowed to grant every one of them.
+    pub authority: Vec<GrantInput>,
 }
 
 /// The whole input document.
@@ -225,6 +259,9 @@ pub struct DecisionInput {
     /// Grants requested by a role-assignment request.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grants: Option<Vec<GrantInput>>,
+    /// The account or identity whose existence or credentials the request changes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<TargetInput>,
 }
 
 use regorus::Value;
@@ -238,23 +275,23 @@ struct Keys {
     path_params: Value,
     query: Value,
     headers: Value,
-    id: Value,
-    kind: Value,
+    principal: Value,
     groups: Value,
     permissions: Value,
-    bindings: Value,
-    properties: Value,
     resource: Value,
     role: Value,
     resource_type: Value,
     resource_id: Value,
+    company_id: Value,
+    removes: Value,
+    authority: Value,
     binding_id: Value,
     subjects: Value,
     roles: Value,
     empty_object: Value,
     request_object: Template,
-    user_object: Template,
-    top_object: Shape<5>,
+    user_object: Shape<9>,
+    top_object: Shape<6>,
     resource_object: Shape<3>,
     route_object: Shape<3>,
 }
@@ -327,12 +364,13 @@ impl Template {
 }
 
 static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
-    let (request, user, resource, route, grants) = (
+    let (request, user, resource, route, grants, target) = (
         s("request"),
         s("user"),
         s("resource"),
         s("route"),
         s("grants"),
+        s("target"),
     );
     let (method, path, path_params, query, headers) = (
         s("method"),
@@ -348,18 +386,29 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
         s("permission"),
         s("rule"),
     );
-    let (id, kind, groups, permissions, bindings, properties) = (
+    let (id, kind, issuer, principal, groups, group_principals) = (
         s("id"),
         s("type"),
+        s("issuer"),
+        s("principal"),
         s("groups"),
-        s("permissions"),
-        s("bindings"),
-        s("properties"),
+        s("groupPrincipals"),
     );
+    let (permissions, bindings, properties) = (s("permissions"), s("bindings"), s("properties"));
     Keys {
         request_object: Template::new(&[&method, &path, &path_params, &query, &headers]),
-        user_object: Template::new(&[&id, &kind, &groups, &permissions, &bindings, &properties]),
-        top_object: Shape::new([&request, &user, &resource, &route, &grants]),
+        user_object: Shape::new([
+            &id,
+            &kind,
+            &issuer,
+            &principal,
+            &groups,
+            &group_principals,
+            &permissions,
+            &bindings,
+            &properties,
+        ]),
+        top_object: Shape::new([&request, &user, &resource, &route, &grants, &target]),
         resource_object: Shape::new([&company_id, &project_id, &env_id]),
         route_object: Shape::new([&id, &permission, &rule]),
         method,
@@ -367,16 +416,16 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| {
         path_params,
         query,
         headers,
-        id,
-        kind,
+        principal,
         groups,
         permissions,
-        bindings,
-        properties,
         resource,
         role: s("role"),
         resource_type: s("resourceType"),
         resource_id: s("resourceId"),
+        company_id,
+        removes: s("removes"),
+        authority: s("authority"),
         binding_id: s("bindingId"),
         subjects: s("subjects"),
         roles: s("roles"),
@@ -454,10 +503,11 @@ pub fn binding_value(b: &StoredBinding, names: &NameList) -> Value {
         (&k.permissions, Some(list(b.permissions()))),
         (
             &k.resource,
-            b.resource().map(|(t, id)| {
+            b.resource().map(|(t, id, company)| {
                 object([
                     (&k.resource_type, Some(name(t))),
                     (&k.resource_id, Some(name(id))),
+                    (&k.company_id, company.map(name)),
                 ])
             }),
         ),
@@ -477,7 +527,10 @@ impl UserInput {
                 let _ = memo.set(Box::new(UserMemo {
                     id: self.id.clone(),
                     kind: self.kind.clone(),
+                    issuer: self.issuer.clone(),
+                    principal: self.principal.clone(),
                     groups: self.groups.clone(),
+                    group_principals: self.group_principals.clone(),
                     permissions: self.permissions.clone(),
                     properties: self.properties.clone(),
                     value: value.clone(),
@@ -494,12 +547,15 @@ impl UserInput {
             other => Value::from(other.clone()),
         };
         k.user_object.fill([
-            (&k.id, shared(&self.id)),
-            (&k.kind, shared(&self.kind)),
-            (&k.groups, strings(&self.groups)),
-            (&k.permissions, strings(&self.permissions)),
-            (&k.bindings, self.bindings.value()),
-            (&k.properties, properties),
+            Some(shared(&self.id)),
+            Some(shared(&self.kind)),
+            self.issuer.as_ref().map(shared),
+            Some(shared(&self.principal)),
+            Some(strings(&self.groups)),
+            Some(strings(&self.group_principals)),
+            Some(strings(&self.permissions)),
+            Some(self.bindings.value()),
+            Some(properties),
         ])
     }
 }
@@ -509,7 +565,7 @@ impl DecisionInput {
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         let k = &*KEYS;
         let r = &self.request;
-        let grants = self.grants.as_ref().map(|gs| {
+        let grant_list = |gs: &[GrantInput]| {
             Value::from(
                 gs.iter()
                     .map(|g| {
@@ -517,11 +573,20 @@ impl DecisionInput {
                             (&k.role, g.role.as_deref().map(s)),
                             (&k.resource_type, g.resource_type.as_deref().map(s)),
                             (&k.resource_id, g.resource_id.as_deref().map(s)),
+                            (&k.company_id, g.company_id.as_deref().map(s)),
+                            (&k.removes, g.removes.as_deref().map(strings)),
                             (&k.permissions, g.permissions.as_deref().map(strings)),
                         ])
                     })
                     .collect::<Vec<_>>(),
             )
+        };
+        let grants = self.grants.as_deref().map(grant_list);
+        let target = self.target.as_ref().map(|t| {
+            object([
+                (&k.principal, Some(s(&t.principal))),
+                (&k.authority, Some(grant_list(&t.authority))),
+            ])
         });
         let request = k.request_object.fill([
             (&k.method, shared(&r.method)),
@@ -547,6 +612,7 @@ impl DecisionInput {
             Some(resource),
             Some(route),
             grants,
+            target,
         ]))
     }
 }
@@ -576,7 +642,10 @@ mod tests {
             user: UserInput {
                 id: "u".into(),
                 kind: "user".into(),
+                issuer: Some("idp".into()),
+                principal: "user:idp:u".into(),
                 groups: vec!["g".into()].into(),
+                group_principals: vec!["group:idp:g".into()].into(),
                 permissions: vec!["console.root.view".into()].into(),
                 bindings: BindingSet::new(vec![
                     Binding {
@@ -585,10 +654,7 @@ mod tests {
                         groups: vec![],
                         roles: vec!["guest".into()],
                         permissions: vec![],
-                        resource: Some(BindingResource {
-                            resource_type: "project".into(),
-                            resource_id: "p1".into(),
-                        }),
+                        resource: Some(BindingResource::scoped("project", "p1", "c1")),
                     },
                     Binding {
                         binding_id: "c".into(),
@@ -596,7 +662,7 @@ mod tests {
                         groups: vec!["g".into()],
                         roles: vec![],
                         permissions: vec!["x".into()],
-                        resource: None,
+                        resource: Some(BindingResource::console()),
                     },
                 ]),
                 properties: serde_json::json!({"a": 1}),
@@ -615,8 +681,21 @@ mod tests {
                 role: Some("guest".into()),
                 resource_type: Some("project".into()),
                 resource_id: Some("p1".into()),
+                company_id: Some("c1".into()),
+                removes: Some(vec!["reporter".into()]),
                 permissions: None,
             }]),
+            target: Some(TargetInput {
+                principal: "serviceaccount:x".into(),
+                authority: vec![GrantInput {
+                    role: None,
+                    resource_type: None,
+                    resource_id: None,
+                    company_id: None,
+                    removes: None,
+                    permissions: Some(vec!["console.root.view".into()]),
+                }],
+            }),
         };
         let via_json = Value::from(serde_json::to_value(&input).unwrap());
         assert_eq!(input.to_value().unwrap(), via_json);

@@ -259,19 +259,20 @@ impl Gateway {
                 query: &query,
                 body: json.as_ref(),
             };
-            if let Some(handler) = &route.local {
+            if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 crate::iam::api::prevalidate(
                     handler,
                     json.as_ref(),
                     self.policy.snapshot().roles(),
                 )
                 .map_err(|e| e.into_response())?;
+                let facts =
+                    crate::iam::api::policy_facts(&m.manager, handler, &params, json.as_ref())
+                        .map_err(|e| e.into_response())?;
+                input.grants = facts.grants;
+                input.target = facts.target;
             }
-            if let Some(kind) = route.grants {
-                input.grants = Some(grants_of(kind, json.as_ref(), params.get("companyId")));
-            }
-            self.authorize(checks, &view, input, &mut fill, route.adopt_projects)
-                .await?;
+            self.authorize(checks, &view, input, &mut fill).await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 let snapshot = self.policy.snapshot();
                 return Ok(crate::iam::api::handle(
@@ -378,7 +379,10 @@ impl Gateway {
             user: UserInput {
                 id: Arc::from(caller.id.as_str()),
                 kind: interned(caller.kind.as_str()),
+                issuer: caller.issuer_name.clone(),
+                principal: caller.principal.clone(),
                 groups: caller.groups.clone(),
+                group_principals: caller.group_principals.clone(),
                 permissions: caller.permissions.clone(),
                 bindings: Default::default(),
                 properties: serde_json::Value::Null,
@@ -390,6 +394,7 @@ impl Gateway {
                 rule: None,
             },
             grants: None,
+            target: None,
         }
     }
 
@@ -418,25 +423,42 @@ impl Gateway {
                     .map(|v| ((*n).to_owned(), v.to_owned()))
             })
             .collect();
-        input.user.bindings = self.directory.bindings_for(&caller.id, &caller.groups);
+        input.user.bindings = self
+            .directory
+            .bindings_for(&caller.principal, &caller.group_principals);
         input.user.properties = caller.properties();
     }
 
     /// Completes a target from the directory. A project's company always comes from the
-    /// directory: an unknown project gets none (the policy denies `unknown_resource`), and a
-    /// request naming a company that does not own the project is refused outright.
-    fn complete(&self, t: &Target, adopt: bool) -> Result<ResourceInput, &'static str> {
+    /// directory: a project it does not know is refused with 404 naming where the request named
+    /// it (nothing is recorded), and a request naming a company that does not own the project is
+    /// refused outright.
+    fn complete(&self, t: &Target, check: &super::table::Check) -> Result<ResourceInput, Refusal> {
         let company_id = match &t.project {
             Some(p) => match self.directory.project(p) {
                 Some(project) => {
                     if t.company.as_ref().is_some_and(|c| *c != project.company_id) {
-                        return Err("resource_mismatch");
+                        self.decisions.deny.inc();
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "the caller may not perform this request",
+                        )
+                        .with_reason("resource_mismatch".to_owned())
+                        .into_response());
                     }
                     Some(Arc::from(project.company_id.as_str()))
                 }
-                // Management routes record unknown projects under the path's company.
-                None if adopt => t.company.as_deref().map(Arc::from),
-                None => None,
+                None => {
+                    let field = check
+                        .project
+                        .as_ref()
+                        .map_or_else(|| "project".to_owned(), |s| s.describe());
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("{field}: project `{p}` is not known"),
+                    )
+                    .into_response());
+                }
             },
             None => t.company.as_deref().map(Arc::from),
         };
@@ -453,7 +475,6 @@ impl Gateway {
         view: &RequestView<'_>,
         input: &mut DecisionInput,
         fill: &mut (dyn FnMut(&mut DecisionInput) + Send),
-        adopt: bool,
     ) -> Result<(), Refusal> {
         let deny = |reason: &str| {
             ApiError::new(
@@ -479,10 +500,7 @@ impl Gateway {
                 .targets(check)
                 .map_err(|e| bad_request(e.to_string()))?;
             for target in &targets {
-                let resource = self.complete(target, adopt).map_err(|r| {
-                    self.decisions.deny.inc();
-                    deny(r)
-                })?;
+                let resource = self.complete(target, check)?;
                 // Each target is decided on the one input, its target fields set in place: a copy
                 // of the whole document per target cost as much as the cached decision itself.
                 input.resource = resource;
@@ -550,73 +568,4 @@ impl Gateway {
         );
         Ok(Response::from_parts(parts, full(Bytes::from(out))))
     }
-}
-
-/// What a management request grants, for the no-escalation rule. Values of the wrong type are
-/// left out here; the handler refuses them with a 400 before anything is written.
-fn grants_of(
-    kind: super::table::Grants,
-    body: Option<&serde_json::Value>,
-    company: Option<&String>,
-) -> Vec<crate::policy::input::GrantInput> {
-    use crate::policy::input::GrantInput;
-    let grant = |role: &str, t: &str, id: String| GrantInput {
-        role: Some(role.to_owned()),
-        resource_type: Some(t.to_owned()),
-        resource_id: Some(id),
-        permissions: None,
-    };
-    let mut out = Vec::new();
-    let Some(body) = body else { return out };
-    match kind {
-        super::table::Grants::RootPermissions => {
-            let perms: Vec<String> = body
-                .get("permissions")
-                .and_then(|p| p.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(GrantInput {
-                role: None,
-                resource_type: None,
-                resource_id: None,
-                permissions: Some(perms),
-            });
-        }
-        super::table::Grants::Roles => {
-            if let (Some(role), Some(c)) = (body.get("role").and_then(|r| r.as_str()), company) {
-                out.push(grant(role, "company", c.clone()));
-            }
-            for p in body
-                .get("projectsRole")
-                .and_then(|p| p.as_array())
-                .into_iter()
-                .flatten()
-            {
-                let Some(pid) = p.get("projectId").and_then(|v| v.as_str()) else {
-                    continue;
-                };
-                if let Some(role) = p.get("role").and_then(|r| r.as_str()) {
-                    out.push(grant(role, "project", pid.to_owned()));
-                }
-                for e in p
-                    .get("environmentsRole")
-                    .and_then(|e| e.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    if let (Some(env), Some(role)) = (
-                        e.get("envId").and_then(|v| v.as_str()),
-                        e.get("role").and_then(|v| v.as_str()),
-                    ) {
-                        out.push(grant(role, "environment", format!("{pid}:{env}")));
-                    }
-                }
-            }
-        }
-    }
-    out
 }

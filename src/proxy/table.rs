@@ -53,13 +53,12 @@ pub struct RawRoute {
     pub response: Option<String>,
     /// Served by the gateway's management API (a handler name) instead of the upstream.
     pub local: Option<String>,
-    /// What the request grants, for the no-escalation rule: `roles` (`role`, `projectsRole`)
-    /// or `root_permissions` (`permissions`).
-    pub grants: Option<String>,
-    /// Projects named under the path's company that the directory does not know are taken to
-    /// be that company's (and recorded by the handler).
-    #[serde(default)]
-    pub adopt_projects: bool,
+    /// Removed: a management handler says itself what its request grants and acts on. Kept
+    /// only to refuse old tables with a message instead of an unknown-field error.
+    pub grants: Option<yaml_serde::Value>,
+    /// Removed: a project is known only from an authority (directory sync, directory API,
+    /// the Console's answer to a project creation), never from a request naming it.
+    pub adopt_projects: Option<yaml_serde::Value>,
 }
 
 /// One check as written.
@@ -226,15 +225,6 @@ pub enum Access {
     Policy(Vec<Check>),
 }
 
-/// What a request grants, read from its body for the no-escalation rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grants {
-    /// `role` at the company, `projectsRole[].role`, `projectsRole[].environmentsRole[].role`.
-    Roles,
-    /// `permissions` of a root service account.
-    RootPermissions,
-}
-
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -248,10 +238,6 @@ pub struct Route {
     pub needs_body: bool,
     /// Management handler serving the route.
     pub local: Option<Arc<str>>,
-    /// What the request grants.
-    pub grants: Option<Grants>,
-    /// Unknown projects belong to the path's company.
-    pub adopt_projects: bool,
 }
 
 /// The compiled route table.
@@ -405,15 +391,18 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
             Access::Public
         }
     };
-    let grants = match r.grants.as_deref() {
-        None => None,
-        Some("roles") => Some(Grants::Roles),
-        Some("root_permissions") => Some(Grants::RootPermissions),
-        Some(other) => {
-            errs.push(format!("grants `{other}` is not roles or root_permissions"));
-            None
-        }
-    };
+    if r.grants.is_some() {
+        errs.push(
+            "`grants` was removed: a management handler says what its request grants; delete the key"
+                .to_owned(),
+        );
+    }
+    if r.adopt_projects.is_some() {
+        errs.push(
+            "`adopt_projects` was removed: projects are known only from the directory; delete the key"
+                .to_owned(),
+        );
+    }
     if let Some(l) = &r.local
         && !crate::iam::api::HANDLERS.contains(&l.as_str())
     {
@@ -426,7 +415,6 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
         return Err(errs);
     }
     let needs_body = r.local.is_some()
-        || grants.is_some()
         || match &access {
             Access::Policy(checks) => checks.iter().any(|c| {
                 [&c.company, &c.project, &c.env]
@@ -443,8 +431,6 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
         response: r.response.as_deref().map(Arc::from),
         needs_body,
         local: r.local.as_deref().map(Arc::from),
-        grants,
-        adopt_projects: r.adopt_projects,
     })
 }
 

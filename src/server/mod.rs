@@ -46,6 +46,9 @@ pub enum StartError {
     /// Signing keys.
     #[error(transparent)]
     Token(#[from] crate::token::TokenError),
+    /// Upgrading the bindings of an earlier version failed; nothing was changed.
+    #[error("upgrading stored bindings: {0}")]
+    Upgrade(String),
     /// Bootstrap account.
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] crate::iam::IamError),
@@ -220,8 +223,30 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         token
     };
     let directory = crate::iam::directory::Directory::load(store.clone()).await?;
+    let manager = crate::iam::manage::Manager::new(
+        accounts.clone(),
+        directory.clone(),
+        i64::try_from(settings.secret_rotation_grace.as_secs()).unwrap_or(0),
+    )
+    .with_issuers(
+        settings
+            .external_issuers
+            .iter()
+            .map(|e| e.name.clone())
+            .collect(),
+    );
+    // Bindings written before principals were typed and resources named their company are
+    // rewritten once, through the audited write path, before the first request is decided.
+    match manager.upgrade_bindings(unix_now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            bindings = n,
+            "upgraded bindings of an earlier version (typed principals, company-scoped resources); see the audit log"
+        ),
+        Err(e) => return Err(StartError::Upgrade(e.to_string())),
+    }
     let gateway = build_gateway(
-        &settings, &issuer_id, &audience, &keys, &accounts, &directory, &policy, &metrics,
+        &settings, &issuer_id, &audience, &keys, &manager, &policy, &metrics,
     )
     .await?;
     let tls = match &settings.server.tls {
@@ -308,16 +333,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             )
             .map_err(StartError::Tls)?,
         );
-        let directory = directory.clone();
+        let manager = manager.clone();
         crate::util::spawn_periodic(every, shutdown_rx.clone(), false, move || {
-            let (directory, client, url, token) = (
-                directory.clone(),
-                client.clone(),
-                url.clone(),
-                token.clone(),
-            );
+            let (manager, client, url, token) =
+                (manager.clone(), client.clone(), url.clone(), token.clone());
             async move {
-                match crate::iam::sync::sync_once(&directory, &client, &url, token.as_ref()).await {
+                match crate::iam::sync::sync_once(&manager, &client, &url, token.as_ref()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(changed = n, "directory synchronised"),
                     Err(e) => {
@@ -358,11 +379,11 @@ async fn build_gateway(
     issuer_id: &str,
     audience: &str,
     keys: &KeyRing,
-    accounts: &Accounts,
-    directory: &crate::iam::directory::Directory,
+    manager: &crate::iam::manage::Manager,
     policy: &Arc<crate::policy::PolicyEngine>,
     metrics: &Arc<crate::telemetry::metrics::Metrics>,
 ) -> Result<crate::proxy::gateway::Gateway, StartError> {
+    let (accounts, directory) = (manager.accounts(), manager.directory());
     use crate::proxy::table::Routes;
     let routes = match &settings.routes_file {
         Some(path) => {
@@ -418,11 +439,7 @@ async fn build_gateway(
     }
     tracing::info!(routes = routes.len(), "route table loaded");
     let management = crate::proxy::gateway::Management {
-        manager: crate::iam::manage::Manager::new(
-            accounts.clone(),
-            directory.clone(),
-            i64::try_from(settings.secret_rotation_grace.as_secs()).unwrap_or(0),
-        ),
+        manager: manager.clone(),
         client_keys: Arc::from(settings.client_keys.clone()),
     };
     Ok(crate::proxy::gateway::Gateway::new(

@@ -33,7 +33,11 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct GatewayBuilder {
     yaml: String,
     dir: Option<TempDir>,
+    users: bool,
 }
+
+/// The external issuer [`GatewayBuilder::with_users`] configures, named `idp`.
+pub const TEST_ISSUER: &str = "https://idp.example.test";
 
 pub fn gateway() -> GatewayBuilder {
     GatewayBuilder {
@@ -41,6 +45,7 @@ pub fn gateway() -> GatewayBuilder {
         // the rate-limit test sets its own.
         yaml: "listen: 127.0.0.1:0\nlog: {level: warn, format: text}\noauth:\n  rate_limit: {max_failures_per_client: 10000, max_failures_per_address: 10000}\n".to_owned(),
         dir: None,
+        users: false,
     }
 }
 
@@ -65,6 +70,13 @@ impl GatewayBuilder {
         ))
     }
 
+    /// Trusts an external issuer named `idp` ([`TEST_ISSUER`], audience `console`, a JWKS file in
+    /// the data directory), so users and groups can be bound: they belong to an issuer.
+    pub fn with_users(mut self) -> Self {
+        self.users = true;
+        self
+    }
+
     /// Reuses a data directory (restart tests).
     pub fn data_dir(mut self, dir: TempDir) -> Self {
         self.dir = Some(dir);
@@ -77,7 +89,17 @@ impl GatewayBuilder {
         // (fail-closed) deny; the limit itself is tested in the policy tests.
         iamgate::policy::engine::set_decision_timeout(Duration::from_secs(2));
         let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-        let mut raw: RawConfig = parse_yaml(&self.yaml).unwrap();
+        let mut yaml = self.yaml;
+        if self.users {
+            let file = dir.path().join("idp-jwks.json");
+            let jwks = json!({"keys": [TestKey::new("idp-1").jwk()]});
+            std::fs::write(&file, jwks.to_string()).unwrap();
+            yaml.push_str(&format!(
+                "external_issuers:\n  - {{name: idp, issuer: \"{TEST_ISSUER}\", audience: console, jwks_file: {}}}\n",
+                file.display()
+            ));
+        }
+        let mut raw: RawConfig = parse_yaml(&yaml).unwrap();
         raw.data_dir = Some(dir.path().join("data"));
         if raw.database_url.is_none()
             && let Some(url) = test_database(&dir).await
@@ -352,18 +374,37 @@ impl Gateway {
         )
     }
 
-    /// Binds `role` to `subject` at `resource_type`/`resource_id` (`None`: console level).
+    /// Binds `role` to `subject` (a client id, or a principal key such as `user:idp:bob`) at
+    /// `resource_type`/`resource_id` (`None`: console level), in the company that owns it now.
     pub async fn bind(&self, subject: &str, role: &str, resource: Option<(&str, &str)>) {
+        let subject = if subject.contains(':') {
+            subject.to_owned()
+        } else {
+            iamgate::iam::Principal::service_account(subject)
+        };
+        let resource = match resource {
+            None => iamgate::iam::BindingResource::console(),
+            Some((t, id)) => {
+                let project = id.split(':').next().unwrap_or(id);
+                let company = match t {
+                    "company" => id.to_owned(),
+                    _ => self
+                        .running()
+                        .directory
+                        .project(project)
+                        .map(|p| p.company_id.clone())
+                        .unwrap_or_else(|| panic!("bind: register project {project} first")),
+                };
+                iamgate::iam::BindingResource::scoped(t, id, &company)
+            }
+        };
         self.bind_binding(iamgate::iam::Binding {
             binding_id: uuid::Uuid::new_v4().to_string(),
-            subjects: vec![subject.to_owned()],
+            subjects: vec![subject],
             groups: vec![],
             roles: vec![role.to_owned()],
             permissions: vec![],
-            resource: resource.map(|(t, id)| iamgate::iam::BindingResource {
-                resource_type: t.to_owned(),
-                resource_id: id.to_owned(),
-            }),
+            resource: Some(resource),
         })
         .await;
     }
@@ -569,16 +610,14 @@ pub fn deploy_input(role: &str) -> iamgate::policy::DecisionInput {
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
+            principal: "serviceaccount:sa-1".into(),
             bindings: BindingSet::new(vec![Binding {
                 binding_id: "b".into(),
-                subjects: vec!["sa-1".into()],
+                subjects: vec!["serviceaccount:sa-1".into()],
                 groups: vec![],
                 roles: vec![role.into()],
                 permissions: vec![],
-                resource: Some(BindingResource {
-                    resource_type: "company".into(),
-                    resource_id: "c1".into(),
-                }),
+                resource: Some(BindingResource::scoped("company", "c1", "c1")),
             }]),
             ..Default::default()
         },
@@ -593,6 +632,7 @@ pub fn deploy_input(role: &str) -> iamgate::policy::DecisionInput {
             rule: None,
         },
         grants: None,
+        target: None,
     }
 }
 

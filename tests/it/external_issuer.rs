@@ -28,13 +28,10 @@ fn group_binding(group: &str, role: &str) -> Binding {
     Binding {
         binding_id: format!("g-{group}"),
         subjects: vec![],
-        groups: vec![group.to_owned()],
+        groups: vec![format!("group:idp.example.test:{group}")],
         roles: vec![role.to_owned()],
         permissions: vec![],
-        resource: Some(BindingResource {
-            resource_type: "project".into(),
-            resource_id: P1.into(),
-        }),
+        resource: Some(BindingResource::scoped("project", P1, "acme")),
     }
 }
 
@@ -70,7 +67,8 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let r = gw.get_as(&path, &bob).await;
     assert_eq!(r.status, 403);
     // A binding naming the user directly works as well.
-    gw.bind("bob", "guest", Some(("project", P1))).await;
+    gw.bind("user:idp.example.test:bob", "guest", Some(("project", P1)))
+        .await;
     let r = gw.get_as(&path, &bob).await;
     assert_eq!(r.status, 200);
 

@@ -20,6 +20,7 @@ async fn setup() -> (Gateway, TestUpstream) {
     let up = TestUpstream::start().await;
     let gw = gateway()
         .upstream(&up.url())
+        .with_users()
         .with(&format!(
             "management: {{client_keys: [{CLIENT_KEY}], secret_rotation_grace_secs: 60}}"
         ))
@@ -782,20 +783,52 @@ async fn user_and_group_roles_and_the_identities_listing() {
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    // An unknown project named under acme is recorded under acme.
+    // An unknown project is refused with 404 naming the field, and nothing is recorded.
     let p9 = "64b7e1a0c0ffee0000000009";
+    let edit = json!({"projectsRole": [{"projectId": p9, "role": "developer", "environmentsRole": [{"envId": "test", "role": "maintainer"}]}]});
     let r = manage(
         &gw,
         Method::PATCH,
         "/api/companies/acme/groups/devs",
         &own_token,
-        json!({"projectsRole": [{"projectId": p9, "role": "developer", "environmentsRole": [{"envId": "test", "role": "maintainer"}]}]}),
+        edit.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("projectsRole[0].projectId:")
+    );
+    assert!(gw.running().directory.project(p9).is_none());
+    // An environment the project does not list, likewise.
+    gw.project(p9, "acme", &["dev"]).await;
+    let r = manage(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/groups/devs",
+        &own_token,
+        edit.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("projectsRole[0].environmentsRole[0].envId:")
+    );
+    gw.project(p9, "acme", &["test"]).await;
+    let r = manage(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/groups/devs",
+        &own_token,
+        edit,
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
-    let p = gw.running().directory.project(p9).unwrap();
-    assert_eq!(p.company_id, "acme");
-    assert_eq!(p.environments, ["test"]);
     assert_eq!(up.hits(), 0, "role edits are served here");
 
     let list = |q: &str| {

@@ -191,13 +191,15 @@ fn policy() -> Snapshot {
 fn bound(roles: &[&str], level: Option<(&str, &str)>) -> Binding {
     Binding {
         binding_id: "b".into(),
-        subjects: vec!["sa-1".into()],
+        subjects: vec!["serviceaccount:sa-1".into()],
         groups: vec![],
         roles: roles.iter().map(|s| s.to_string()).collect(),
         permissions: vec![],
-        resource: level.map(|(t, id)| BindingResource {
-            resource_type: t.into(),
-            resource_id: id.into(),
+        // Made in c1, or in the company it is bound on.
+        resource: Some(match level {
+            None => BindingResource::console(),
+            Some(("company", id)) => BindingResource::scoped("company", id, id),
+            Some((t, id)) => BindingResource::scoped(t, id, "c1"),
         }),
     }
 }
@@ -214,7 +216,9 @@ fn input(
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
+            principal: "serviceaccount:sa-1".into(),
             groups: vec!["team-a".into()].into(),
+            group_principals: vec!["group:corp:team-a".into()].into(),
             bindings: BindingSet::new(bindings),
             ..Default::default()
         },
@@ -373,9 +377,9 @@ fn inheritance_cases() {
     // a group binding applies to its members only
     let mut g = bound(&["maintainer"], Some(("project", "p1")));
     g.subjects.clear();
-    g.groups = vec!["team-a".into()];
+    g.groups = vec!["group:corp:team-a".into()];
     assert!(allow(vec![g.clone()], deploy, "c1", "p1", "dev"));
-    g.groups = vec!["team-b".into()];
+    g.groups = vec!["group:corp:team-b".into()];
     assert!(!allow(vec![g], deploy, "c1", "p1", "dev"));
     // root permissions count only at root
     let mut rb = bound(&[], Some(("company", "c1")));
@@ -392,6 +396,8 @@ fn grant(role: &str, t: &str, id: &str) -> GrantInput {
         role: Some(role.into()),
         resource_type: Some(t.into()),
         resource_id: Some(id.into()),
+        company_id: Some("c1".into()),
+        removes: None,
         permissions: None,
     }
 }
