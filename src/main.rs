@@ -263,6 +263,12 @@ fn policy_test(dir: PathBuf) -> Result<()> {
     if !report.ok() {
         std::process::exit(1);
     }
+    // The gate a running gateway applies: tests exist, and the production evaluator agrees.
+    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
+    if let Err(e) = iamgate::policy::Snapshot::compile_tested(source) {
+        println!("REFUSED: {e}");
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -146,11 +146,19 @@ impl Snapshot {
         })
     }
 
-    /// Compiles and runs the policy's tests; `Err` when any fails.
+    /// Compiles and runs the policy's tests; `Err` when there are none, when any fails, or when
+    /// the register VM decides any input the tests decided otherwise than the interpreter the
+    /// tests ran on.
     pub fn compile_tested(source: PolicySource) -> Result<Self, PolicyError> {
         // The tables are evaluated once, for the tests and for the compiled policy.
         let tables = materialize_tables(&source)?;
         let report = testing::run_with(&source, tables.as_ref())?;
+        if report.passed.is_empty() && report.failed.is_empty() {
+            return Err(PolicyError::Tests(
+                "the policy has no test_* rule: a policy goes live only with tests (add *_test.rego files)"
+                    .to_owned(),
+            ));
+        }
         if !report.ok() {
             let names: Vec<String> = report
                 .failed
@@ -163,7 +171,38 @@ impl Snapshot {
                 names.join("; ")
             )));
         }
-        Self::compile_with(source, tables.as_ref())
+        let inputs = testing::decided_inputs(&source, tables.as_ref())?;
+        let snapshot = Self::compile_with(source, tables.as_ref())?;
+        if let Some(program) = &snapshot.program {
+            let mut differ = Vec::new();
+            for input in &inputs {
+                let vm = snapshot.evaluate_value(input.clone(), Some(program));
+                let tree = snapshot.evaluate_value(input.clone(), None);
+                if (vm.allow, &vm.reason) != (tree.allow, &tree.reason) {
+                    differ.push(format!(
+                        "{} (vm: {} {}, interpreter: {} {})",
+                        input
+                            .to_json_str()
+                            .ok()
+                            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        vm.allow,
+                        vm.reason,
+                        tree.allow,
+                        tree.reason
+                    ));
+                }
+            }
+            if let Some(first) = differ.first() {
+                return Err(PolicyError::Tests(format!(
+                    "the production evaluator (RVM) decides {} of the {} inputs the tests used otherwise than the interpreter the tests ran on; first: {first}",
+                    differ.len(),
+                    inputs.len()
+                )));
+            }
+        }
+        Ok(snapshot)
     }
 
     /// Evaluates with the interpreter only (the RVM program is dropped). The policy's `test_*`
@@ -216,9 +255,22 @@ impl Snapshot {
             reason: Arc::from(reason),
             revision: self.revision.clone(),
         };
-        let value = match input.to_value() {
-            Ok(v) => v,
-            Err(_) => return deny("policy_error"),
+        match input.to_value() {
+            Ok(v) => self.evaluate_value(v, program),
+            Err(_) => deny("policy_error"),
+        }
+    }
+
+    /// One evaluation of an input value.
+    fn evaluate_value(
+        &self,
+        value: regorus::Value,
+        program: Option<&Arc<regorus::rvm::Program>>,
+    ) -> Decision {
+        let deny = |reason: &str| Decision {
+            allow: false,
+            reason: Arc::from(reason),
+            revision: self.revision.clone(),
         };
         let result = match program {
             Some(program) => self.run_vm(program, value),

@@ -1,5 +1,12 @@
 //! The Rego test runner regorus does not ship: every `test_*` rule of every package is evaluated
-//! (with its `with` overrides, which regorus supports) and passes only when it is `true`.
+//! (with its `with` overrides, which regorus supports) and passes only when it is `true`. It is
+//! the gate a policy passes before it decides anything: at start, at every hot reload, and in
+//! `iamgate policy test`.
+//!
+//! The tests run on regorus' interpreter (the register VM has no `with`), while decisions run on
+//! the VM. So that passing tests mean what production decides, [`decided_inputs`] collects every
+//! input the tests decided with, and the gate evaluates each on both evaluators and refuses a
+//! policy they decide differently.
 
 use super::PolicyError;
 use super::source::PolicySource;
@@ -71,4 +78,82 @@ pub fn run_with(
         }
     }
     Ok(report)
+}
+
+/// The rule the entrypoint is renamed to while the tests' inputs are collected.
+const CAPTURED_RULE: &str = "__iamgate_decision";
+/// What starts a collected input among the gathered prints.
+const MARKER: &str = "__iamgate_input ";
+
+/// Every input the tests of `source` evaluated `data.iamgate.authz.decision` with (through
+/// `with input as ...` or otherwise), in order, duplicates removed. The policy is run as written
+/// except that its `decision` rule is renamed and wrapped by one that prints its input; an
+/// error when no `decision` rule head can be found to wrap.
+pub fn decided_inputs(
+    source: &PolicySource,
+    tables: Option<&regorus::Value>,
+) -> Result<Vec<regorus::Value>, PolicyError> {
+    let mut wrapped = source.clone();
+    let mut renamed = 0usize;
+    for (name, text) in &mut wrapped.modules {
+        if super::source::is_test_file(name)
+            || super::source::package_of(text) != Some("iamgate.authz")
+        {
+            continue;
+        }
+        let mut out = String::with_capacity(text.len() + 64);
+        for line in text.split_inclusive('\n') {
+            let (prefix, rest) = match line.strip_prefix("default ") {
+                Some(rest) => ("default ", rest),
+                None => ("", line),
+            };
+            let is_head = rest
+                .strip_prefix("decision")
+                .is_some_and(|after| after.starts_with([' ', ':', '=', '\t', '[']));
+            if is_head {
+                out.push_str(prefix);
+                out.push_str(CAPTURED_RULE);
+                out.push_str(&rest["decision".len()..]);
+                renamed += 1;
+            } else {
+                out.push_str(line);
+            }
+        }
+        *text = out;
+    }
+    if renamed == 0 {
+        return Err(PolicyError::Tests(
+            "cannot check the tests against the production evaluator: no `decision` rule head in package iamgate.authz"
+                .to_owned(),
+        ));
+    }
+    wrapped.modules.push((
+        "__iamgate_capture.rego".to_owned(),
+        format!(
+            "package iamgate.authz\n\nimport rego.v1\n\ndecision := d if {{\n\td := {CAPTURED_RULE}\n\tprint(\"{}\", json.marshal(input))\n}}\n",
+            MARKER.trim_end()
+        ),
+    ));
+    let mut engine = super::engine::tabled_engine(&wrapped, true, tables)?;
+    engine.set_execution_timer_config(super::engine::time_limit(TEST_TIME_LIMIT, 1));
+    engine.set_gather_prints(true);
+    for (package, rule) in source.tests() {
+        // Outcomes were judged by `run_with`; here only the inputs matter.
+        let _ = engine.eval_rule(format!("data.{package}.{rule}"));
+    }
+    let prints = engine
+        .take_prints()
+        .map_err(|e| PolicyError::Tests(format!("collecting the tests' inputs: {e}")))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut inputs = Vec::new();
+    for p in prints {
+        let Some(at) = p.find(MARKER) else { continue };
+        let json = &p[at + MARKER.len()..];
+        if seen.insert(json.to_owned())
+            && let Ok(v) = regorus::Value::from_json_str(json)
+        {
+            inputs.push(v);
+        }
+    }
+    Ok(inputs)
 }

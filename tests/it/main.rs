@@ -8,6 +8,7 @@
 mod common;
 
 mod authlib;
+mod authz_model;
 mod cli;
 mod cluster;
 mod config_example;

@@ -58,6 +58,40 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     assert!(engine.decide(&input, 3).await.allow);
     assert!(last_error(&stats).contains("tests failed"));
 
+    // 2b. The tests removed: a policy without tests never goes live.
+    std::fs::write(&authz, &good).unwrap();
+    let tests = pol.path().join("authz_test.rego");
+    let responses_tests = pol.path().join("responses_test.rego");
+    let (kept, kept_responses) = (
+        std::fs::read(&tests).unwrap(),
+        std::fs::read(&responses_tests).unwrap(),
+    );
+    std::fs::remove_file(&tests).unwrap();
+    std::fs::remove_file(&responses_tests).unwrap();
+    wait_for(|| stats.rejected.get() >= 3, "untested policy rejected").await;
+    assert_eq!(engine.revision(), original);
+    assert!(
+        last_error(&stats).contains("no test_* rule"),
+        "{}",
+        last_error(&stats)
+    );
+    std::fs::write(&tests, &kept).unwrap();
+    std::fs::write(&responses_tests, &kept_responses).unwrap();
+
+    // 2c. Passes its tests on the interpreter, but the production evaluator decides one of the
+    // tests' inputs otherwise (binding an undefined value fails a body only on the interpreter).
+    let divergence_test = pol.path().join("diverge_test.rego");
+    std::fs::write(&divergence_test, DIVERGE_TEST).unwrap();
+    std::fs::write(&authz, diverging(&good)).unwrap();
+    wait_for(|| stats.rejected.get() >= 4, "diverging policy rejected").await;
+    assert_eq!(engine.revision(), original);
+    assert!(
+        last_error(&stats).contains("production evaluator"),
+        "{}",
+        last_error(&stats)
+    );
+    std::fs::remove_file(&divergence_test).unwrap();
+
     // 3. A good change (the original plus a rule) applies within 2 s.
     let written = Instant::now();
     std::fs::write(&authz, format!("{good}\nrevision_marker := 2\n")).unwrap();
@@ -74,7 +108,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     assert!(stats.last_error.lock().unwrap().is_none());
     let metrics = String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap();
     assert!(
-        metrics.contains(r#"iamgate_policy_reloads_total{result="rejected"} 2"#),
+        metrics.contains(r#"iamgate_policy_reloads_total{result="rejected"} 4"#),
         "{metrics}"
     );
     assert!(
@@ -82,6 +116,42 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
         "{metrics}"
     );
     gw.stop().await;
+}
+
+/// A test that passes on the interpreter: an input the diverging rule must not allow.
+const DIVERGE_TEST: &str = "package iamgate.diverge_test\n\nimport rego.v1\n\nimport data.iamgate.authz\n\ntest_diverge_denied if {\n\tnot authz.decision.allow with input as {\"route\": {\"id\": \"diverge\"}}\n}\n";
+
+/// `good` with a route rule that binds an undefined value: the interpreter fails its body, the
+/// RVM (regorus 0.14.1) does not, so the two decide the test's input differently.
+fn diverging(good: &str) -> String {
+    let out = good.replace(
+        "route_allowed if {\n\tname := input.route.rule",
+        "route_allowed if {\n\tinput.route.id == \"diverge\"\n\tx := input.missing\n}\n\nroute_allowed if {\n\tname := input.route.rule",
+    );
+    assert_ne!(out, good, "mutation must apply");
+    out
+}
+
+#[tokio::test]
+async fn a_policy_without_tests_or_whose_evaluators_disagree_does_not_start() {
+    let pol = tempfile::tempdir().unwrap();
+    copy_policies(pol.path());
+    std::fs::remove_file(pol.path().join("authz_test.rego")).unwrap();
+    std::fs::remove_file(pol.path().join("responses_test.rego")).unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}}}\n",
+        pol.path().display()
+    );
+    let e = start_error(&yaml).await;
+    assert!(e.contains("no test_* rule"), "{e}");
+
+    copy_policies(pol.path());
+    let authz = pol.path().join("authz.rego");
+    let good = std::fs::read_to_string(&authz).unwrap();
+    std::fs::write(&authz, diverging(&good)).unwrap();
+    std::fs::write(pol.path().join("diverge_test.rego"), DIVERGE_TEST).unwrap();
+    let e = start_error(&yaml).await;
+    assert!(e.contains("production evaluator"), "{e}");
 }
 
 fn last_error(stats: &iamgate::policy::reload::ReloadStats) -> String {

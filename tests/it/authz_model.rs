@@ -1,0 +1,474 @@
+//! Attacks at the seams of the authorization model, performed over real sockets against a real
+//! gateway, each refused: account takeover between root accounts, project squatting across
+//! companies, and identity collisions between service accounts, users and issuers.
+
+use crate::common;
+
+use common::upstream::TestUpstream;
+use common::{Gateway, Resp, TestKey, gateway};
+use http::Method;
+use iamgate::util::unix_now;
+use serde_json::{Value, json};
+
+const P1: &str = "64b7e1a0c0ffee0000000001";
+const P_NEW: &str = "64b7e1a0c0ffee00000000a1";
+const P_MOVED: &str = "64b7e1a0c0ffee00000000a2";
+
+async fn call(gw: &Gateway, method: Method, path: &str, token: &str, body: Value) -> Resp {
+    let body = if body.is_null() {
+        bytes::Bytes::new()
+    } else {
+        bytes::Bytes::from(body.to_string())
+    };
+    gw.call(
+        method,
+        path,
+        Some(token),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+}
+
+fn bootstrap(gw: &Gateway) -> (String, String) {
+    let file = gw.running().bootstrap_file.clone().unwrap();
+    let creds: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    (
+        creds["clientId"].as_str().unwrap().to_owned(),
+        creds["clientSecret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn token(gw: &Gateway, id: &str, secret: &str) -> String {
+    let r = gw.token_basic(id, secret).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Creates a root account through the API with `admin`'s token; returns its creation answer.
+async fn root_account(gw: &Gateway, admin: &str, name: &str, permissions: &[&str]) -> Value {
+    let r = call(
+        gw,
+        Method::POST,
+        "/api/service-accounts",
+        admin,
+        json!({"name": name, "permissions": permissions, "tokenEndpointAuthMethod": "client_secret_basic"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.json()
+}
+
+fn assert_refused(r: &Resp, reason: &str) {
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(r.json()["reason"], reason, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_narrow_root_account_cannot_take_over_a_broader_one() {
+    let gw = gateway().start().await;
+    let (boot_id, boot_secret) = bootstrap(&gw);
+    let admin = token(&gw, &boot_id, &boot_secret).await;
+    let narrow = root_account(
+        &gw,
+        &admin,
+        "narrow",
+        &["console.root.serviceaccount.manage"],
+    )
+    .await;
+    let narrow_token = token(
+        &gw,
+        narrow["clientId"].as_str().unwrap(),
+        narrow["clientSecret"].as_str().unwrap(),
+    )
+    .await;
+
+    // The attack: rotate the bootstrap admin's secret, sign in with it, hold every root
+    // permission. Refused, and the admin's own secret keeps working.
+    let r = call(
+        &gw,
+        Method::POST,
+        &format!("/api/service-accounts/{boot_id}/secret"),
+        &narrow_token,
+        Value::Null,
+    )
+    .await;
+    assert_refused(&r, "insufficient_authority");
+    assert!(r.json().get("clientSecret").is_none());
+    token(&gw, &boot_id, &boot_secret).await;
+    // Deleting the broader account, likewise.
+    let r = call(
+        &gw,
+        Method::DELETE,
+        &format!("/api/service-accounts/{boot_id}"),
+        &narrow_token,
+        Value::Null,
+    )
+    .await;
+    assert_refused(&r, "insufficient_authority");
+
+    // Keys of a broader private_key_jwt account: neither added nor removed.
+    let key = TestKey::new("wide-1");
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/service-accounts",
+        &admin,
+        json!({"name": "wide", "permissions": ["console.root.serviceaccount.manage", "console.root.view"],
+               "tokenEndpointAuthMethod": "private_key_jwt", "publicKey": key.jwk()}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let wide = r.json()["clientId"].as_str().unwrap().to_owned();
+    let mine = TestKey::new("attacker-1");
+    let r = call(
+        &gw,
+        Method::POST,
+        &format!("/api/service-accounts/{wide}/keys"),
+        &narrow_token,
+        json!({"publicKey": mine.jwk()}),
+    )
+    .await;
+    assert_refused(&r, "insufficient_authority");
+    let r = call(
+        &gw,
+        Method::DELETE,
+        &format!("/api/service-accounts/{wide}/keys/wide-1"),
+        &narrow_token,
+        Value::Null,
+    )
+    .await;
+    assert_refused(&r, "insufficient_authority");
+    let r = gw.token_assertion(&mine.assertion(&wide)).await;
+    assert_eq!(r.status, 401, "the attacker's key was never registered");
+
+    // Accounts of equal or lesser authority stay manageable by the narrow account.
+    let peer = root_account(&gw, &admin, "peer", &["console.root.serviceaccount.manage"]).await;
+    let lesser = root_account(&gw, &admin, "lesser", &[]).await;
+    for a in [&peer, &lesser] {
+        let id = a["clientId"].as_str().unwrap();
+        let r = call(
+            &gw,
+            Method::POST,
+            &format!("/api/service-accounts/{id}/secret"),
+            &narrow_token,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        token(&gw, id, r.json()["clientSecret"].as_str().unwrap()).await;
+        let r = call(
+            &gw,
+            Method::DELETE,
+            &format!("/api/service-accounts/{id}"),
+            &narrow_token,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+    }
+    // The audit log shows the refused attempts changed nothing.
+    let r = call(
+        &gw,
+        Method::GET,
+        "/api/iamgate/audit-log?limit=1000",
+        &admin,
+        Value::Null,
+    )
+    .await;
+    let log = r.json();
+    assert!(
+        !log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == boot_id.as_str()
+                || e["target"] == wide.as_str() && e["action"] != "service-account.create"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_company_cannot_squat_another_companys_project() {
+    let console = TestUpstream::start().await;
+    console.answer(
+        "/api/backend/projects/",
+        200,
+        json!([{"_id": P_MOVED, "tenantId": "evil", "environments": [{"envId": "dev"}]}]),
+    );
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with_users()
+        .with(&format!(
+            "directory: {{sync_url: \"{}/api/backend/projects/\", sync_interval_secs: 1}}",
+            console.url()
+        ))
+        .start()
+        .await;
+    let dir = gw.running().directory.clone();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while dir.project(P_MOVED).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no sync");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (evil, evil_token) = gw.company_sa("evil").await;
+    gw.bind(&evil, "company-owner", Some(("company", "evil")))
+        .await;
+    let (acme, acme_token) = gw.company_sa("acme").await;
+    gw.bind(&acme, "company-owner", Some(("company", "acme")))
+        .await;
+
+    // The attack: name acme's coming project under evil, in a role edit and in an account
+    // creation. Refused with 404 naming the field; nothing is recorded.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/evil/users/mallory",
+        &evil_token,
+        json!({"projectsRole": [{"projectId": P_NEW, "role": "project-admin"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("projectsRole[0].projectId:")
+    );
+    let r = call(
+        &gw,
+        Method::POST,
+        "/api/companies/evil/service-accounts",
+        &evil_token,
+        json!({"name": "squatter", "role": "guest", "tokenEndpointAuthMethod": "client_secret_basic",
+               "projectsRole": [{"projectId": P_NEW, "role": "developer"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(dir.project(P_NEW).is_none());
+    assert!(
+        !gw.running()
+            .accounts
+            .snapshot()
+            .all()
+            .iter()
+            .any(|a| a.name == "squatter")
+    );
+    // A proxied request naming it records nothing either.
+    let r = gw
+        .get_as(
+            &format!("/api/backend/projects/{P_NEW}/revisions"),
+            &evil_token,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert!(dir.project(P_NEW).is_none());
+    // The real owner registers it: no 409.
+    let r = call(
+        &gw,
+        Method::PUT,
+        &format!("/api/iamgate/directory/projects/{P_NEW}"),
+        &acme_token,
+        json!({"companyId": "acme", "environments": ["dev"]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // A binding evil made on that project (as a store of the previous version may hold) names
+    // evil as its company: it never matches acme's project.
+    let (mole, mole_token) = gw.company_sa("evil").await;
+    gw.bind_binding(iamgate::iam::Binding {
+        binding_id: "evil/adopted".into(),
+        subjects: vec![iamgate::iam::Principal::service_account(&mole)],
+        groups: vec![],
+        roles: vec!["project-admin".into()],
+        permissions: vec![],
+        resource: Some(iamgate::iam::BindingResource::scoped(
+            "project", P_NEW, "evil",
+        )),
+    })
+    .await;
+    let r = gw
+        .get_as(
+            &format!("/api/backend/projects/{P_NEW}/revisions"),
+            &mole_token,
+        )
+        .await;
+    assert_refused(&r, "permission_denied");
+
+    // The directory sync moves a project: the old company's bindings on it go, audited.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        &format!("/api/companies/evil/service-accounts/{mole}"),
+        &evil_token,
+        json!({"projectsRole": [{"projectId": P_MOVED, "role": "developer", "environmentsRole": [{"envId": "dev", "role": "maintainer"}]}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let path = format!("/api/backend/projects/{P_MOVED}/revisions");
+    assert_eq!(gw.get_as(&path, &mole_token).await.status, 200);
+    console.answer(
+        "/api/backend/projects/",
+        200,
+        json!([{"_id": P_MOVED, "tenantId": "acme", "environments": [{"envId": "dev"}]}]),
+    );
+    while dir.project(P_MOVED).unwrap().company_id != "acme" {
+        assert!(std::time::Instant::now() < deadline, "no resync");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_refused(&gw.get_as(&path, &mole_token).await, "permission_denied");
+    let key = iamgate::iam::Principal::service_account(&mole);
+    assert!(
+        dir.bindings_naming(&key, false)
+            .iter()
+            .all(|b| b.resource.as_ref().unwrap().resource_id != P_MOVED
+                && !b
+                    .resource
+                    .as_ref()
+                    .unwrap()
+                    .resource_id
+                    .starts_with(P_MOVED)),
+        "the old company's bindings on the moved project are gone"
+    );
+    let (boot_id, boot_secret) = bootstrap(&gw);
+    let admin = token(&gw, &boot_id, &boot_secret).await;
+    let log = call(
+        &gw,
+        Method::GET,
+        "/api/iamgate/audit-log",
+        &admin,
+        Value::Null,
+    )
+    .await
+    .json();
+    let moved = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "project.move")
+        .expect("an audit record of the move");
+    assert_eq!(moved["target"], P_MOVED);
+    assert_eq!(moved["before"]["bindings"].as_array().unwrap().len(), 2);
+    // Acme's owner now manages it; evil does not.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/evil/users/mallory",
+        &evil_token,
+        json!({"projectsRole": [{"projectId": P_MOVED, "role": "developer"}]}),
+    )
+    .await;
+    assert_refused(&r, "resource_mismatch");
+}
+
+fn user_token(key: &TestKey, iss: &str, sub: &str, groups: &[&str]) -> String {
+    key.sign(&json!({
+        "iss": iss, "aud": "console", "sub": sub, "groups": groups,
+        "iat": unix_now(), "exp": unix_now() + 600,
+    }))
+}
+
+#[tokio::test]
+async fn identities_of_another_kind_or_issuer_never_share_roles() {
+    const CORP: &str = "https://corp.example.test";
+    const PARTNER: &str = "https://partner.example.test";
+    let up = TestUpstream::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (corp_key, partner_key) = (TestKey::new("corp-1"), TestKey::new("partner-1"));
+    let mut issuers = String::from("external_issuers:\n");
+    for (name, iss, key) in [
+        ("corp", CORP, &corp_key),
+        ("partner", PARTNER, &partner_key),
+    ] {
+        let file = keys.path().join(format!("{name}.json"));
+        std::fs::write(&file, json!({"keys": [key.jwk()]}).to_string()).unwrap();
+        issuers.push_str(&format!(
+            "  - {{name: {name}, issuer: \"{iss}\", audience: console, jwks_file: {}}}\n",
+            file.display()
+        ));
+    }
+    let gw = gateway().upstream(&up.url()).with(&issuers).start().await;
+    gw.project(P1, "acme", &["dev"]).await;
+    let path = format!("/api/backend/projects/{P1}/revisions");
+
+    // A service account with a role on P1; a user whose subject is that client id gets none.
+    let (sa, sa_token) = gw.company_sa("acme").await;
+    gw.bind(&sa, "maintainer", Some(("project", P1))).await;
+    assert_eq!(gw.get_as(&path, &sa_token).await.status, 200);
+    let impostor = user_token(&corp_key, CORP, &sa, &[]);
+    assert_refused(&gw.get_as(&path, &impostor).await, "permission_denied");
+
+    // alice of corp gets a role through the API (a bare id names the first issuer); alice of
+    // partner, the same subject, gets nothing, even right after corp's alice was allowed (the
+    // decision cache keys on the issuer).
+    let (own, own_token) = gw.company_sa("acme").await;
+    gw.bind(&own, "company-owner", Some(("company", "acme")))
+        .await;
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/users/alice",
+        &own_token,
+        json!({"projectsRole": [{"projectId": P1, "role": "developer"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let corp_alice = user_token(&corp_key, CORP, "alice", &[]);
+    let partner_alice = user_token(&partner_key, PARTNER, "alice", &[]);
+    assert_eq!(gw.get_as(&path, &corp_alice).await.status, 200);
+    assert_refused(&gw.get_as(&path, &partner_alice).await, "permission_denied");
+    // partner's alice is named explicitly: now she has her own role.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/users/partner:alice",
+        &own_token,
+        json!({"projectsRole": [{"projectId": P1, "role": "guest"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(gw.get_as(&path, &partner_alice).await.status, 200);
+    // An issuer that is not configured is named: 404.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/users/nowhere:alice",
+        &own_token,
+        json!({"role": "guest"}),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{:?}", r.body);
+
+    // Groups belong to their issuer too.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        "/api/companies/acme/groups/devs",
+        &own_token,
+        json!({"projectsRole": [{"projectId": P1, "role": "developer"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let corp_dev = user_token(&corp_key, CORP, "carol", &["devs"]);
+    let partner_dev = user_token(&partner_key, PARTNER, "carol", &["devs"]);
+    assert_eq!(gw.get_as(&path, &corp_dev).await.status, 200);
+    assert_refused(&gw.get_as(&path, &partner_dev).await, "permission_denied");
+
+    // The identities listing shows each the way its path names it.
+    let r = call(
+        &gw,
+        Method::GET,
+        "/api/companies/acme/identities?identityType=user",
+        &own_token,
+        Value::Null,
+    )
+    .await;
+    let ids: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["identityId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["alice", "partner:alice"]);
+}
