@@ -104,14 +104,15 @@ fn directory(c: &mut Criterion) {
     use iamgate::iam::{Binding, BindingResource};
     let binding = |i: usize| Binding {
         binding_id: format!("sa-{}-{}", i / 10, i % 10),
-        subjects: vec![format!("sa-{}", i / 10)],
+        subjects: vec![format!("serviceaccount:sa-{}", i / 10)],
         groups: vec![],
         roles: vec![["guest", "developer", "maintainer"][i % 3].to_owned()],
         permissions: vec![],
-        resource: Some(BindingResource {
-            resource_type: "project".to_owned(),
-            resource_id: format!("p-{}", i % 10_000),
-        }),
+        resource: Some(BindingResource::scoped(
+            "project",
+            &format!("p-{}", i % 10_000),
+            "c1",
+        )),
     };
     let mut table = BindingTable::with_capacity(1_000_000);
     for i in 0..1_000_000 {
@@ -145,9 +146,12 @@ fn directory(c: &mut Criterion) {
         );
         d
     });
-    assert_eq!(directory.bindings_for("sa-4242", &[]).len(), 10);
+    assert_eq!(
+        directory.bindings_for("serviceaccount:sa-4242", &[]).len(),
+        10
+    );
     c.bench_function("directory/bindings_for (1M bindings)", |b| {
-        b.iter(|| black_box(directory.bindings_for(black_box("sa-4242"), &[])))
+        b.iter(|| black_box(directory.bindings_for(black_box("serviceaccount:sa-4242"), &[])))
     });
     let mut group = c.benchmark_group("directory/management reads (1M bindings)");
     group.sample_size(10);

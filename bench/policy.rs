@@ -19,14 +19,16 @@ use std::time::Duration;
 fn input() -> DecisionInput {
     let b = |id: &str, role: &str, t: &str, rid: &str| Binding {
         binding_id: id.into(),
-        subjects: vec!["sa-1".into()],
+        subjects: vec!["serviceaccount:sa-1".into()],
         groups: vec![],
         roles: vec![role.into()],
         permissions: vec![],
-        resource: Some(BindingResource {
-            resource_type: t.into(),
-            resource_id: rid.into(),
-        }),
+        // Made in c1, or in the company it is bound on.
+        resource: Some(BindingResource::scoped(
+            t,
+            rid,
+            if t == "company" { rid } else { "c1" },
+        )),
     };
     DecisionInput {
         request: RequestInput {
@@ -37,6 +39,7 @@ fn input() -> DecisionInput {
         user: UserInput {
             id: "sa-1".into(),
             kind: "serviceaccount".into(),
+            principal: "serviceaccount:sa-1".into(),
             groups: vec!["ci".into()].into(),
             bindings: BindingSet::new(vec![
                 b("b1", "maintainer", "company", "c1"),
@@ -56,6 +59,7 @@ fn input() -> DecisionInput {
             rule: None,
         },
         grants: None,
+        target: None,
     }
 }
 

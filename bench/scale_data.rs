@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use iamgate::iam::directory::{IamChange, Project};
 use iamgate::iam::{
-    Binding, BindingResource, ClientSecret, Credential, Owner, SecretHasher, ServiceAccount,
+    Binding, BindingResource, ClientSecret, Credential, Owner, Principal, SecretHasher,
+    ServiceAccount,
 };
 use iamgate::store::Write;
 use std::path::PathBuf;
@@ -92,14 +93,15 @@ fn main() -> anyhow::Result<()> {
                     };
                     writes.push(Write::Iam(IamChange::PutBinding(Binding {
                         binding_id: format!("{id}-{b}"),
-                        subjects: vec![id.clone()],
+                        subjects: vec![Principal::service_account(&id)],
                         groups: vec![],
                         roles: vec![ROLES[(a + b) % ROLES.len()].to_owned()],
                         permissions: vec![],
-                        resource: Some(BindingResource {
-                            resource_type: resource.0.to_owned(),
-                            resource_id: resource.1,
-                        }),
+                        resource: Some(BindingResource::scoped(
+                            resource.0,
+                            &resource.1,
+                            &format!("company-{c}"),
+                        )),
                     })));
                     bindings += 1;
                 }
@@ -126,14 +128,15 @@ fn main() -> anyhow::Result<()> {
                 }));
                 writes.push(Write::Iam(IamChange::PutBinding(Binding {
                     binding_id: format!("{id}-0"),
-                    subjects: vec![id.to_owned()],
+                    subjects: vec![Principal::service_account(id)],
                     groups: vec![],
                     roles: vec![role.to_owned()],
                     permissions: vec![],
-                    resource: Some(BindingResource {
-                        resource_type: on.0.to_owned(),
-                        resource_id: on.1,
-                    }),
+                    resource: Some(BindingResource::scoped(
+                        on.0,
+                        &on.1,
+                        &format!("company-{probe_company}"),
+                    )),
                 })));
                 Ok(secret)
             };

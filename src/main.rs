@@ -112,6 +112,17 @@ enum PolicyCommand {
         #[arg(long)]
         explain: bool,
     },
+    /// Delete every rule-body line of the policy in turn and check that the gate (tests,
+    /// evaluator agreement) refuses each; lines listed in mutants-equivalent.txt with a reason
+    /// are accepted. Exit 1 when a deletion survives.
+    Mutants {
+        /// The policy folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Parallel checks.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +148,9 @@ fn main() -> Result<()> {
         Command::Policy {
             command: PolicyCommand::Test { dir },
         } => policy_test(dir),
+        Command::Policy {
+            command: PolicyCommand::Mutants { dir, threads },
+        } => policy_mutants(dir, threads),
         Command::Policy {
             command:
                 PolicyCommand::Eval {
@@ -267,6 +281,38 @@ fn policy_test(dir: PathBuf) -> Result<()> {
     iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
     if let Err(e) = iamgate::policy::Snapshot::compile_tested(source) {
         println!("REFUSED: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn policy_mutants(dir: PathBuf, threads: usize) -> Result<()> {
+    use iamgate::policy::mutation;
+    let source = iamgate::policy::PolicySource::read(&dir)?;
+    let listed = match std::fs::read_to_string(dir.join(mutation::EQUIVALENT_FILE)) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("reading the list of equivalent mutants"),
+    };
+    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let report =
+        mutation::check(&source, listed.as_deref(), threads).map_err(|e| anyhow::anyhow!(e))?;
+    for m in &report.survived {
+        println!("SURVIVED {}:{}: {}", m.file, m.line, m.text);
+    }
+    for u in &report.unused {
+        println!("UNUSED entry of {}: {u}", mutation::EQUIVALENT_FILE);
+    }
+    println!(
+        "{} deletions: {} caught, {} equivalent (listed), {} survived ({:.1} s)",
+        report.caught.len() + report.equivalent.len() + report.survived.len(),
+        report.caught.len(),
+        report.equivalent.len(),
+        report.survived.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !report.ok() {
         std::process::exit(1);
     }
     Ok(())

@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod input;
+pub mod mutation;
 pub mod reload;
 pub mod source;
 pub mod testing;

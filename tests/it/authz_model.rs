@@ -472,3 +472,123 @@ async fn identities_of_another_kind_or_issuer_never_share_roles() {
         .collect();
     assert_eq!(ids, ["alice", "partner:alice"]);
 }
+
+#[tokio::test]
+async fn bindings_of_the_previous_version_are_upgraded_with_their_decisions_intact() {
+    // Bindings as the previous version wrote them (tests/fixtures/bindings-v0.json): bare
+    // subjects and groups, resources without a company, a console-level binding without a
+    // resource, management binding ids of the earlier form.
+    let up = TestUpstream::start().await;
+    let gw = gateway().upstream(&up.url()).with_users().start().await;
+    gw.project(P1, "acme", &["dev"]).await;
+    let (sa, _) = gw.company_sa("acme").await;
+    let (rootish, _) = gw.company_sa("globex").await;
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bindings-v0.json"),
+    )
+    .unwrap()
+    .replace("$SA", &sa)
+    .replace("$ROOTISH", &rootish);
+    let legacy: Vec<iamgate::iam::Binding> = serde_json::from_str(&fixture).unwrap();
+    gw.running()
+        .directory
+        .apply(
+            legacy
+                .into_iter()
+                .map(iamgate::iam::directory::IamChange::PutBinding)
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let dir = gw.stop().await;
+
+    // The new version starts on that store (same data directory, same database).
+    let gw = gateway()
+        .upstream(&up.url())
+        .with_users()
+        .data_dir(dir)
+        .start()
+        .await;
+    let all = gw.running().directory.all_bindings();
+    assert_eq!(all.len(), 5, "{all:?}");
+    for b in &all {
+        assert!(
+            b.subjects
+                .iter()
+                .chain(&b.groups)
+                .all(|s| iamgate::iam::Principal::parse(s).is_some()),
+            "{b:?}"
+        );
+        assert!(b.resource.is_some(), "{b:?}");
+    }
+    let sa_key = iamgate::iam::Principal::service_account(&sa);
+    let ids: Vec<&str> = all.iter().map(|b| b.binding_id.as_str()).collect();
+    assert!(
+        ids.contains(&format!("acme/{sa_key}/project/{P1}").as_str()),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&format!("acme/user:idp:alice/environment/{P1}:dev").as_str()));
+    assert!(ids.contains(&format!("acme/group:idp:devs/project/{P1}").as_str()));
+    assert!(ids.contains(&"console-viewer"));
+
+    // Decisions intact: the service account (company developer, project maintainer), the user
+    // and the group of the issuer, the console-level guest in any company.
+    let sa_token = {
+        // A fresh secret through the API would need an owner; the account's roles are what
+        // matter, so mint a token for it directly.
+        gw.running()
+            .issuer
+            .mint(&sa, &[], unix_now())
+            .unwrap()
+            .token
+    };
+    let path = format!("/api/backend/projects/{P1}/revisions");
+    assert_eq!(gw.get_as(&path, &sa_token).await.status, 200);
+    let r = gw
+        .call(
+            Method::POST,
+            &format!("/api/deploy/projects/{P1}/trigger/pipeline/"),
+            Some(&sa_token),
+            &[("content-type", "application/json")],
+            r#"{"environment":"dev"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let rootish_token = gw
+        .running()
+        .issuer
+        .mint(&rootish, &[], unix_now())
+        .unwrap()
+        .token;
+    assert_eq!(
+        gw.get_as("/api/backend/tenants/initech/rules", &rootish_token)
+            .await
+            .status,
+        200
+    );
+    // The audit log holds the upgrade.
+    let log = gw.running().accounts.store().audit_log(100).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "bindings.upgrade"));
+    // A role edit through the API now replaces the upgraded binding instead of adding another.
+    let (own, own_token) = gw.company_sa("acme").await;
+    gw.bind(&own, "company-owner", Some(("company", "acme")))
+        .await;
+    let r = call(
+        &gw,
+        Method::PATCH,
+        &format!("/api/companies/acme/service-accounts/{sa}"),
+        &own_token,
+        json!({"projectsRole": [{"projectId": P1, "role": "guest"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let on_p1: Vec<_> = gw
+        .running()
+        .directory
+        .bindings_naming(&sa_key, false)
+        .into_iter()
+        .filter(|b| b.resource.as_ref().unwrap().resource_type == "project")
+        .collect();
+    assert_eq!(on_p1.len(), 1, "{on_p1:?}");
+    assert_eq!(on_p1[0].roles, ["guest"]);
+}

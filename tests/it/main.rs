@@ -16,7 +16,6 @@ mod external_issuer;
 mod keys_and_restart;
 mod management;
 mod policy_matrix;
-mod policy_mutations;
 mod policy_rego;
 mod policy_reload;
 mod process;
