@@ -126,11 +126,11 @@ async fn stray_binding(shared: &tempfile::TempDir) {
     tokio::spawn(conn);
     let stray = iamgate::iam::Binding {
         binding_id: "stray".to_owned(),
-        subjects: vec!["someone".to_owned()],
+        subjects: vec!["serviceaccount:someone".to_owned()],
         groups: vec![],
         roles: vec!["guest".to_owned()],
         permissions: vec![],
-        resource: None,
+        resource: Some(iamgate::iam::BindingResource::console()),
     };
     client
         .execute(
@@ -165,7 +165,13 @@ async fn another_instance_reads_only_the_rows_a_change_names() {
     until(
         "A's binding visible on B",
         Duration::from_secs(2),
-        async || b.running().directory.bindings_for(&id, &[]).len() == 1,
+        async || {
+            b.running()
+                .directory
+                .bindings_for(&iamgate::iam::Principal::service_account(&id), &[])
+                .len()
+                == 1
+        },
     )
     .await;
     assert!(b.running().accounts.snapshot().get(&id).is_some());
