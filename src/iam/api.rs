@@ -385,14 +385,9 @@ pub fn policy_facts(
         "root.create" => {
             let new = root_create(body)?;
             Ok(PolicyFacts {
-                grants: Some(vec![crate::policy::input::GrantInput {
-                    role: None,
-                    resource_type: None,
-                    resource_id: None,
-                    company_id: None,
-                    removes: None,
-                    permissions: Some(new.permissions),
-                }]),
+                grants: Some(vec![crate::policy::input::GrantInput::root_permissions(
+                    new.permissions,
+                )]),
                 target: None,
             })
         }

@@ -367,14 +367,7 @@ impl Manager {
         if let Principal::ServiceAccount(id) = principal {
             let account = self.account_in(scope, id).ok()?;
             if account.owner == Owner::Root {
-                authority.push(GrantInput {
-                    role: None,
-                    resource_type: None,
-                    resource_id: None,
-                    company_id: None,
-                    removes: None,
-                    permissions: Some(account.permissions.to_vec()),
-                });
+                authority.push(GrantInput::root_permissions(account.permissions.to_vec()));
             }
         }
         let company = match scope {
@@ -399,14 +392,7 @@ impl Manager {
                 });
             }
             if !b.permissions.is_empty() {
-                authority.push(GrantInput {
-                    role: None,
-                    resource_type: None,
-                    resource_id: None,
-                    company_id: None,
-                    removes: None,
-                    permissions: Some(b.permissions.clone()),
-                });
+                authority.push(GrantInput::root_permissions(b.permissions.clone()));
             }
         }
         Some(TargetInput {
@@ -436,28 +422,31 @@ impl Manager {
         let _guard = self.writer.lock().await;
         let default = self.issuers.first().map(String::as_str).unwrap_or("");
         let snapshot = self.accounts.snapshot();
+        // A user or group without an issuer (bare, or `user::<id>` / `group::<name>` left by an
+        // earlier upgrade with no issuer configured) goes to the default issuer.
+        let assign = |prefix: &str, name: &str| format!("{prefix}{default}:{name}");
         let subject = |s: &str| -> String {
             match Principal::parse(s) {
                 Some(Principal::User { issuer, id }) if issuer.is_empty() => {
-                    format!("{}{default}:{id}", super::binding::USER_PREFIX)
+                    assign(super::binding::USER_PREFIX, &id)
                 }
                 Some(_) => s.to_owned(),
                 None if snapshot.get(s).is_some() => Principal::service_account(s),
-                None => format!("{}{default}:{s}", super::binding::USER_PREFIX),
+                None => assign(super::binding::USER_PREFIX, s),
             }
         };
         let group = |g: &str| -> String {
             match Principal::parse(g) {
                 Some(Principal::Group { issuer, name }) if issuer.is_empty() => {
-                    format!("{}{default}:{name}", super::binding::GROUP_PREFIX)
+                    assign(super::binding::GROUP_PREFIX, &name)
                 }
                 Some(Principal::Group { .. }) => g.to_owned(),
-                _ => format!(
-                    "{}{default}:{}",
-                    super::binding::GROUP_PREFIX,
-                    g.strip_prefix(super::binding::GROUP_PREFIX)
-                        .map_or(g, |rest| rest.strip_prefix(':').unwrap_or(rest))
-                ),
+                _ => {
+                    let bare = g
+                        .strip_prefix(super::binding::GROUP_PREFIX)
+                        .map_or(g, |rest| rest.strip_prefix(':').unwrap_or(rest));
+                    assign(super::binding::GROUP_PREFIX, bare)
+                }
             }
         };
         let mut writes = Vec::new();

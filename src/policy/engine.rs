@@ -152,7 +152,7 @@ impl Snapshot {
     pub fn compile_tested(source: PolicySource) -> Result<Self, PolicyError> {
         // The tables are evaluated once, for the tests and for the compiled policy.
         let tables = materialize_tables(&source)?;
-        let report = testing::run_with(&source, tables.as_ref())?;
+        let (report, inputs) = testing::run_collecting(&source, tables.as_ref())?;
         if report.passed.is_empty() && report.failed.is_empty() {
             return Err(PolicyError::Tests(
                 "the policy has no test_* rule: a policy goes live only with tests (add *_test.rego files)"
@@ -171,7 +171,12 @@ impl Snapshot {
                 names.join("; ")
             )));
         }
-        let inputs = testing::decided_inputs(&source, tables.as_ref())?;
+        let inputs = inputs.ok_or_else(|| {
+            PolicyError::Tests(
+                "cannot check the tests against the production evaluator: no `decision` rule head in package iamgate.authz"
+                    .to_owned(),
+            )
+        })?;
         let snapshot = Self::compile_with(source, tables.as_ref())?;
         if let Some(program) = &snapshot.program {
             let mut differ = Vec::new();
@@ -250,14 +255,18 @@ impl Snapshot {
         input: &DecisionInput,
         program: Option<&Arc<regorus::rvm::Program>>,
     ) -> Decision {
-        let deny = |reason: &str| Decision {
+        match input.to_value() {
+            Ok(v) => self.evaluate_value(v, program),
+            Err(_) => self.deny("policy_error"),
+        }
+    }
+
+    /// A deny of this revision for `reason`.
+    fn deny(&self, reason: &str) -> Decision {
+        Decision {
             allow: false,
             reason: Arc::from(reason),
             revision: self.revision.clone(),
-        };
-        match input.to_value() {
-            Ok(v) => self.evaluate_value(v, program),
-            Err(_) => deny("policy_error"),
         }
     }
 
@@ -267,11 +276,6 @@ impl Snapshot {
         value: regorus::Value,
         program: Option<&Arc<regorus::rvm::Program>>,
     ) -> Decision {
-        let deny = |reason: &str| Decision {
-            allow: false,
-            reason: Arc::from(reason),
-            revision: self.revision.clone(),
-        };
         let result = match program {
             Some(program) => self.run_vm(program, value),
             None => self
@@ -288,7 +292,7 @@ impl Snapshot {
                     "policy_error"
                 };
                 tracing::warn!(revision = %self.revision, error = %msg, "policy evaluation failed; denying");
-                deny(reason)
+                self.deny(reason)
             }
         }
     }

@@ -233,6 +233,20 @@ pub struct GrantInput {
     pub permissions: Option<Vec<String>>,
 }
 
+impl GrantInput {
+    /// A grant of root permissions (`{"permissions": [...]}`).
+    pub fn root_permissions(permissions: Vec<String>) -> Self {
+        Self {
+            role: None,
+            resource_type: None,
+            resource_id: None,
+            company_id: None,
+            removes: None,
+            permissions: Some(permissions),
+        }
+    }
+}
+
 /// The account or identity a request changes the existence or credentials of.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

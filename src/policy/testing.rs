@@ -4,7 +4,7 @@
 //! `iamgate policy test`.
 //!
 //! The tests run on regorus' interpreter (the register VM has no `with`), while decisions run on
-//! the VM. So that passing tests mean what production decides, [`decided_inputs`] collects every
+//! the VM. So that passing tests mean what production decides, [`run_collecting`] collects every
 //! input the tests decided with, and the gate evaluates each on both evaluators and refuses a
 //! policy they decide differently.
 
@@ -54,10 +54,25 @@ pub fn run_with(
     source: &PolicySource,
     tables: Option<&regorus::Value>,
 ) -> Result<TestReport, PolicyError> {
-    let mut engine = super::engine::tabled_engine(source, true, tables)?;
+    run_collecting(source, tables).map(|(report, _)| report)
+}
+
+/// Runs every test of `source` once, and collects every input the tests evaluated
+/// `data.iamgate.authz.decision` with (through `with input as ...` or otherwise), in order,
+/// duplicates removed: the policy runs as written except that its `decision` rule is renamed
+/// and wrapped by one that returns the same value and prints its input. The inputs are `None`
+/// when no `decision` rule head can be found to wrap (the tests then run on the policy as is).
+pub fn run_collecting(
+    source: &PolicySource,
+    tables: Option<&regorus::Value>,
+) -> Result<(TestReport, Option<Vec<regorus::Value>>), PolicyError> {
+    let wrapped = wrapped(source);
+    let mut engine =
+        super::engine::tabled_engine(wrapped.as_ref().unwrap_or(source), true, tables)?;
     // A test evaluates many decisions; give it far more than the per-decision limit, but still
     // a bound, so a runaway test cannot stall a reload forever.
     engine.set_execution_timer_config(super::engine::time_limit(TEST_TIME_LIMIT, 1));
+    engine.set_gather_prints(wrapped.is_some());
     let mut report = TestReport::default();
     for (package, rule) in source.tests() {
         let name = format!("data.{package}.{rule}");
@@ -77,7 +92,24 @@ pub fn run_with(
             }),
         }
     }
-    Ok(report)
+    if wrapped.is_none() {
+        return Ok((report, None));
+    }
+    let prints = engine
+        .take_prints()
+        .map_err(|e| PolicyError::Tests(format!("collecting the tests' inputs: {e}")))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut inputs = Vec::new();
+    for p in prints {
+        let Some(at) = p.find(MARKER) else { continue };
+        let json = &p[at + MARKER.len()..];
+        if seen.insert(json.to_owned())
+            && let Ok(v) = regorus::Value::from_json_str(json)
+        {
+            inputs.push(v);
+        }
+    }
+    Ok((report, Some(inputs)))
 }
 
 /// The rule the entrypoint is renamed to while the tests' inputs are collected.
@@ -85,14 +117,9 @@ const CAPTURED_RULE: &str = "__iamgate_decision";
 /// What starts a collected input among the gathered prints.
 const MARKER: &str = "__iamgate_input ";
 
-/// Every input the tests of `source` evaluated `data.iamgate.authz.decision` with (through
-/// `with input as ...` or otherwise), in order, duplicates removed. The policy is run as written
-/// except that its `decision` rule is renamed and wrapped by one that prints its input; an
-/// error when no `decision` rule head can be found to wrap.
-pub fn decided_inputs(
-    source: &PolicySource,
-    tables: Option<&regorus::Value>,
-) -> Result<Vec<regorus::Value>, PolicyError> {
+/// `source` with its `decision` rule renamed and wrapped to print its input; `None` when
+/// package iamgate.authz has no `decision` rule head.
+fn wrapped(source: &PolicySource) -> Option<PolicySource> {
     let mut wrapped = source.clone();
     let mut renamed = 0usize;
     for (name, text) in &mut wrapped.modules {
@@ -122,10 +149,7 @@ pub fn decided_inputs(
         *text = out;
     }
     if renamed == 0 {
-        return Err(PolicyError::Tests(
-            "cannot check the tests against the production evaluator: no `decision` rule head in package iamgate.authz"
-                .to_owned(),
-        ));
+        return None;
     }
     wrapped.modules.push((
         "__iamgate_capture.rego".to_owned(),
@@ -134,26 +158,5 @@ pub fn decided_inputs(
             MARKER.trim_end()
         ),
     ));
-    let mut engine = super::engine::tabled_engine(&wrapped, true, tables)?;
-    engine.set_execution_timer_config(super::engine::time_limit(TEST_TIME_LIMIT, 1));
-    engine.set_gather_prints(true);
-    for (package, rule) in source.tests() {
-        // Outcomes were judged by `run_with`; here only the inputs matter.
-        let _ = engine.eval_rule(format!("data.{package}.{rule}"));
-    }
-    let prints = engine
-        .take_prints()
-        .map_err(|e| PolicyError::Tests(format!("collecting the tests' inputs: {e}")))?;
-    let mut seen = std::collections::HashSet::new();
-    let mut inputs = Vec::new();
-    for p in prints {
-        let Some(at) = p.find(MARKER) else { continue };
-        let json = &p[at + MARKER.len()..];
-        if seen.insert(json.to_owned())
-            && let Ok(v) = regorus::Value::from_json_str(json)
-        {
-            inputs.push(v);
-        }
-    }
-    Ok(inputs)
+    Some(wrapped)
 }
