@@ -115,6 +115,14 @@ test_console_level_binding_applies_in_every_company if {
 	allowed(u, "console.company.view", "c3", "", "")
 }
 
+test_a_binding_without_resource_grants_nothing if {
+	b := object.remove(console_binding("sa-1", ["company-owner"]), ["resource"])
+	u := object.union(user([b]), {"permissions": []})
+	not allowed(u, "console.company.view", "c1", "", "")
+	not allowed(u, deploy, "c1", "p1", "dev")
+	not allowed(u, "console.root.view", "", "", "")
+}
+
 test_group_binding_applies_to_members_only if {
 	b := {"bindingId": "g", "subjects": [], "groups": ["group:corp:team-a"], "roles": ["maintainer"], "permissions": [], "resource": {"resourceType": "project", "resourceId": "p1", "companyId": "c1"}}
 	member := user([b])

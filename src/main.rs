@@ -99,6 +99,10 @@ enum PolicyCommand {
         /// The policy folder.
         #[arg(default_value = "policies")]
         dir: PathBuf,
+        /// The route table the policy will serve (YAML); every permission it names must exist
+        /// in the policy's data. Defaults to the built-in table.
+        #[arg(long)]
+        routes: Option<PathBuf>,
     },
     /// Evaluate the decision for an input document (JSON, see policies/README.md).
     Eval {
@@ -146,8 +150,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Policy {
-            command: PolicyCommand::Test { dir },
-        } => policy_test(dir),
+            command: PolicyCommand::Test { dir, routes },
+        } => policy_test(dir, routes),
         Command::Policy {
             command: PolicyCommand::Mutants { dir, threads },
         } => policy_mutants(dir, threads),
@@ -267,19 +271,33 @@ fn create_root_sa(
     })
 }
 
-fn policy_test(dir: PathBuf) -> Result<()> {
+fn policy_test(dir: PathBuf, routes: Option<PathBuf>) -> Result<()> {
+    use iamgate::proxy::table::Routes;
     let source = iamgate::policy::PolicySource::read(&dir)?;
-    let report = iamgate::policy::testing::run(&source)?;
-    for f in &report.failed {
-        println!("FAIL {}: {}", f.name, f.reason);
-    }
-    println!("{}", report.summary());
-    if !report.ok() {
-        std::process::exit(1);
-    }
-    // The gate a running gateway applies: tests exist, and the production evaluator agrees.
+    let (file, table) = match &routes {
+        Some(path) => (
+            path.display().to_string(),
+            Routes::from_yaml(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+        ),
+        None => ("built-in".to_owned(), Routes::default_table()),
+    };
+    let table = table
+        .map_err(|errors| anyhow::anyhow!("route table {file}:\n  - {}", errors.join("\n  - ")))?;
+    // The gate a running gateway applies: tests exist and pass, the policy data is consistent,
+    // the production evaluator agrees, and every permission of the route table exists.
     iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
-    if let Err(e) = iamgate::policy::Snapshot::compile_tested(source) {
+    let (report, gated) = iamgate::policy::Snapshot::gate(source);
+    if let Some(report) = &report {
+        for f in &report.failed {
+            println!("FAIL {}: {}", f.name, f.reason);
+        }
+        println!("{}", report.summary());
+    }
+    let checked = gated.and_then(|s| s.check_named(&table.named_permissions()));
+    if let Err(e) = checked {
         println!("REFUSED: {e}");
         std::process::exit(1);
     }

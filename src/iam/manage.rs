@@ -1004,6 +1004,41 @@ impl Manager {
         project: Project,
         now: i64,
     ) -> Result<(), ManageError> {
+        self.put_project(actor, "project.register", project, now)
+            .await
+    }
+
+    /// Records the project the Console's answer to a creation describes, which the caller was
+    /// allowed to create in `company`. An answer naming another company, or a project that
+    /// belongs to another company, records nothing: only the directory sync moves a project.
+    pub async fn record_created_project(
+        &self,
+        actor: &str,
+        company: &str,
+        project: Project,
+        now: i64,
+    ) -> Result<(), ManageError> {
+        check_id("_id", &project.project_id)?;
+        for (i, e) in project.environments.iter().enumerate() {
+            check_id(&format!("environments[{i}].envId"), e)?;
+        }
+        if project.company_id != company {
+            return Err(ManageError::Conflict(format!(
+                "the answer names company {}, the creation was allowed in {company}",
+                project.company_id
+            )));
+        }
+        self.put_project(actor, "project.create", project, now)
+            .await
+    }
+
+    async fn put_project(
+        &self,
+        actor: &str,
+        action: &str,
+        project: Project,
+        now: i64,
+    ) -> Result<(), ManageError> {
         let _guard = self.writer.lock().await;
         let before = self.directory.project(&project.project_id);
         if let Some(b) = &before
@@ -1017,7 +1052,7 @@ impl Manager {
         let writes = vec![
             audit(
                 actor,
-                "project.register",
+                action,
                 &project.project_id,
                 before.map(|b| json!(*b)),
                 Some(json!(project)),

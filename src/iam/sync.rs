@@ -44,19 +44,32 @@ struct ConsoleProject {
     environments: Vec<ConsoleEnv>,
 }
 
+impl ConsoleProject {
+    fn into_project(self) -> Option<Project> {
+        (!self.id.is_empty() && !self.tenant_id.is_empty()).then(|| Project {
+            project_id: self.id,
+            company_id: self.tenant_id,
+            environments: self.environments.into_iter().map(|e| e.env_id).collect(),
+        })
+    }
+}
+
 /// Parses a Console project list into directory entries.
 pub fn parse_projects(bytes: &[u8]) -> Result<Vec<Project>, SyncError> {
     let list: Vec<ConsoleProject> =
         serde_json::from_slice(bytes).map_err(|e| SyncError::Shape(e.to_string()))?;
     Ok(list
         .into_iter()
-        .filter(|p| !p.id.is_empty() && !p.tenant_id.is_empty())
-        .map(|p| Project {
-            project_id: p.id,
-            company_id: p.tenant_id,
-            environments: p.environments.into_iter().map(|e| e.env_id).collect(),
-        })
+        .filter_map(ConsoleProject::into_project)
         .collect())
+}
+
+/// Parses one Console project (the answer to a project creation).
+pub fn parse_project(bytes: &[u8]) -> Result<Project, SyncError> {
+    serde_json::from_slice::<ConsoleProject>(bytes)
+        .map_err(|e| SyncError::Shape(e.to_string()))?
+        .into_project()
+        .ok_or_else(|| SyncError::Shape("`_id` and `tenantId` must not be empty".to_owned()))
 }
 
 /// One synchronisation; returns how many projects changed.

@@ -6,6 +6,8 @@
 //! values rather than a hash, so two different requests can never share an entry. Routes that
 //! name a custom rule are never cached: such a rule may read anything in the input.
 
+use super::data::PolicyData;
+pub use super::data::RoleInfo;
 use super::input::{DecisionInput, GrantInput, ResourceInput, TargetInput};
 use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
@@ -57,43 +59,10 @@ pub struct Snapshot {
     /// The interpreter with every module and data file, for response rules (they use `with`,
     /// which the RVM lacks) and `explain`.
     interpreter: regorus::Engine,
-    /// `data.roles`: each role's rank and the levels where it may be bound.
+    /// The checked role model: each role's rank and levels, and the permissions that exist.
+    model: PolicyData,
+    /// The roles of `model`, shared with the management handlers.
     roles: Arc<std::collections::HashMap<String, RoleInfo>>,
-}
-
-/// A role as the policy data defines it (`policies/roles.json`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleInfo {
-    /// Rank (higher may assign lower).
-    pub rank: i64,
-    /// Levels where it may be bound: `company`, `project`, `environment`, `root`.
-    pub levels: Vec<String>,
-}
-
-fn roles_of(data: &regorus::Value) -> std::collections::HashMap<String, RoleInfo> {
-    let mut out = std::collections::HashMap::new();
-    let Ok(text) = data.to_json_str() else {
-        return out;
-    };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return out;
-    };
-    if let Some(roles) = json.get("roles").and_then(|r| r.as_object()) {
-        for (id, r) in roles {
-            let rank = r.get("rank").and_then(|v| v.as_i64()).unwrap_or(0);
-            let levels = r
-                .get("levels")
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|l| l.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.insert(id.clone(), RoleInfo { rank, levels });
-        }
-    }
-    out
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -107,19 +76,21 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Compiles `source` (without its test files) for the decision entrypoint.
     pub fn compile(source: PolicySource) -> Result<Self, PolicyError> {
+        let model = PolicyData::of_source(&source)?;
         let tables = materialize_tables(&source)?;
-        Self::compile_with(source, tables.as_ref())
+        Self::compile_with(source, model, tables.as_ref())
     }
 
     /// Compiles `source` with its tables package already evaluated.
     fn compile_with(
         source: PolicySource,
+        model: PolicyData,
         tables: Option<&regorus::Value>,
     ) -> Result<Self, PolicyError> {
         let mut engine = tabled_engine(&source, false, tables)?;
         let interpreter = engine.clone();
         let data = engine.get_data();
-        let roles = Arc::new(roles_of(&data));
+        let roles = Arc::new(model.roles.clone());
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
         let compiled = engine
             .compile_with_entrypoint(&entry)
@@ -142,17 +113,42 @@ impl Snapshot {
             revision: Arc::from(source.revision.as_str()),
             source: Arc::new(source),
             interpreter,
+            model,
             roles,
         })
     }
 
-    /// Compiles and runs the policy's tests; `Err` when there are none, when any fails, or when
-    /// the register VM decides any input the tests decided otherwise than the interpreter the
-    /// tests ran on.
+    /// Compiles and runs the policy's tests; `Err` when there are none, when any fails, when
+    /// the policy data is inconsistent, or when the register VM decides any input the tests
+    /// decided otherwise than the interpreter the tests ran on.
     pub fn compile_tested(source: PolicySource) -> Result<Self, PolicyError> {
+        Self::gate(source).1
+    }
+
+    /// [`Snapshot::compile_tested`], also returning the tests' report when they ran (for
+    /// `iamgate policy test`, which prints it).
+    pub fn gate(source: PolicySource) -> (Option<testing::TestReport>, Result<Self, PolicyError>) {
+        // The data is checked first: an inconsistent role model is named as such, not as the
+        // test failures it causes.
+        let model = match PolicyData::of_source(&source) {
+            Ok(m) => m,
+            Err(e) => return (None, Err(e)),
+        };
         // The tables are evaluated once, for the tests and for the compiled policy.
-        let tables = materialize_tables(&source)?;
-        let (report, inputs) = testing::run_collecting(&source, tables.as_ref())?;
+        let tables = match materialize_tables(&source) {
+            Ok(t) => t,
+            Err(e) => return (None, Err(e)),
+        };
+        let (report, inputs) = match testing::run_collecting(&source, tables.as_ref()) {
+            Ok(r) => r,
+            Err(e) => return (None, Err(e)),
+        };
+        let result = Self::check_report(&report)
+            .and_then(|()| Self::agreeing(source, model, tables.as_ref(), inputs));
+        (Some(report), result)
+    }
+
+    fn check_report(report: &testing::TestReport) -> Result<(), PolicyError> {
         if report.passed.is_empty() && report.failed.is_empty() {
             return Err(PolicyError::Tests(
                 "the policy has no test_* rule: a policy goes live only with tests (add *_test.rego files)"
@@ -171,13 +167,23 @@ impl Snapshot {
                 names.join("; ")
             )));
         }
+        Ok(())
+    }
+
+    /// Compiles the policy and decides every input the tests used on both evaluators.
+    fn agreeing(
+        source: PolicySource,
+        model: PolicyData,
+        tables: Option<&regorus::Value>,
+        inputs: Option<Vec<regorus::Value>>,
+    ) -> Result<Self, PolicyError> {
         let inputs = inputs.ok_or_else(|| {
             PolicyError::Tests(
                 "cannot check the tests against the production evaluator: no `decision` rule head in package iamgate.authz"
                     .to_owned(),
             )
         })?;
-        let snapshot = Self::compile_with(source, tables.as_ref())?;
+        let snapshot = Self::compile_with(source, model, tables)?;
         if let Some(program) = &snapshot.program {
             let mut differ = Vec::new();
             for input in &inputs {
@@ -221,6 +227,12 @@ impl Snapshot {
     /// The roles of the policy data, for validating role assignments.
     pub fn roles(&self) -> &Arc<std::collections::HashMap<String, RoleInfo>> {
         &self.roles
+    }
+
+    /// Checks that every permission the deployment names (`(who, permission)`, the route
+    /// table's) exists in this policy's data.
+    pub fn check_named(&self, named: &[(String, String)]) -> Result<(), PolicyError> {
+        self.model.check_named(named)
     }
 
     /// Whether decisions run on the RVM.
@@ -547,6 +559,9 @@ type DecisionCache = Cache<CacheKey, (bool, Arc<str>), foldhash::quality::Random
 /// The live policy: the current snapshot and a decision cache.
 pub struct PolicyEngine {
     current: ArcSwap<Snapshot>,
+    /// Permissions the deployment names outside the policy (the route table's): a changed
+    /// policy that lacks any of them is refused like one whose tests fail.
+    named: ArcSwap<Vec<(String, String)>>,
     cache: Option<DecisionCache>,
     interpreter: bool,
 }
@@ -582,6 +597,7 @@ impl PolicyEngine {
         Self {
             interpreter,
             current: ArcSwap::from_pointee(snapshot),
+            named: ArcSwap::from_pointee(Vec::new()),
             cache: cache.map(|c| {
                 Cache::builder()
                     .max_capacity(c.capacity)
@@ -599,6 +615,19 @@ impl PolicyEngine {
     /// The revision in service.
     pub fn revision(&self) -> Arc<str> {
         self.current.load().revision.clone()
+    }
+
+    /// Records the permissions the deployment names (`(who, permission)`), after checking that
+    /// the policy in service has every one; every later snapshot is checked against them too.
+    pub fn require_permissions(&self, named: Vec<(String, String)>) -> Result<(), PolicyError> {
+        self.current.load().check_named(&named)?;
+        self.named.store(Arc::new(named));
+        Ok(())
+    }
+
+    /// Checks a snapshot about to be swapped in against the permissions the deployment names.
+    pub fn check_named(&self, snapshot: &Snapshot) -> Result<(), PolicyError> {
+        snapshot.check_named(&self.named.load())
     }
 
     /// Puts a new snapshot in service and drops cached decisions of the old one.

@@ -7,6 +7,7 @@
 //! [`testing`] runner and swaps only when all pass. A deny is a [`engine::Decision`], not an
 //! error; evaluation errors and timeouts become denies too (fail closed).
 
+pub mod data;
 pub mod engine;
 pub mod input;
 pub mod mutation;
@@ -29,6 +30,9 @@ pub enum PolicyError {
     /// Rego did not parse or compile.
     #[error("policy does not compile: {0}")]
     Compile(String),
+    /// The role model in the policy data is inconsistent, or names a permission it lacks.
+    #[error("policy data is inconsistent: {}", .0.join("; "))]
+    Data(Vec<String>),
     /// The policy's own tests failed.
     #[error("policy tests failed: {0}")]
     Tests(String),

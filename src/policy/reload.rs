@@ -66,7 +66,9 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bo
         if *source.revision == *engine.revision() {
             return Ok(None);
         }
-        Snapshot::compile_tested(source).map(Some)
+        let snapshot = Snapshot::compile_tested(source)?;
+        engine.check_named(&snapshot)?;
+        Ok(Some(snapshot))
     });
     match result {
         Ok(None) => false,

@@ -237,6 +237,7 @@ impl Gateway {
         // The input's request details are built at most once, and only where a policy runs: on
         // a decision-cache miss, or for a response rule.
         let mut filled = false;
+        let mut authorized_company = None;
         let mut fill = |i: &mut DecisionInput| {
             if let (false, Some(c)) = (filled, &caller) {
                 self.fill_details(i, &parts, c, &params, &query);
@@ -272,7 +273,7 @@ impl Gateway {
                 input.grants = facts.grants;
                 input.target = facts.target;
             }
-            self.authorize(checks, &view, input, &mut fill).await?;
+            authorized_company = self.authorize(checks, &view, input, &mut fill).await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 let snapshot = self.policy.snapshot();
                 return Ok(crate::iam::api::handle(
@@ -308,8 +309,8 @@ impl Gateway {
             fill(input);
         }
         let mut forward = Request::from_parts(parts, body);
-        if route.response.is_some() {
-            // The answer is parsed and filtered: ask for it unencoded.
+        if route.response.is_some() || route.records_project {
+            // The answer is parsed: ask for it unencoded.
             forward.headers_mut().remove(header::ACCEPT_ENCODING);
         }
         let identity = caller.as_ref().map(|c| Identity {
@@ -329,8 +330,61 @@ impl Gateway {
             (Some(rule), Some(input)) if resp.status().is_success() => {
                 self.filter_response(rule, input, resp).await
             }
+            _ if route.records_project && resp.status().is_success() => {
+                let actor = caller.as_ref().map_or("", |c| c.id.as_str());
+                Ok(self
+                    .record_project(resp, authorized_company, actor, &request_id)
+                    .await)
+            }
             _ => Ok(resp),
         }
+    }
+
+    /// Records the project the Console's 2xx answer describes, in the company the request was
+    /// authorized in, and hands the answer on unchanged. The Console did create the project, so
+    /// a failure to record it never fails the request: it is logged, and the project stays
+    /// unknown (refused where named) until the directory sync brings it.
+    async fn record_project(
+        &self,
+        resp: Response<Body>,
+        company: Option<Arc<str>>,
+        actor: &str,
+        request_id: &str,
+    ) -> Response<Body> {
+        let (parts, body) = resp.into_parts();
+        let bytes = match Limited::new(body, self.limits.max_filtered_response)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                tracing::warn!(
+                    request_id,
+                    "project creation answer too large or unreadable"
+                );
+                return ApiError::new(StatusCode::BAD_GATEWAY, "upstream answer unreadable")
+                    .into_response();
+            }
+        };
+        let recorded = match (&self.management, company) {
+            (Some(m), Some(company)) => crate::iam::sync::parse_project(&bytes)
+                .map_err(|e| e.to_string())
+                .map(|p| (m, company, p)),
+            (None, _) => Err("no management API to record it with".to_owned()),
+            (_, None) => Err("the request was not authorized in exactly one company".to_owned()),
+        };
+        let result = match recorded {
+            Ok((m, company, project)) => m
+                .manager
+                .record_created_project(actor, &company, project, unix_now())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(request_id, error = %e, "created project not recorded; the directory sync will bring it");
+        }
+        Response::from_parts(parts, full(bytes))
     }
 
     async fn read_decision_body(
@@ -472,13 +526,15 @@ impl Gateway {
         })
     }
 
+    /// Decides every applicable check; on allow, returns the company every target was decided
+    /// in, when they all name the same one.
     async fn authorize(
         &self,
         checks: &[super::table::Check],
         view: &RequestView<'_>,
         input: &mut DecisionInput,
         fill: &mut (dyn FnMut(&mut DecisionInput) + Send),
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Arc<str>>, Refusal> {
         let deny = |reason: &str| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -489,6 +545,7 @@ impl Gateway {
         };
         let mut applied = 0usize;
         let version = self.directory.version();
+        let (mut company, mut one_company) = (None::<Arc<str>>, true);
         for check in checks {
             if !view.applies(check) {
                 continue;
@@ -504,6 +561,11 @@ impl Gateway {
                 .map_err(|e| bad_request(e.to_string()))?;
             for target in &targets {
                 let resource = self.complete(target, check)?;
+                match (&company, &resource.company_id) {
+                    (_, None) => one_company = false,
+                    (None, Some(c)) => company = Some(c.clone()),
+                    (Some(a), Some(b)) => one_company &= a == b,
+                }
                 // Each target is decided on the one input, its target fields set in place: a copy
                 // of the whole document per target cost as much as the cached decision itself.
                 input.resource = resource;
@@ -526,7 +588,7 @@ impl Gateway {
         input.resource = ResourceInput::default();
         input.route.permission = None;
         input.route.rule = None;
-        Ok(())
+        Ok(company.filter(|_| one_company))
     }
 
     async fn filter_response(

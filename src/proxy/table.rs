@@ -53,6 +53,9 @@ pub struct RawRoute {
     pub response: Option<String>,
     /// Served by the gateway's management API (a handler name) instead of the upstream.
     pub local: Option<String>,
+    /// `project`: on a 2xx answer, the Console's answer (a Console-shaped project) is recorded
+    /// in the directory, in the company the request was authorized in.
+    pub records: Option<String>,
     /// Removed: a management handler says itself what its request grants and acts on. Kept
     /// only to refuse old tables with a message instead of an unknown-field error.
     pub grants: Option<yaml_serde::Value>,
@@ -238,6 +241,8 @@ pub struct Route {
     pub needs_body: bool,
     /// Management handler serving the route.
     pub local: Option<Arc<str>>,
+    /// Whether a 2xx answer is a created project to record (`records: project`).
+    pub records_project: bool,
 }
 
 /// The compiled route table.
@@ -245,6 +250,8 @@ pub struct Route {
 pub struct Routes {
     table: RouteTable<Arc<Route>>,
     ids: Vec<Arc<str>>,
+    /// Every permission a check names, with the route naming it.
+    permissions: Vec<(Arc<str>, Arc<str>)>,
 }
 
 impl Routes {
@@ -265,6 +272,7 @@ impl Routes {
         let mut table = RouteTable::default();
         let mut ids = HashSet::new();
         let mut compiled = Vec::with_capacity(raw.routes.len());
+        let mut permissions = Vec::new();
         for r in raw.routes {
             let at = format!("route {}", r.id);
             if r.id.is_empty() || !ids.insert(r.id.clone()) {
@@ -280,6 +288,13 @@ impl Routes {
             match compile_route(&r) {
                 Ok(route) => {
                     compiled.push(route.id.clone());
+                    if let Access::Policy(checks) = &route.access {
+                        for c in checks {
+                            if let Requirement::Permission(p) = &c.requirement {
+                                permissions.push((route.id.clone(), p.clone()));
+                            }
+                        }
+                    }
                     if let Err(e) = check_params(&r.path, &route) {
                         errs.push(format!("{at}: {e}"));
                     }
@@ -298,6 +313,7 @@ impl Routes {
             Ok(Self {
                 table,
                 ids: compiled,
+                permissions,
             })
         } else {
             Err(errs)
@@ -317,6 +333,15 @@ impl Routes {
     /// Every route's id, in file order.
     pub fn ids(&self) -> &[Arc<str>] {
         &self.ids
+    }
+
+    /// Every permission the table's checks name, as `("route <id>", permission)`: the policy
+    /// must define each one.
+    pub fn named_permissions(&self) -> Vec<(String, String)> {
+        self.permissions
+            .iter()
+            .map(|(id, p)| (format!("route {id}"), p.to_string()))
+            .collect()
     }
 
     /// Looks a validated path up.
@@ -411,6 +436,30 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
     if r.local.is_some() && !matches!(access, Access::Policy(_)) {
         errs.push("a local route must be decided by the policy".to_owned());
     }
+    let records_project = match r.records.as_deref() {
+        None => false,
+        Some("project") => {
+            // The project is recorded in the company the request was authorized in; a route
+            // that decides without one would let the answer alone pick the company.
+            let each_names_company = match &access {
+                Access::Policy(checks) => checks.iter().all(|c| {
+                    c.company.is_some() && matches!(c.requirement, Requirement::Permission(_))
+                }),
+                _ => false,
+            };
+            if !each_names_company || r.local.is_some() || r.response.is_some() {
+                errs.push(
+                    "records: project needs a forwarded route whose every check is a permission with a company source, and no response rule"
+                        .to_owned(),
+                );
+            }
+            true
+        }
+        Some(other) => {
+            errs.push(format!("records `{other}` is not known (only `project`)"));
+            false
+        }
+    };
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -431,6 +480,7 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
         response: r.response.as_deref().map(Arc::from),
         needs_body,
         local: r.local.as_deref().map(Arc::from),
+        records_project,
     })
 }
 

@@ -401,6 +401,8 @@ async fn build_gateway(
             errors,
         })?,
     };
+    // A route naming a permission the policy does not define would deny everyone, silently.
+    policy.require_permissions(routes.named_permissions())?;
     let up = &settings.upstream;
     let connector = crate::proxy::upstream::connector(up.connect_timeout, up.ca_file.as_deref())
         .map_err(StartError::Tls)?;

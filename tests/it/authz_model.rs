@@ -592,3 +592,108 @@ async fn bindings_of_the_previous_version_are_upgraded_with_their_decisions_inta
     assert_eq!(on_p1.len(), 1, "{on_p1:?}");
     assert_eq!(on_p1[0].roles, ["guest"]);
 }
+
+#[tokio::test]
+async fn a_project_is_recorded_from_the_consoles_answer_to_its_creation_only() {
+    const P_CREATED: &str = "64b7e1a0c0ffee00000000c1";
+    const P_GLOBEX: &str = "64b7e1a0c0ffee00000000c2";
+    let up = TestUpstream::start().await;
+    let gw = gateway().upstream(&up.url()).start().await;
+    gw.project(P_GLOBEX, "globex", &["prod"]).await;
+    let (owner, owner_token) = gw.company_sa("acme").await;
+    gw.bind(&owner, "company-owner", Some(("company", "acme")))
+        .await;
+    let (guest, guest_token) = gw.company_sa("acme").await;
+    gw.bind(&guest, "guest", Some(("company", "acme"))).await;
+    let dir = gw.running().directory.clone();
+    let create = |token: String, body: Value| {
+        let gw = &gw;
+        async move { call(gw, Method::POST, "/api/backend/projects/", &token, body).await }
+    };
+    let audit = || async {
+        gw.running()
+            .accounts
+            .store()
+            .audit_log(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "project.create")
+            .count()
+    };
+
+    // The request alone records nothing: the Console refuses it (409), and the project named
+    // in the request body stays unknown.
+    up.answer("/api/backend/projects/", 409, json!({"message": "exists"}));
+    let r = create(
+        owner_token.clone(),
+        json!({"tenantId": "acme", "projectId": P_CREATED, "name": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(dir.project(P_CREATED).is_none());
+
+    // A caller not allowed to create projects never reaches the Console.
+    let hits = up.hits();
+    let r = create(
+        guest_token,
+        json!({"tenantId": "acme", "projectId": "slug", "name": "x"}),
+    )
+    .await;
+    assert_refused(&r, "permission_denied");
+    assert_eq!(up.hits(), hits);
+
+    // The Console creates it: its answer, not the request, is recorded in the company the
+    // creation was allowed in, with its environments, and handed on unchanged.
+    let answer = json!({"_id": P_CREATED, "tenantId": "acme", "projectId": "new-slug",
+        "name": "New", "environments": [{"envId": "dev", "label": "Dev"}]});
+    up.answer("/api/backend/projects/", 200, answer.clone());
+    let r = create(
+        owner_token.clone(),
+        json!({"tenantId": "acme", "projectId": "new-slug", "name": "New"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json(), answer);
+    let p = dir.project(P_CREATED).expect("recorded from the answer");
+    assert_eq!(
+        (p.company_id.as_str(), p.environments.clone()),
+        ("acme", vec!["dev".to_owned()])
+    );
+    assert_eq!(audit().await, 1);
+    // ... and is usable at once: a role on it, then the environment.
+    let r = call(
+        &gw,
+        Method::PATCH,
+        &format!("/api/companies/acme/service-accounts/{guest}"),
+        &owner_token,
+        json!({"projectsRole": [{"projectId": P_CREATED, "role": "maintainer",
+            "environmentsRole": [{"envId": "dev", "role": "maintainer"}]}]}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+
+    // An answer naming another company than the one the creation was allowed in, or a
+    // project another company owns, records nothing (the answer still reaches the caller).
+    for bad in [
+        json!({"_id": "64b7e1a0c0ffee00000000c3", "tenantId": "globex", "environments": []}),
+        json!({"_id": P_GLOBEX, "tenantId": "acme", "environments": []}),
+        json!({"_id": "", "tenantId": "acme"}),
+        json!({"_id": "../x", "tenantId": "acme"}),
+        json!(["not", "a", "project"]),
+    ] {
+        up.answer("/api/backend/projects/", 201, bad.clone());
+        let version = dir.version();
+        let r = create(
+            owner_token.clone(),
+            json!({"tenantId": "acme", "projectId": "slug", "name": "x"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.json(), bad);
+        assert_eq!(dir.version(), version, "{bad}");
+    }
+    assert!(dir.project("64b7e1a0c0ffee00000000c3").is_none());
+    assert_eq!(dir.project(P_GLOBEX).unwrap().company_id, "globex");
+    assert_eq!(audit().await, 1);
+}

@@ -224,3 +224,123 @@ async fn erroring_long_running_and_malformed_policies_deny() {
     );
     assert!(Snapshot::compile(source).is_err());
 }
+
+/// `roles.json` of the shipped policy, changed by `edit`.
+fn edited_roles(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("roles.json");
+    let mut data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut data);
+    std::fs::write(&path, serde_json::to_vec_pretty(&data).unwrap()).unwrap();
+}
+
+/// Removes `permission` from the data's list and from every role.
+fn without_permission(data: &mut serde_json::Value, permission: &str) {
+    let drop = |list: &mut serde_json::Value| {
+        list.as_array_mut().unwrap().retain(|p| p != permission);
+    };
+    drop(&mut data["permissions"]);
+    for role in data["roles"].as_object_mut().unwrap().values_mut() {
+        drop(&mut role["permissions"]);
+    }
+}
+
+#[tokio::test]
+async fn policy_data_naming_unknown_permissions_is_refused_at_start_reload_and_test() {
+    let pol = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}, reload_ms: 100}}\n",
+        pol.path().display()
+    );
+    let policy_test = |routes: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"));
+        cmd.args(["policy", "test"]).arg(pol.path());
+        if let Some(r) = routes {
+            cmd.arg("--routes").arg(r);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    // A role naming a misspelt permission (it would grant nothing, silently).
+    copy_policies(pol.path());
+    edited_roles(pol.path(), |d| {
+        d["roles"]["guest"]["permissions"]
+            .as_array_mut()
+            .unwrap()
+            .push("console.project.veiw".into());
+        d["roles"]["reporter"]["rank"] = "high".into();
+        d["roles"]["developer"]["levels"] = serde_json::json!(["tenant"]);
+    });
+    let e = start_error(&yaml).await;
+    for part in [
+        "policy data is inconsistent",
+        "roles.guest.permissions names `console.project.veiw`, which is not in data.permissions",
+        "roles.reporter.rank: must be a whole number",
+        "roles.developer.levels: `tenant` is not a level",
+    ] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
+    let (ok, out) = policy_test(None);
+    assert!(!ok && out.contains("console.project.veiw"), "{out}");
+
+    // A permission the route table names, gone from the policy (it would deny everyone).
+    copy_policies(pol.path());
+    edited_roles(pol.path(), |d| {
+        without_permission(d, "console.company.cluster.view")
+    });
+    let e = start_error(&yaml).await;
+    assert!(
+        e.contains(
+            "route C1 names `console.company.cluster.view`, which is not in data.permissions"
+        ),
+        "{e}"
+    );
+    let (ok, out) = policy_test(None);
+    assert!(!ok && out.contains("route C1 names"), "{out}");
+    // `policy test --routes` checks the table the deployment will serve.
+    let routes = pol.path().join("routes.yaml");
+    std::fs::write(
+        &routes,
+        "routes:\n  - {id: mine, method: GET, path: \"/x/{companyId}\", permission: console.company.view, company: \"path:companyId\"}\n",
+    )
+    .unwrap();
+    let (ok, out) = policy_test(Some(&routes));
+    assert!(ok, "{out}");
+    std::fs::remove_file(&routes).unwrap();
+
+    // At reload: a running gateway refuses the same changes and keeps deciding.
+    copy_policies(pol.path());
+    let gw = gateway().yaml(&yaml).start().await;
+    let engine = gw.running().policy.clone();
+    let stats = gw.running().policy_stats.clone();
+    let original = engine.revision();
+    edited_roles(pol.path(), |d| {
+        without_permission(d, "console.company.providers.view")
+    });
+    wait_for(|| stats.rejected.get() >= 1, "route permission gone").await;
+    assert!(
+        last_error(&stats).contains("route C2 names `console.company.providers.view`"),
+        "{}",
+        last_error(&stats)
+    );
+    copy_policies(pol.path());
+    edited_roles(pol.path(), |d| {
+        d["root_permissions"]
+            .as_array_mut()
+            .unwrap()
+            .push("console.root.everything".into());
+    });
+    wait_for(|| stats.rejected.get() >= 2, "unknown root permission").await;
+    assert!(
+        last_error(&stats).contains("root_permissions names `console.root.everything`"),
+        "{}",
+        last_error(&stats)
+    );
+    assert_eq!(engine.revision(), original);
+    assert!(engine.decide(&deploy_input("maintainer"), 1).await.allow);
+    gw.stop().await;
+}
