@@ -34,6 +34,9 @@ pub struct LocalRequest<'a> {
     pub body: Option<&'a Value>,
     /// Roles of the live policy.
     pub roles: &'a HashMap<String, RoleInfo>,
+    /// What the policy decided on ([`policy_facts`] before the decision): the write goes ahead
+    /// only if the facts are the same under the write lock.
+    pub decided: &'a PolicyFacts,
 }
 
 fn bad(field: impl Into<String>, message: impl Into<String>) -> ManageError {
@@ -351,7 +354,7 @@ pub fn prevalidate(
 /// (`input.target`, for the authority rule). Read from the same parse the handler uses, so the
 /// policy decides on exactly what will be written. Unknown projects and environments are 404
 /// here, before the policy runs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PolicyFacts {
     /// What the request grants.
     pub grants: Option<Vec<crate::policy::input::GrantInput>>,
@@ -450,23 +453,38 @@ async fn dispatch(
         }
     };
     let client_id = || param(r, "clientId").or_else(|_| param(r, "identityId"));
+    // Between the decision and the write lock another request may have changed the target (a
+    // broader authority, other roles to remove): the facts are computed again under the lock
+    // and the write is refused unless the policy saw exactly them.
+    let recheck = |m: &Manager| -> Result<(), ManageError> {
+        if policy_facts(m, route, r.params, r.body)? == *r.decided {
+            Ok(())
+        } else {
+            Err(ManageError::Conflict(
+                "the account or identity changed while this request was decided; retry".to_owned(),
+            ))
+        }
+    };
+    let still: super::manage::Still<'_> = Some(&recheck);
     match route {
         "root.list" => Ok(ok_json(&m.root_accounts())),
         "root.create" => {
             let new = root_create(r.body)?;
             let c = m
-                .create_account(actor, new, &RoleRequest::default(), r.roles, now)
+                .create_account(actor, new, &RoleRequest::default(), r.roles, now, still)
                 .await?;
             Ok(created(&c))
         }
         "company.sa.create" => {
             let company = param(r, "companyId")?;
             let (new, roles) = company_create(r.body, company)?;
-            let c = m.create_account(actor, new, &roles, r.roles, now).await?;
+            let c = m
+                .create_account(actor, new, &roles, r.roles, now, still)
+                .await?;
             Ok(created(&c))
         }
         "root.delete" | "company.sa.delete" => {
-            m.delete_account(actor, &scope()?, client_id()?, now)
+            m.delete_account(actor, &scope()?, client_id()?, now, still)
                 .await?;
             Ok(no_content())
         }
@@ -478,14 +496,15 @@ async fn dispatch(
             if roles.role.is_none() && roles.projects.is_empty() {
                 return Err(bad("body", "names no role to change"));
             }
-            m.set_roles(actor, company, &principal, &roles, r.roles, now)
+            m.set_roles(actor, company, &principal, &roles, r.roles, now, still)
                 .await?;
             Ok(no_content())
         }
         "company.user.remove" | "company.group.remove" => {
             let company = param(r, "companyId")?;
             let principal = m.principal(subject_kind(route), client_id()?)?;
-            m.remove_identity(actor, company, &principal, now).await?;
+            m.remove_identity(actor, company, &principal, now, still)
+                .await?;
             Ok(no_content())
         }
         "root.key.add" | "company.sa.key.add" => {
@@ -495,16 +514,20 @@ async fn dispatch(
                 .get("publicKey")
                 .filter(|v| !v.is_null())
                 .ok_or_else(|| bad("publicKey", "is required"))?;
-            let kid = m.add_key(actor, &scope()?, client_id()?, key, now).await?;
+            let kid = m
+                .add_key(actor, &scope()?, client_id()?, key, now, still)
+                .await?;
             Ok(created(&serde_json::json!({ "kid": kid })))
         }
         "root.key.remove" | "company.sa.key.remove" => {
-            m.remove_key(actor, &scope()?, client_id()?, param(r, "kid")?, now)
+            m.remove_key(actor, &scope()?, client_id()?, param(r, "kid")?, now, still)
                 .await?;
             Ok(no_content())
         }
         "root.secret.rotate" | "company.sa.secret.rotate" => {
-            let secret = m.rotate_secret(actor, &scope()?, client_id()?, now).await?;
+            let secret = m
+                .rotate_secret(actor, &scope()?, client_id()?, now, still)
+                .await?;
             Ok(created(&serde_json::json!({
                 "clientId": client_id()?,
                 "clientSecret": secret.expose(),

@@ -177,6 +177,10 @@ impl From<StoreError> for ManageError {
     }
 }
 
+/// A check a write runs under the write lock before it reads anything (see `Manager::lock`):
+/// `Err` refuses the write.
+pub type Still<'a> = Option<&'a (dyn Fn(&Manager) -> Result<(), ManageError> + Send + Sync)>;
+
 /// The IAM write path.
 #[derive(Clone)]
 pub struct Manager {
@@ -399,6 +403,17 @@ impl Manager {
             principal: key,
             authority,
         })
+    }
+
+    /// Takes the write lock, then runs `still`: a write acts on the state it finds under the
+    /// lock, so what the policy decided on (the target's authority, the roles a request removes)
+    /// must still hold there, or a change that landed in between would be written unchecked.
+    async fn lock(&self, still: Still<'_>) -> Result<tokio::sync::MutexGuard<'_, ()>, ManageError> {
+        let guard = self.writer.lock().await;
+        if let Some(check) = still {
+            check(self)?;
+        }
+        Ok(guard)
     }
 
     /// The directory.
@@ -725,8 +740,9 @@ impl Manager {
         roles_req: &RoleRequest,
         roles: &HashMap<String, RoleInfo>,
         now: i64,
+        still: Still<'_>,
     ) -> Result<Created, ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let (account, created) = build_account(new, self.accounts.hasher(), now)?;
         self.check_name_free(&account.owner, &account.name)?;
         let mut writes = vec![Write::InsertAccount(account.clone())];
@@ -762,8 +778,9 @@ impl Manager {
         scope: &Scope,
         client_id: &str,
         now: i64,
+        still: Still<'_>,
     ) -> Result<(), ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let account = self.account_in(scope, client_id)?;
         let key = Principal::service_account(client_id);
         let bindings = self.directory.bindings_naming(&key, false);
@@ -790,6 +807,7 @@ impl Manager {
     }
 
     /// Changes the roles of an identity in a company.
+    #[allow(clippy::too_many_arguments)] // each is a distinct input of one audited write
     pub async fn set_roles(
         &self,
         actor: &str,
@@ -798,8 +816,9 @@ impl Manager {
         req: &RoleRequest,
         roles: &HashMap<String, RoleInfo>,
         now: i64,
+        still: Still<'_>,
     ) -> Result<(), ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         if let Principal::ServiceAccount(id) = principal {
             self.account_in(&Scope::Company(company.to_owned()), id)?;
         }
@@ -832,8 +851,9 @@ impl Manager {
         company: &str,
         principal: &Principal,
         now: i64,
+        still: Still<'_>,
     ) -> Result<(), ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let key = principal.key();
         let bindings: Vec<Binding> = self
             .directory
@@ -898,8 +918,9 @@ impl Manager {
         client_id: &str,
         public_key: &Value,
         now: i64,
+        still: Still<'_>,
     ) -> Result<String, ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let account = self.account_in(scope, client_id)?;
         let Credential::Keys(keys) = &account.credential else {
             return Err(ManageError::Conflict(
@@ -938,8 +959,9 @@ impl Manager {
         client_id: &str,
         kid: &str,
         now: i64,
+        still: Still<'_>,
     ) -> Result<(), ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let account = self.account_in(scope, client_id)?;
         let Credential::Keys(keys) = &account.credential else {
             return Err(ManageError::NotFound("key"));
@@ -972,8 +994,9 @@ impl Manager {
         scope: &Scope,
         client_id: &str,
         now: i64,
+        still: Still<'_>,
     ) -> Result<ClientSecret, ManageError> {
-        let _guard = self.writer.lock().await;
+        let _guard = self.lock(still).await?;
         let account = self.account_in(scope, client_id)?;
         let Credential::Secret(old) = &account.credential else {
             return Err(ManageError::Conflict(

@@ -238,6 +238,7 @@ impl Gateway {
         // a decision-cache miss, or for a response rule.
         let mut filled = false;
         let mut authorized_company = None;
+        let mut decided = crate::iam::api::PolicyFacts::default();
         let mut fill = |i: &mut DecisionInput| {
             if let (false, Some(c)) = (filled, &caller) {
                 self.fill_details(i, &parts, c, &params, &query);
@@ -270,8 +271,9 @@ impl Gateway {
                 let facts =
                     crate::iam::api::policy_facts(&m.manager, handler, &params, json.as_ref())
                         .map_err(|e| e.into_response())?;
-                input.grants = facts.grants;
-                input.target = facts.target;
+                input.grants = facts.grants.clone();
+                input.target = facts.target.clone();
+                decided = facts;
             }
             authorized_company = self.authorize(checks, &view, input, &mut fill).await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
@@ -285,6 +287,7 @@ impl Gateway {
                         query: &query,
                         body: json.as_ref(),
                         roles: snapshot.roles(),
+                        decided: &decided,
                     },
                 )
                 .await);

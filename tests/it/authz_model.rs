@@ -697,3 +697,71 @@ async fn a_project_is_recorded_from_the_consoles_answer_to_its_creation_only() {
     assert_eq!(dir.project(P_GLOBEX).unwrap().company_id, "globex");
     assert_eq!(audit().await, 1);
 }
+
+#[tokio::test]
+async fn a_target_that_changes_between_decision_and_write_is_not_written() {
+    use iamgate::iam::api::{LocalRequest, handle, policy_facts};
+    use std::collections::BTreeMap;
+    let gw = gateway().start().await;
+    let (boot_id, boot_secret) = bootstrap(&gw);
+    let admin = token(&gw, &boot_id, &boot_secret).await;
+    let manage = ["console.root.serviceaccount.manage"];
+    let narrow = root_account(&gw, &admin, "narrow", &manage).await;
+    let target = root_account(&gw, &admin, "peer", &manage).await;
+    let (narrow_id, target_id) = (
+        narrow["clientId"].as_str().unwrap(),
+        target["clientId"].as_str().unwrap(),
+    );
+    let m = iamgate::iam::manage::Manager::new(
+        gw.running().accounts.clone(),
+        gw.running().directory.clone(),
+        0,
+    );
+    let params = BTreeMap::from([("clientId".to_owned(), target_id.to_owned())]);
+    // The policy decides on the peer's authority as it is now: equal to the caller's, allowed.
+    let decided = policy_facts(&m, "root.secret.rotate", &params, None).unwrap();
+    // Before the write, someone else makes the peer a super user (console level).
+    gw.bind(target_id, "console-super-user", None).await;
+    let caller = iamgate::authn::bearer::Caller {
+        id: narrow_id.to_owned(),
+        kind: iamgate::authn::bearer::CallerKind::ServiceAccount,
+        principal: iamgate::iam::Principal::service_account(narrow_id).into(),
+        groups: Vec::new().into(),
+        group_principals: Vec::new().into(),
+        permissions: manage.map(str::to_owned).to_vec().into(),
+        account: None,
+        issuer: None,
+        issuer_name: None,
+    };
+    let snapshot = gw.running().policy.snapshot();
+    let request = |decided| LocalRequest {
+        caller: &caller,
+        params: &params,
+        query: &[],
+        body: None,
+        roles: snapshot.roles(),
+        decided,
+    };
+    // The write finds another target than the one decided on, and refuses.
+    let resp = handle(&m, "root.secret.rotate", request(&decided)).await;
+    assert_eq!(resp.status(), 409);
+    // The peer's secret is unchanged.
+    token(&gw, target_id, target["clientSecret"].as_str().unwrap()).await;
+    // Decided on the current state, the same request is written (the handler does not judge
+    // authority itself; the policy does, on these facts).
+    let now = policy_facts(&m, "root.secret.rotate", &params, None).unwrap();
+    assert_ne!(now, decided);
+    let resp = handle(&m, "root.secret.rotate", request(&now)).await;
+    assert_eq!(resp.status(), 201);
+    // Over the socket, the narrow account is refused the widened peer.
+    let narrow_token = token(&gw, narrow_id, narrow["clientSecret"].as_str().unwrap()).await;
+    let r = call(
+        &gw,
+        Method::POST,
+        &format!("/api/service-accounts/{target_id}/secret"),
+        &narrow_token,
+        Value::Null,
+    )
+    .await;
+    assert_refused(&r, "insufficient_authority");
+}
