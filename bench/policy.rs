@@ -7,7 +7,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use iamgate::iam::{Binding, BindingResource};
 use iamgate::policy::engine::CacheSettings;
 use iamgate::policy::input::{BindingSet, RequestInput, ResourceInput, RouteInput, UserInput};
@@ -131,4 +131,31 @@ fn baseline(c: &mut Criterion) {
 }
 
 criterion_group!(overhead, baseline);
-criterion_main!(benches, overhead);
+
+/// `IAMGATE_BENCH_DECISIONS=N` makes N uncached decisions and exits, for instruction counts that
+/// do not depend on the machine's speed: run it under `valgrind --tool=callgrind` with N=0 and
+/// N=400 and divide the difference by 400 (`bench/policy-instructions.sh`).
+fn count_only(n: usize) {
+    iamgate::policy::engine::set_decision_timeout(Duration::from_millis(50));
+    let source =
+        PolicySource::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+    let snapshot = Snapshot::compile(source).unwrap();
+    let i = input();
+    assert!(snapshot.decide(&i).allow);
+    for _ in 0..n {
+        black_box(snapshot.decide(black_box(&i)));
+    }
+}
+
+fn main() {
+    if let Some(n) = std::env::var("IAMGATE_BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count_only(n);
+        return;
+    }
+    benches();
+    overhead();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -19,8 +19,8 @@ import rego.v1
 #
 # Written for the gateway's hot path, where every rule a decision touches costs about a
 # microsecond: the common request (one that assigns no role and acts on no account) reads
-# `route_allowed`, `mine` (the caller's bindings), the request's resource (`here`) and the
-# pre-computed role table. Rule values used inside a loop are bound to a local first, so they are
+# `route_allowed`, the request's resource (`here`), `applies` for the bindings on that resource
+# and the pre-computed role table. Rule values used inside a loop are bound to a local first, so they are
 # looked up once per decision rather than once per binding.
 #
 # Allow needs all three of: the route's permission at the resource (`route_allowed`), every grant
@@ -51,17 +51,19 @@ decision := {"allow": true, "reason": "granted"} if {
 # A route names one permission at its resource, or a rule in package iamgate.rules.
 #
 # A binding grants the route when it sits on the requested resource or on one above it, in the
-# company that owns it (scope match, rule 1), one of its roles grants the route's permission at
-# the binding's level (inheritance, rule 2: data.iamgate.tables.role_grants) and it applies to the
-# caller (rule 3: it is one of `mine`).
+# company that owns it (scope match, rule 1), it applies to the caller (rule 3: `applies`) and one
+# of its roles grants the route's permission at the binding's level (inheritance, rule 2:
+# data.iamgate.tables.role_grants). The scope is matched before `applies` is called: a function
+# call costs the RVM as much as the rest of the loop, so it runs only for bindings on the resource.
 route_allowed if {
 	p := input.route.permission
 	on := here
 	role_grants := data.iamgate.tables.role_grants
-	some b in mine
+	some b in input.user.bindings
 	level := b.resource.resourceType
 	b.resource.resourceId == on[level]
 	b.resource.companyId == on.company
+	applies(b)
 	some r in b.roles
 	p in role_grants[r][level]
 }
@@ -70,10 +72,11 @@ route_allowed if {
 route_allowed if {
 	p := input.route.permission
 	on := here
-	some b in mine
+	some b in input.user.bindings
 	level := b.resource.resourceType
 	b.resource.resourceId == on[level]
 	b.resource.companyId == on.company
+	applies(b)
 	count(b.permissions) > 0
 	p in held_grants(b.permissions, level)
 }
@@ -83,8 +86,9 @@ route_allowed if {
 	p := input.route.permission
 	is_string(here.company)
 	role_grants := data.iamgate.tables.role_grants
-	some b in mine
+	some b in input.user.bindings
 	b.resource.resourceType == "console"
+	applies(b)
 	some r in b.roles
 	p in role_grants[r].company
 }
@@ -92,8 +96,9 @@ route_allowed if {
 route_allowed if {
 	p := input.route.permission
 	is_string(here.company)
-	some b in mine
+	some b in input.user.bindings
 	b.resource.resourceType == "console"
+	applies(b)
 	count(b.permissions) > 0
 	p in held_grants(b.permissions, "company")
 }

@@ -136,6 +136,19 @@ test_binding_of_another_subject_does_not_apply if {
 	not allowed(u, "console.company.view", "c1", "", "")
 }
 
+test_bindings_of_others_grant_nothing_in_any_form if {
+	direct := object.union(binding("someone-else", [], "project", "p1"), {"permissions": ["console.project.view"]})
+	not allowed(user([direct]), "console.project.view", "c1", "p1", "")
+	console := console_binding("someone-else", ["company-owner"])
+	not allowed(user([console]), "console.company.view", "c1", "", "")
+	console_direct := object.union(console_binding("someone-else", []), {"permissions": ["console.company.view"]})
+	not allowed(user([console_direct]), "console.company.view", "c1", "", "")
+	# The same bindings, made for the caller, do grant: only the subject differs.
+	allowed(user([object.union(direct, {"subjects": [sa("sa-1")]})]), "console.project.view", "c1", "p1", "")
+	allowed(user([object.union(console, {"subjects": [sa("sa-1")]})]), "console.company.view", "c1", "", "")
+	allowed(user([object.union(console_direct, {"subjects": [sa("sa-1")]})]), "console.company.view", "c1", "", "")
+}
+
 test_lower_levels_widen_never_narrow if {
 	u := user([
 		binding("sa-1", ["guest"], "company", "c1"),
