@@ -100,8 +100,8 @@ fn routing(c: &mut Criterion) {
 
 fn directory(c: &mut Criterion) {
     use iamgate::iam::directory::{Directory, IamChange, IamData, Project};
-    use iamgate::iam::interned::BindingTable;
     use iamgate::iam::{Binding, BindingResource};
+    use iamgate::model::interned::BindingTable;
     let binding = |i: usize| Binding {
         binding_id: format!("sa-{}-{}", i / 10, i % 10),
         subjects: vec![format!("serviceaccount:sa-{}", i / 10)],

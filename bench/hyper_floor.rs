@@ -23,7 +23,7 @@ fn main() {
     let listen: std::net::SocketAddr = args.next().expect("LISTEN").parse().unwrap();
     let upstream: http::Uri = args.next().expect("UPSTREAM").parse().unwrap();
     let host = http::HeaderValue::from_str(upstream.authority().unwrap().as_str()).unwrap();
-    let connector = iamgate::proxy::upstream::connector(Duration::from_secs(1), None).unwrap();
+    let connector = iamgate::net::connector(Duration::from_secs(1), None).unwrap();
     let pool = Arc::new(Pool::new(connector, upstream, IDLE_TIMEOUT, MAX_IDLE));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,5 +1,5 @@
 # iamgate authorization policy: the Console / Company / Project / Runtime Environment role
-# inheritance (SPEC §3). Owned by security teams: every rule here can be edited, and
+# inheritance. Owned by security teams: every rule here can be edited, and
 # `iamgate policy test policies/` runs the tests in *_test.rego before a change goes live
 # (the running gateway also refuses to load a policy whose tests fail).
 #

@@ -1,4 +1,4 @@
-# Response rules: what a caller may see of a list the upstream returns (SPEC §4.5).
+# Response rules: what a caller may see of a list the upstream returns.
 #
 # A route with `response: NAME` in the route table has its upstream JSON answer (2xx only)
 # replaced by data.iamgate.responses[NAME], evaluated with the request's input plus

@@ -11,6 +11,8 @@ pub mod authn;
 pub mod config;
 pub mod error;
 pub mod iam;
+pub mod model;
+pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -12,6 +12,16 @@ pub fn b64url(data: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
+/// RFC 7638 thumbprint of an RSA public key given its base64url `n` and `e`.
+pub fn rsa_thumbprint(n_b64: &str, e_b64: &str) -> String {
+    // Members in lexicographic order, no whitespace: the canonical form of RFC 7638 §3.
+    let canonical = format!(r#"{{"e":"{e_b64}","kty":"RSA","n":"{n_b64}"}}"#);
+    b64url(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canonical.as_bytes(),
+    ))
+}
+
 /// Decodes base64url without padding; `None` on any non-alphabet byte or padding.
 pub fn b64url_decode(data: impl AsRef<[u8]>) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(data).ok()
@@ -49,7 +59,7 @@ pub struct PemBlock {
 /// Parses the first PEM block of `text`. Returns `None` when there is no well-formed block.
 ///
 /// Written here rather than taken from `rustls-pki-types` because that parser does not know the
-/// `RSA PUBLIC KEY` (PKCS#1) label, which SPEC §1 requires us to accept.
+/// `RSA PUBLIC KEY` (PKCS#1) label, which the Console's clients send.
 pub fn pem_decode(text: &str) -> Option<PemBlock> {
     let start = text.find("-----BEGIN ")?;
     let rest = &text[start + "-----BEGIN ".len()..];

@@ -10,44 +10,17 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use crate::config::external::{
+    ExternalIssuerSettings, JwksSource, default_issuer_name, valid_issuer_name,
+};
 
 /// Largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// Longest a JWKS fetch may take.
 pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where an issuer's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    /// A JWKS file, re-read on an unknown `kid`.
-    File(PathBuf),
-    /// An `http(s)` URL.
-    Url(http::Uri),
-}
-
-/// Configuration of one external issuer.
-#[derive(Debug, Clone)]
-pub struct ExternalIssuerSettings {
-    /// The name in principals and management API ids (validated by [`valid_issuer_name`]).
-    pub name: String,
-    /// Exact `iss`.
-    pub issuer: String,
-    /// Required `aud`.
-    pub audience: String,
-    /// Key source.
-    pub jwks: JwksSource,
-    /// Claim holding the user id.
-    pub subject_claim: String,
-    /// Claim holding the groups (array of strings, or one comma-separated string).
-    pub groups_claim: String,
-    /// Minimum time between JWKS refreshes.
-    pub refresh_min: Duration,
-    /// Clock skew.
-    pub skew: Duration,
-}
 
 /// Why an external token or JWKS was refused; safe to log, never holds the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,25 +51,6 @@ pub struct ExternalUser {
     pub issuer_name: String,
 }
 
-/// Whether `name` can name an issuer in principals: it never contains `:`, the separator of
-/// `user:<issuer>:<subject>`.
-pub fn valid_issuer_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-}
-
-/// The name of an issuer configured without one: the host of its URL (`idp.example.com`).
-pub fn default_issuer_name(issuer: &str) -> String {
-    issuer
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|u| u.host().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 type Keys = HashMap<String, (Algorithm, Arc<DecodingKey>)>;
 
 /// One trusted issuer with its current keys.
@@ -104,7 +58,7 @@ pub struct ExternalIssuer {
     settings: ExternalIssuerSettings,
     keys: ArcSwap<Keys>,
     last_refresh: tokio::sync::Mutex<Option<std::time::Instant>>,
-    client: crate::proxy::upstream::HttpClient,
+    client: crate::net::HttpClient,
 }
 
 impl std::fmt::Debug for ExternalIssuer {
@@ -165,7 +119,7 @@ impl ExternalIssuer {
     /// Loads the issuer's keys once; start-up fails when they cannot be loaded.
     pub async fn load(
         settings: ExternalIssuerSettings,
-        client: crate::proxy::upstream::HttpClient,
+        client: crate::net::HttpClient,
     ) -> Result<Self, ExternalError> {
         let issuer = Self {
             keys: ArcSwap::from_pointee(Keys::new()),
@@ -199,7 +153,7 @@ impl ExternalIssuer {
             JwksSource::File(path) => tokio::fs::read(path)
                 .await
                 .map_err(|e| err(format!("{}: {e}", path.display())))?,
-            JwksSource::Url(uri) => crate::proxy::upstream::fetch_bounded(
+            JwksSource::Url(uri) => crate::net::fetch_bounded(
                 &self.client,
                 uri,
                 None,

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod external;
+
 #[cfg(test)]
 mod tests;
 
@@ -322,6 +324,28 @@ pub enum DatabaseSettings {
     Postgres(Secret),
 }
 
+/// Decision-cache settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Entries.
+    pub capacity: u64,
+    /// Time to live.
+    pub ttl: Duration,
+}
+
+/// Names of the trusted identity headers (Console conventions by default).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// The caller's id.
+    pub user_id: http::HeaderName,
+    /// Comma-separated groups.
+    pub groups: http::HeaderName,
+    /// JSON properties.
+    pub properties: http::HeaderName,
+    /// `serviceaccount` or `user`.
+    pub client_type: http::HeaderName,
+}
+
 /// Validated, typed settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -356,7 +380,7 @@ pub struct Settings {
     /// Route file; `None` = the built-in table.
     pub routes_file: Option<PathBuf>,
     /// External issuers.
-    pub external_issuers: Vec<crate::authn::external::ExternalIssuerSettings>,
+    pub external_issuers: Vec<external::ExternalIssuerSettings>,
     /// Accepted `Client-key` values.
     pub client_keys: Vec<Secret>,
     /// Grace period of a rotated secret.
@@ -379,7 +403,7 @@ pub struct UpstreamSettings {
     /// Forward `Authorization`.
     pub forward_authorization: bool,
     /// Identity header names.
-    pub identity_headers: crate::proxy::upstream::IdentityHeaders,
+    pub identity_headers: IdentityHeaders,
 }
 
 /// Server settings.
@@ -411,7 +435,7 @@ pub struct PolicySettings {
     /// Per-decision time limit.
     pub decision_timeout: Duration,
     /// Decision cache; `None` = disabled.
-    pub cache: Option<crate::policy::engine::CacheSettings>,
+    pub cache: Option<CacheSettings>,
     /// Evaluate with regorus' interpreter instead of its register VM.
     pub interpreter: bool,
 }
@@ -465,7 +489,7 @@ pub struct KeyFileSettings {
     /// PEM path.
     pub path: PathBuf,
     /// Its role in the key set.
-    pub status: crate::token::KeyStatus,
+    pub status: crate::model::KeyStatus,
     /// Explicit kid.
     pub kid: Option<String>,
 }
@@ -652,9 +676,9 @@ impl RawConfig {
         let mut keys = Vec::new();
         let mut actives = 0;
         for (i, k) in self.signing.keys.into_iter().enumerate() {
-            match k.status.parse::<crate::token::KeyStatus>() {
+            match k.status.parse::<crate::model::KeyStatus>() {
                 Ok(status) => {
-                    if status == crate::token::KeyStatus::Active {
+                    if status == crate::model::KeyStatus::Active {
                         actives += 1;
                     }
                     keys.push(KeyFileSettings {
@@ -756,12 +780,15 @@ impl RawConfig {
             dir: self.policy.dir,
             reload: Duration::from_millis(reload_ms),
             decision_timeout: Duration::from_millis(timeout_ms),
-            cache: self.policy.cache.enabled.unwrap_or(true).then_some(
-                crate::policy::engine::CacheSettings {
+            cache: self
+                .policy
+                .cache
+                .enabled
+                .unwrap_or(true)
+                .then_some(CacheSettings {
                     capacity: cache_capacity,
                     ttl: cache_ttl,
-                },
-            ),
+                }),
         };
 
         let up = self.upstream;
@@ -782,7 +809,7 @@ impl RawConfig {
             }),
         };
         let ih = up.identity_headers;
-        let identity_headers = crate::proxy::upstream::IdentityHeaders {
+        let identity_headers = IdentityHeaders {
             user_id: header_name("user_id", ih.user_id, "miauserid"),
             groups: header_name("groups", ih.groups, "miausergroups"),
             properties: header_name("properties", ih.properties, "miauserproperties"),
@@ -860,8 +887,8 @@ impl RawConfig {
             let name = e
                 .name
                 .clone()
-                .unwrap_or_else(|| crate::authn::external::default_issuer_name(&e.issuer));
-            if !crate::authn::external::valid_issuer_name(&name) {
+                .unwrap_or_else(|| external::default_issuer_name(&e.issuer));
+            if !external::valid_issuer_name(&name) {
                 errs.push(format!(
                     "{at}.name: `{name}` must be 1 to 64 characters of [A-Za-z0-9-._~]{}",
                     if e.name.is_none() {
@@ -876,13 +903,13 @@ impl RawConfig {
                 ));
             }
             let jwks = match (e.jwks_file, e.jwks_url) {
-                (Some(f), None) => Some(crate::authn::external::JwksSource::File(f)),
+                (Some(f), None) => Some(external::JwksSource::File(f)),
                 (None, Some(u)) => {
                     check_url(&format!("{at}.jwks_url"), &u, &mut errs);
                     u.parse::<http::Uri>()
                         .map_err(|err| errs.push(format!("{at}.jwks_url: {err}")))
                         .ok()
-                        .map(crate::authn::external::JwksSource::Url)
+                        .map(external::JwksSource::Url)
                 }
                 _ => {
                     errs.push(format!("{at}: give exactly one of jwks_file and jwks_url"));
@@ -897,7 +924,7 @@ impl RawConfig {
                 &mut errs,
             );
             if let Some(jwks) = jwks {
-                external_issuers.push(crate::authn::external::ExternalIssuerSettings {
+                external_issuers.push(external::ExternalIssuerSettings {
                     name,
                     issuer: e.issuer,
                     audience: e.audience,

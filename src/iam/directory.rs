@@ -7,51 +7,17 @@
 //! with a higher version, which is part of every decision-cache key, so no cached decision
 //! outlives the data it was made from.
 
-use super::Binding;
-use super::chunks::{ChunkedVec, Pos, SortedChunks};
-use super::interned::{BindingTable, Names, StoredBinding, Sym};
-use crate::policy::input::BindingSet;
+use crate::model::Binding;
+use crate::model::binding_set::BindingSet;
+use crate::model::chunks::{ChunkedVec, Pos, SortedChunks};
+pub use crate::model::directory::{IamChange, IamData, Project};
+use crate::model::interned::{BindingTable, Names, StoredBinding, Sym};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A project known to the gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Project {
-    /// The project's `_id`.
-    pub project_id: String,
-    /// The owning company (`tenantId`).
-    pub company_id: String,
-    /// Its environments' `envId`s (may be empty when unknown).
-    #[serde(default)]
-    pub environments: Vec<String>,
-}
-
-/// Everything the store holds for the IAM snapshot.
-#[derive(Debug, Default)]
-pub struct IamData {
-    /// Every binding, interned as read.
-    pub bindings: BindingTable,
-    /// Every known project.
-    pub projects: Vec<Project>,
-}
-
-/// One write to bindings or the directory; a batch is applied in one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IamChange {
-    /// Insert or replace a binding.
-    PutBinding(Binding),
-    /// Remove a binding by id.
-    DeleteBinding(String),
-    /// Insert or replace a project.
-    PutProject(Project),
-    /// Remove a project by id.
-    DeleteProject(String),
-}
 
 type Fast = foldhash::fast::RandomState;
 
@@ -413,7 +379,7 @@ impl Directory {
     ///
     /// [`Manager::upgrade_bindings`]: super::manage::Manager::upgrade_bindings
     pub fn legacy_bindings(&self) -> Vec<Binding> {
-        use super::binding::{GROUP_PREFIX, SERVICE_ACCOUNT_PREFIX, USER_PREFIX};
+        use crate::model::binding::{GROUP_PREFIX, SERVICE_ACCOUNT_PREFIX, USER_PREFIX};
         let state = self.state.load();
         let names = state.names.list();
         let typed_subject = |s: &str| {

@@ -12,8 +12,8 @@ use super::{
     Accounts, AuthMethod, Binding, BindingResource, ClientKey, ClientSecret, Created, Credential,
     IamError, NewAccount, Owner, Principal, ServiceAccount, build_account,
 };
-use crate::policy::engine::RoleInfo;
-use crate::policy::input::{GrantInput, TargetInput};
+use crate::model::RoleInfo;
+use crate::model::grant::{GrantInput, TargetInput};
 use crate::store::{AuditRecord, StoreError, Write};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -443,24 +443,24 @@ impl Manager {
         let subject = |s: &str| -> String {
             match Principal::parse(s) {
                 Some(Principal::User { issuer, id }) if issuer.is_empty() => {
-                    assign(super::binding::USER_PREFIX, &id)
+                    assign(crate::model::binding::USER_PREFIX, &id)
                 }
                 Some(_) => s.to_owned(),
                 None if snapshot.get(s).is_some() => Principal::service_account(s),
-                None => assign(super::binding::USER_PREFIX, s),
+                None => assign(crate::model::binding::USER_PREFIX, s),
             }
         };
         let group = |g: &str| -> String {
             match Principal::parse(g) {
                 Some(Principal::Group { issuer, name }) if issuer.is_empty() => {
-                    assign(super::binding::GROUP_PREFIX, &name)
+                    assign(crate::model::binding::GROUP_PREFIX, &name)
                 }
                 Some(Principal::Group { .. }) => g.to_owned(),
                 _ => {
                     let bare = g
-                        .strip_prefix(super::binding::GROUP_PREFIX)
+                        .strip_prefix(crate::model::binding::GROUP_PREFIX)
                         .map_or(g, |rest| rest.strip_prefix(':').unwrap_or(rest));
-                    assign(super::binding::GROUP_PREFIX, bare)
+                    assign(crate::model::binding::GROUP_PREFIX, bare)
                 }
             }
         };

@@ -1,24 +1,22 @@
-//! Identity and access management: service accounts, their credentials and (in later stages)
-//! role bindings. Sits behind the management API and the token endpoint: it validates what is
-//! written, commits it to the [`Store`](crate::store::Store) in one transaction, then updates the
-//! in-memory snapshot the hot path reads.
+//! Identity and access management: service accounts and their credentials ([`Accounts`]), role
+//! bindings and the project directory ([`directory`]), the management write path
+//! ([`manage::Manager`]) and the directory sync ([`sync`]). Above the store and below the policy:
+//! the token endpoint and bearer authentication read its in-memory snapshots, the management
+//! handlers (`proxy::management`) call its write path, which validates what is written, commits
+//! it to the [`Store`](crate::store::Store) in one transaction, then publishes a new snapshot.
+//! No HTTP types and no policy here: what a write grants is computed here and decided above.
 
 pub mod account;
-pub mod api;
-pub mod binding;
-pub(crate) mod chunks;
-pub mod client_key;
 pub mod directory;
-pub mod interned;
 pub mod manage;
 pub mod sync;
 
-pub use account::{
-    AuthMethod, ClientSecret, Credential, Owner, SecretHash, SecretHasher, ServiceAccount,
-    generate_client_id,
+pub use account::{ClientSecret, SecretHasher, generate_client_id};
+// The shared types this layer works with, under the names its callers know.
+pub use crate::model::{
+    AuthMethod, Binding, BindingResource, ClientKey, Credential, KeyError, Owner, Principal,
+    SecretHash, ServiceAccount,
 };
-pub use binding::{Binding, BindingResource, Principal};
-pub use client_key::{ClientKey, KeyError};
 
 use crate::store::snapshot::AccountSnapshot;
 use crate::store::{Store, StoreError};
@@ -27,7 +25,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Every root permission (SPEC §2); a root account may hold any subset.
+/// Every root permission; a root account may hold any subset.
 pub const ROOT_PERMISSIONS: &[&str] = &[
     "console.root.company.create",
     "console.root.company.delete",

@@ -6,7 +6,7 @@
 
 use super::directory::Project;
 use super::manage::Manager;
-use crate::proxy::upstream::HttpClient;
+use crate::net::HttpClient;
 use std::time::Duration;
 
 /// Largest accepted answer.
@@ -79,7 +79,7 @@ pub async fn sync_once(
     url: &http::Uri,
     token: Option<&crate::config::Secret>,
 ) -> Result<usize, SyncError> {
-    let bytes = crate::proxy::upstream::fetch_bounded(
+    let bytes = crate::net::fetch_bounded(
         client,
         url,
         token.map(|t| t.expose()),

@@ -14,14 +14,7 @@ use std::collections::{HashMap, HashSet};
 /// Levels a role may be bound at.
 pub const LEVELS: &[&str] = &["company", "project", "environment", "root"];
 
-/// A role as the policy data defines it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleInfo {
-    /// Rank (higher may assign lower).
-    pub rank: i64,
-    /// Levels where it may be bound: `company`, `project`, `environment`, `root`.
-    pub levels: Vec<String>,
-}
+pub use crate::model::RoleInfo;
 
 /// The checked role model of a policy.
 #[derive(Debug, Clone, Default)]

@@ -543,13 +543,27 @@ struct CacheKey {
     target: Option<TargetInput>,
 }
 
-/// Decision-cache settings.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    /// Entries.
-    pub capacity: u64,
-    /// Time to live.
-    pub ttl: Duration,
+pub use crate::config::CacheSettings;
+
+/// Writes the decision log record of one decision.
+fn log_decision(input: &DecisionInput, d: &Decision, cached: bool) {
+    let r = &input.resource;
+    crate::telemetry::decision_log::record(&crate::telemetry::decision_log::DecisionRecord {
+        subject: &input.user.id,
+        subject_type: &input.user.kind,
+        method: &input.request.method,
+        path: &input.request.path,
+        route: &input.route.id,
+        permission: input.route.permission.as_deref().unwrap_or(""),
+        rule: input.route.rule.as_deref().unwrap_or(""),
+        company: r.company_id.as_deref().unwrap_or(""),
+        project: r.project_id.as_deref().unwrap_or(""),
+        environment: r.env_id.as_deref().unwrap_or(""),
+        allow: d.allow,
+        reason: &d.reason,
+        revision: &d.revision,
+        cached,
+    });
 }
 
 /// Keys hold request-chosen strings, so the hasher is seeded per process; foldhash's quality
@@ -710,7 +724,7 @@ impl PolicyEngine {
                     reason,
                     revision: snapshot.revision.clone(),
                 };
-                crate::telemetry::decision_log::record(input, &d, true);
+                log_decision(input, &d, true);
                 Ok(d)
             }
             None => Err(Some(key)),
@@ -725,7 +739,7 @@ impl PolicyEngine {
         key: Option<CacheKey>,
     ) -> Decision {
         let d = snapshot.decide(input);
-        crate::telemetry::decision_log::record(input, &d, false);
+        log_decision(input, &d, false);
         // Errors are not cached: a transient timeout must not stick.
         if let (Some(cache), Some(key)) = (&self.cache, key)
             && !matches!(&*d.reason, "policy_error" | "policy_timeout")

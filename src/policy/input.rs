@@ -2,8 +2,8 @@
 //! where it has the same concept (`input.request.*`, `input.user.{id,groups,bindings}`) so Rönd
 //! policies carry over.
 
-use crate::iam::Binding;
-use crate::iam::interned::{NameList, Names, StoredBinding};
+pub use crate::model::binding_set::BindingSet;
+use crate::model::interned::{NameList, StoredBinding};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,24 +25,6 @@ pub struct RequestInput {
     /// Selected headers, lower-case names; never credentials.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-}
-
-/// A caller's candidate bindings, shared and immutable. Its policy value is built once and
-/// memoised, so a directory that hands out one `BindingSet` per subject pays the conversion once
-/// per change, not once per request. The bindings themselves, and the names they use, are
-/// shared with the directory.
-#[derive(Debug, Clone, Default)]
-pub struct BindingSet(Arc<BindingSetInner>);
-
-#[derive(Debug, Default)]
-struct BindingSetInner {
-    list: Vec<Arc<StoredBinding>>,
-    names: Arc<NameList>,
-    value: std::sync::OnceLock<regorus::Value>,
-    /// The whole `input.user` object of the first caller that used this set. A directory hands a
-    /// service account the same set on every request until a change, so its user object is
-    /// built once per change too; a caller with other attributes builds its own.
-    user: std::sync::OnceLock<Box<UserMemo>>,
 }
 
 #[derive(Debug)]
@@ -71,80 +53,28 @@ impl UserMemo {
     }
 }
 
-impl BindingSet {
-    /// Wraps bindings (interned into a table of their own).
-    pub fn new(list: Vec<Binding>) -> Self {
-        let mut names = Names::default();
-        let list = list
-            .iter()
-            .map(|b| Arc::new(StoredBinding::new(b, &mut names)))
-            .collect();
-        Self::stored(list, names.list().clone())
-    }
+/// Memo slots of a [`BindingSet`] this module fills: the bindings as a policy value, and the
+/// whole `input.user` object of the first caller that used the set. A directory hands a service
+/// account the same set on every request until a change, so both are built once per change.
+const VALUE_SLOT: usize = 0;
+const USER_SLOT: usize = 1;
 
-    /// Wraps bindings shared with their owner (the directory), interned in `names`.
-    pub fn stored(list: Vec<Arc<StoredBinding>>, names: Arc<NameList>) -> Self {
-        Self(Arc::new(BindingSetInner {
-            list,
-            names,
-            value: std::sync::OnceLock::new(),
-            user: std::sync::OnceLock::new(),
-        }))
-    }
-
-    /// The bindings, interned.
-    pub fn as_slice(&self) -> &[Arc<StoredBinding>] {
-        &self.0.list
-    }
-
-    /// Number of bindings.
-    pub fn len(&self) -> usize {
-        self.0.list.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.list.is_empty()
-    }
-
-    /// The bindings' ids, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.0.list.iter().map(|b| b.id())
-    }
-
-    /// The bindings as a policy value (memoised).
-    pub fn value(&self) -> regorus::Value {
-        self.0
-            .value
-            .get_or_init(|| {
-                regorus::Value::from(
-                    self.0
-                        .list
-                        .iter()
-                        .map(|b| binding_value(b, &self.0.names))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .clone()
-    }
-}
-
-impl From<Vec<Binding>> for BindingSet {
-    fn from(list: Vec<Binding>) -> Self {
-        Self::new(list)
-    }
-}
-
-impl Serialize for BindingSet {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.list.iter().map(|b| b.expand(&self.0.names)))
-    }
-}
-
-impl<'de> Deserialize<'de> for BindingSet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Vec::<Binding>::deserialize(d).map(Self::new)
-    }
+/// The bindings of a set as a policy value (memoised in the set).
+pub fn bindings_value(set: &BindingSet) -> regorus::Value {
+    let build = || {
+        regorus::Value::from(
+            set.as_slice()
+                .iter()
+                .map(|b| binding_value(b, set.names()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    set.memo(VALUE_SLOT)
+        .get_or_init(|| Box::new(build()))
+        .downcast_ref::<regorus::Value>()
+        .cloned()
+        // Only this module fills the slot, always with a value: the fallback never runs.
+        .unwrap_or_else(build)
 }
 
 /// The authenticated caller.
@@ -209,55 +139,7 @@ pub struct RouteInput {
     pub rule: Option<Arc<str>>,
 }
 
-/// One thing the caller wants to grant (role assignment or root permissions).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantInput {
-    /// Role id; `""` removes a role.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub role: Option<String>,
-    /// `company`, `project` or `environment`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resource_type: Option<String>,
-    /// Resource id (`project:env` for environments).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resource_id: Option<String>,
-    /// The company the grant is made in (the directory's owner of a project).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub company_id: Option<String>,
-    /// The roles the identity holds there now, which the request replaces or removes.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub removes: Option<Vec<String>>,
-    /// Root permissions being granted.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub permissions: Option<Vec<String>>,
-}
-
-impl GrantInput {
-    /// A grant of root permissions (`{"permissions": [...]}`).
-    pub fn root_permissions(permissions: Vec<String>) -> Self {
-        Self {
-            role: None,
-            resource_type: None,
-            resource_id: None,
-            company_id: None,
-            removes: None,
-            permissions: Some(permissions),
-        }
-    }
-}
-
-/// The account or identity a request changes the existence or credentials of.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetInput {
-    /// Its principal key.
-    pub principal: String,
-    /// Its authority, written as grants: its roles where the request acts (`role`,
-    /// `resourceType`, `resourceId`, `companyId`), or `{"permissions": [...]}` for a root
-    /// account. The caller must be allowed to grant every one of them.
-    pub authority: Vec<GrantInput>,
-}
+pub use crate::model::grant::{GrantInput, TargetInput};
 
 /// The whole input document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -508,7 +390,7 @@ pub fn binding_value(b: &StoredBinding, names: &NameList) -> Value {
     let k = &*KEYS;
     let name = |sym| names.shared(sym).map_or_else(|| s(""), shared);
     let list =
-        |l: crate::iam::interned::Syms<'_>| Value::from(l.iter().map(name).collect::<Vec<_>>());
+        |l: crate::model::interned::Syms<'_>| Value::from(l.iter().map(name).collect::<Vec<_>>());
     object([
         (&k.binding_id, Some(s(b.id()))),
         (&k.subjects, Some(list(b.subjects()))),
@@ -529,11 +411,10 @@ pub fn binding_value(b: &StoredBinding, names: &NameList) -> Value {
 }
 
 impl UserInput {
-    /// `input.user` as a policy value, memoised with the caller's binding set (see
-    /// `BindingSetInner::user`).
+    /// `input.user` as a policy value, memoised with the caller's binding set.
     pub fn value(&self) -> Value {
-        let memo = &self.bindings.0.user;
-        match memo.get() {
+        let memo = self.bindings.memo(USER_SLOT);
+        match memo.get().and_then(|m| m.downcast_ref::<UserMemo>()) {
             Some(m) if m.is_for(self) => m.value.clone(),
             Some(_) => self.build(),
             None => {
@@ -568,7 +449,7 @@ impl UserInput {
             Some(strings(&self.groups)),
             Some(strings(&self.group_principals)),
             Some(strings(&self.permissions)),
-            Some(self.bindings.value()),
+            Some(bindings_value(&self.bindings)),
             Some(properties),
         ])
     }
@@ -634,7 +515,7 @@ impl DecisionInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iam::BindingResource;
+    use crate::model::{Binding, BindingResource};
 
     #[test]
     fn common_strings_are_shared_and_others_copied() {

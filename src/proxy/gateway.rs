@@ -238,7 +238,7 @@ impl Gateway {
         // a decision-cache miss, or for a response rule.
         let mut filled = false;
         let mut authorized_company = None;
-        let mut decided = crate::iam::api::PolicyFacts::default();
+        let mut decided = crate::proxy::management::PolicyFacts::default();
         let mut fill = |i: &mut DecisionInput| {
             if let (false, Some(c)) = (filled, &caller) {
                 self.fill_details(i, &parts, c, &params, &query);
@@ -262,15 +262,19 @@ impl Gateway {
                 body: json.as_ref(),
             };
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
-                crate::iam::api::prevalidate(
+                crate::proxy::management::prevalidate(
                     handler,
                     json.as_ref(),
                     self.policy.snapshot().roles(),
                 )
                 .map_err(|e| e.into_response())?;
-                let facts =
-                    crate::iam::api::policy_facts(&m.manager, handler, &params, json.as_ref())
-                        .map_err(|e| e.into_response())?;
+                let facts = crate::proxy::management::policy_facts(
+                    &m.manager,
+                    handler,
+                    &params,
+                    json.as_ref(),
+                )
+                .map_err(|e| e.into_response())?;
                 input.grants = facts.grants.clone();
                 input.target = facts.target.clone();
                 decided = facts;
@@ -278,10 +282,10 @@ impl Gateway {
             authorized_company = self.authorize(checks, &view, input, &mut fill).await?;
             if let (Some(handler), Some(m)) = (&route.local, &self.management) {
                 let snapshot = self.policy.snapshot();
-                return Ok(crate::iam::api::handle(
+                return Ok(crate::proxy::management::handle(
                     &m.manager,
                     handler,
-                    crate::iam::api::LocalRequest {
+                    crate::proxy::management::LocalRequest {
                         caller,
                         params: &params,
                         query: &query,

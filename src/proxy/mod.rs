@@ -1,9 +1,11 @@
-//! The proxy stage: route matching on a validated path, then (in the coming request path) header
-//! hygiene and the upstream client. [`path`] refuses ambiguous paths instead of normalising them,
-//! so the path the policy sees is byte for byte the path forwarded; [`route`] matches it against
-//! the route table.
+//! The request path after authentication: [`path`] validates the path (refusing ambiguous ones
+//! instead of normalising them, so the path the policy sees is byte for byte the path
+//! forwarded), [`table`] and [`route`] match it against the route table, [`resolve`] finds the
+//! resource ids, [`gateway`] asks the policy and then either forwards through [`upstream`] (with
+//! its connection [`pool`]) or hands a `local` route to the [`management`] handlers.
 
 pub mod gateway;
+pub mod management;
 pub mod path;
 pub mod pool;
 pub mod resolve;

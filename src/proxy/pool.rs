@@ -14,12 +14,12 @@
 //! written is never retried, so nothing is sent twice.
 
 use crate::error::Body;
+pub use crate::net::{Connector, IDLE_TIMEOUT};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -27,12 +27,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
-/// The connector the pool opens connections with: TCP with the connect timeout, then TLS for
-/// `https` bases.
-pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
-/// How long an idle upstream connection is kept.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The most idle connections kept to the upstream: enough for the concurrency limit's bursts
 /// without holding thousands of sockets after one.
 pub const MAX_IDLE: usize = 1024;

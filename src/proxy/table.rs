@@ -429,7 +429,7 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
         );
     }
     if let Some(l) = &r.local
-        && !crate::iam::api::HANDLERS.contains(&l.as_str())
+        && !crate::proxy::management::HANDLERS.contains(&l.as_str())
     {
         errs.push(format!("local `{l}` is not a management handler"));
     }

@@ -326,8 +326,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         );
     }
     if let Some((url, token, every)) = settings.directory_sync.clone() {
-        let client = crate::proxy::upstream::http_client(
-            crate::proxy::upstream::connector(
+        let client = crate::net::http_client(
+            crate::net::connector(
                 settings.upstream.connect_timeout,
                 settings.upstream.ca_file.as_deref(),
             )
@@ -404,9 +404,9 @@ async fn build_gateway(
     // A route naming a permission the policy does not define would deny everyone, silently.
     policy.require_permissions(routes.named_permissions())?;
     let up = &settings.upstream;
-    let connector = crate::proxy::upstream::connector(up.connect_timeout, up.ca_file.as_deref())
+    let connector = crate::net::connector(up.connect_timeout, up.ca_file.as_deref())
         .map_err(StartError::Tls)?;
-    let client = crate::proxy::upstream::http_client(connector.clone());
+    let client = crate::net::http_client(connector.clone());
     let verifier = Arc::new(crate::token::verifier::AccessTokenVerifier::new(
         keys.clone(),
         issuer_id,

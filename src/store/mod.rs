@@ -10,7 +10,7 @@ pub mod snapshot;
 pub mod sqlite;
 
 use crate::config::DatabaseSettings;
-use crate::iam::ServiceAccount;
+use crate::model::ServiceAccount;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,12 +62,12 @@ pub enum Write {
         /// The account.
         client_id: String,
         /// The new credential.
-        credential: crate::iam::Credential,
+        credential: crate::model::Credential,
         /// A replaced secret still accepted until the given time.
-        retired_secret: Option<(crate::iam::SecretHash, i64)>,
+        retired_secret: Option<(crate::model::SecretHash, i64)>,
     },
     /// A binding or directory change.
-    Iam(crate::iam::directory::IamChange),
+    Iam(crate::model::IamChange),
     /// An audit record.
     Audit(AuditRecord),
 }
@@ -75,7 +75,7 @@ pub enum Write {
 /// How both stores encode values into columns, so SQLite and PostgreSQL cannot drift apart.
 pub(crate) mod columns {
     use super::StoreError;
-    use crate::iam::{Credential, SecretHash};
+    use crate::model::{Credential, SecretHash};
 
     /// The `secret_hash` column of a credential.
     pub fn secret_hash(c: &Credential) -> Option<Vec<u8>> {
@@ -114,8 +114,8 @@ pub(crate) mod columns {
         /// Decodes the row; a `private_key_jwt` account takes its keys out of `keys`.
         pub fn into_account(
             self,
-            keys: &mut std::collections::HashMap<String, Vec<crate::iam::ClientKey>>,
-        ) -> Result<crate::iam::ServiceAccount, StoreError> {
+            keys: &mut std::collections::HashMap<String, Vec<crate::model::ClientKey>>,
+        ) -> Result<crate::model::ServiceAccount, StoreError> {
             let id = self.client_id;
             let hash = |bytes: Vec<u8>| -> Result<SecretHash, StoreError> {
                 bytes
@@ -134,11 +134,11 @@ pub(crate) mod columns {
             };
             let permissions: Vec<String> = serde_json::from_str(&self.permissions)
                 .map_err(|_| StoreError::Corrupt(format!("permissions of {id}")))?;
-            Ok(crate::iam::ServiceAccount {
+            Ok(crate::model::ServiceAccount {
                 name: self.name,
                 owner: self
                     .company_id
-                    .map_or(crate::iam::Owner::Root, crate::iam::Owner::Company),
+                    .map_or(crate::model::Owner::Root, crate::model::Owner::Company),
                 credential,
                 permissions: permissions.into(),
                 created_at: self.created_at,
@@ -192,7 +192,7 @@ const MAX_PENDING: usize = 10_000;
 impl Changed {
     /// The ids a batch of writes touches.
     pub fn of(writes: &[Write]) -> Self {
-        use crate::iam::directory::IamChange;
+        use crate::model::IamChange;
         let mut c = Self::default();
         for w in writes {
             match w {
@@ -270,13 +270,13 @@ pub struct Loaded {
     /// Accounts that exist.
     pub accounts: Vec<ServiceAccount>,
     /// Bindings that exist.
-    pub bindings: Vec<crate::iam::Binding>,
+    pub bindings: Vec<crate::model::Binding>,
     /// Projects that exist.
-    pub projects: Vec<crate::iam::directory::Project>,
+    pub projects: Vec<crate::model::Project>,
 }
 
 /// Durable storage of accounts.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: crate::token::SharedDocs + Send + Sync + 'static {
     /// Every account, for building the snapshot.
     fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>>;
     /// Inserts a new account with its keys in one transaction.
@@ -286,9 +286,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records coalesced last-login times in one transaction.
     fn record_logins(&self, logins: Vec<(String, i64)>) -> StoreFuture<'_, ()>;
     /// Every binding and directory entry, for building the IAM snapshot.
-    fn load_iam(&self) -> StoreFuture<'_, crate::iam::directory::IamData>;
+    fn load_iam(&self) -> StoreFuture<'_, crate::model::IamData>;
     /// Applies binding and directory changes in one transaction (all or nothing).
-    fn apply_iam(&self, changes: Vec<crate::iam::directory::IamChange>) -> StoreFuture<'_, ()>;
+    fn apply_iam(&self, changes: Vec<crate::model::IamChange>) -> StoreFuture<'_, ()>;
     /// Commits a batch of writes in one transaction.
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
     /// The newest `limit` audit records, newest first.
@@ -331,25 +331,6 @@ pub trait Store: Send + Sync + 'static {
     fn purge_jtis(&self, _now: i64) -> StoreFuture<'_, u64> {
         Box::pin(async { Ok(0) })
     }
-    /// A named document every instance shares (the sealed signing key set, the pepper check),
-    /// with its version; `None` when absent or when the store is not shared.
-    fn load_shared(&self, _name: &'static str) -> StoreFuture<'_, Option<(i64, Vec<u8>)>> {
-        Box::pin(async { Ok(None) })
-    }
-    /// Writes a shared document if its version is still `expected` (`None`: only if absent), and
-    /// notifies the other instances; `Ok(false)` when another instance wrote first.
-    fn store_shared(
-        &self,
-        _name: &'static str,
-        _expected: Option<i64>,
-        _value: Vec<u8>,
-    ) -> StoreFuture<'_, bool> {
-        Box::pin(async {
-            Err(StoreError::Unavailable(
-                "this store is not shared between instances".to_owned(),
-            ))
-        })
-    }
     /// Cheap liveness query for `/-/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }
@@ -374,7 +355,7 @@ pub async fn open(db: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::iam::directory::{IamChange, Project};
+    use crate::model::{IamChange, Project};
 
     #[test]
     fn a_batch_names_the_rows_it_writes_and_merged_notifications_add_up() {

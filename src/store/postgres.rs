@@ -8,8 +8,9 @@
 //! database (`sslmode=require`) goes through rustls with the Mozilla roots.
 
 use super::{AuditRecord, ChangeFeed, Changed, Loaded, Store, StoreError, StoreFuture, Write};
-use crate::iam::directory::{IamChange, IamData, Project};
-use crate::iam::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use crate::model::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use crate::model::{IamChange, IamData, Project};
+use crate::token::{SharedDocs, SharedError, SharedFuture};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -872,17 +873,34 @@ impl Store for PgStore {
         })
     }
 
-    fn load_shared(&self, name: &'static str) -> StoreFuture<'_, Option<(i64, Vec<u8>)>> {
+    fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let c = self.conn().await?;
-            let row = c
-                .query_opt(
-                    "SELECT version, value FROM shared_state WHERE name = $1",
-                    &[&name],
-                )
+            tokio::time::timeout(TIMEOUT, c.simple_query("SELECT 1"))
                 .await
+                .map_err(|_| StoreError::Unavailable("ping timed out".to_owned()))?
                 .map_err(unavailable)?;
-            Ok(row.map(|r| (r.get(0), r.get(1))))
+            Ok(())
+        })
+    }
+}
+
+/// The shared documents live in table `shared_state`; a write notifies the other instances.
+impl SharedDocs for PgStore {
+    fn load_shared(&self, name: &'static str) -> SharedFuture<'_, Option<(i64, Vec<u8>)>> {
+        Box::pin(async move {
+            let run = async move {
+                let c = self.conn().await?;
+                let row = c
+                    .query_opt(
+                        "SELECT version, value FROM shared_state WHERE name = $1",
+                        &[&name],
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                Ok::<_, StoreError>(row.map(|r| (r.get(0), r.get(1))))
+            };
+            run.await.map_err(|e| SharedError(e.to_string()))
         })
     }
 
@@ -891,11 +909,12 @@ impl Store for PgStore {
         name: &'static str,
         expected: Option<i64>,
         value: Vec<u8>,
-    ) -> StoreFuture<'_, bool> {
+    ) -> SharedFuture<'_, bool> {
         Box::pin(async move {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await.map_err(unavailable)?;
-            let n = match expected {
+            let run = async move {
+                let mut c = self.conn().await?;
+                let tx = c.transaction().await.map_err(unavailable)?;
+                let n = match expected {
                 None => tx
                     .execute(
                         "INSERT INTO shared_state (name, version, value) VALUES ($1, 1, $2) ON CONFLICT (name) DO NOTHING",
@@ -911,27 +930,18 @@ impl Store for PgStore {
                     .await
                     .map_err(unavailable)?,
             };
-            if n == 0 {
-                return Ok(false);
-            }
-            // Names no account, binding or project: the others have nothing to re-read (the key
-            // reloader polls the key set on its own interval).
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload(&[])])
-                .await
-                .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            Ok(true)
-        })
-    }
-
-    fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let c = self.conn().await?;
-            tokio::time::timeout(TIMEOUT, c.simple_query("SELECT 1"))
-                .await
-                .map_err(|_| StoreError::Unavailable("ping timed out".to_owned()))?
-                .map_err(unavailable)?;
-            Ok(())
+                if n == 0 {
+                    return Ok::<_, StoreError>(false);
+                }
+                // Names no account, binding or project: the others have nothing to re-read (the key
+                // reloader polls the key set on its own interval).
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.payload(&[])])
+                    .await
+                    .map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(true)
+            };
+            run.await.map_err(|e| SharedError(e.to_string()))
         })
     }
 }

@@ -6,8 +6,8 @@
 //! The map is sharded copy-on-write, so a write copies one shard: at a hundred thousand
 //! accounts, copying the whole map held a worker thread for milliseconds per write.
 
-use crate::iam::ServiceAccount;
-use crate::iam::chunks::{Keyed, ShardedMap};
+use crate::model::ServiceAccount;
+use crate::model::chunks::{Keyed, ShardedMap};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 

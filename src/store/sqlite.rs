@@ -5,8 +5,8 @@
 //! snapshot, not from here. WAL mode keeps readers (the CLI) from blocking the server.
 
 use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
-use crate::iam::directory::{IamChange, IamData, Project};
-use crate::iam::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use crate::model::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use crate::model::{IamChange, IamData, Project};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -408,6 +408,9 @@ fn apply_iam_in(tx: &rusqlite::Transaction<'_>, change: &IamChange) -> Result<()
     }
     Ok(())
 }
+
+/// One instance per SQLite file: nothing is shared (the defaults say so).
+impl crate::token::SharedDocs for SqliteStore {}
 
 impl Store for SqliteStore {
     fn load_iam(&self) -> StoreFuture<'_, IamData> {

@@ -1,92 +1,60 @@
 //! The decision log: one structured record per policy decision (target `iamgate::decision`),
 //! with subject, route, method, path, resource, permission, outcome, reason, policy revision and
-//! whether the cache answered. Credentials never reach it: the policy input carries only
-//! [`masked_headers`], which blanks every header that can hold a secret.
+//! whether the cache answered. The policy engine fills a [`DecisionRecord`] after each decision;
+//! this module only writes it. Credentials never reach it: the record has no field for headers,
+//! tokens or bodies.
 
-use crate::policy::{Decision, DecisionInput};
-use std::collections::BTreeMap;
-
-/// Headers whose values are credentials or session material.
-const SENSITIVE: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "client-key",
-    "x-api-key",
-    "x-auth-token",
-];
-
-/// Whether a header (any case) may carry a secret.
-pub fn is_sensitive(name: &str) -> bool {
-    SENSITIVE.iter().any(|s| s.eq_ignore_ascii_case(name))
-}
-
-/// Form parameters that carry credentials at the token endpoint.
-pub fn is_sensitive_param(name: &str) -> bool {
-    matches!(
-        name,
-        "client_secret" | "client_assertion" | "assertion" | "password" | "refresh_token"
-    )
-}
-
-/// Header names lower-cased with sensitive values replaced by `***`; non-UTF-8 values dropped.
-pub fn masked_headers(headers: &http::HeaderMap) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (name, value) in headers {
-        let v = if is_sensitive(name.as_str()) {
-            "***".to_owned()
-        } else {
-            match value.to_str() {
-                Ok(v) => v.to_owned(),
-                Err(_) => continue,
-            }
-        };
-        out.insert(name.as_str().to_owned(), v);
-    }
-    out
+/// What is logged of one decision.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRecord<'a> {
+    /// The caller's id.
+    pub subject: &'a str,
+    /// `serviceaccount` or `user`.
+    pub subject_type: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Request path.
+    pub path: &'a str,
+    /// Route id.
+    pub route: &'a str,
+    /// The permission checked, or "".
+    pub permission: &'a str,
+    /// The custom rule checked, or "".
+    pub rule: &'a str,
+    /// Company, project and environment the check was made at ("" where none).
+    pub company: &'a str,
+    /// See `company`.
+    pub project: &'a str,
+    /// See `company`.
+    pub environment: &'a str,
+    /// The outcome.
+    pub allow: bool,
+    /// The reason id.
+    pub reason: &'a str,
+    /// The policy revision that decided.
+    pub revision: &'a str,
+    /// Whether the decision cache answered.
+    pub cached: bool,
 }
 
 /// Emits the record of one decision.
-pub fn record(input: &DecisionInput, decision: &Decision, cached: bool) {
-    let r = &input.resource;
+pub fn record(r: &DecisionRecord<'_>) {
     tracing::info!(
         target: "iamgate::decision",
-        subject = %input.user.id,
-        subject_type = %input.user.kind,
-        method = %input.request.method,
-        path = %input.request.path,
-        route = %input.route.id,
-        permission = input.route.permission.as_deref().unwrap_or(""),
-        rule = input.route.rule.as_deref().unwrap_or(""),
-        company = r.company_id.as_deref().unwrap_or(""),
-        project = r.project_id.as_deref().unwrap_or(""),
-        environment = r.env_id.as_deref().unwrap_or(""),
-        allow = decision.allow,
-        reason = %decision.reason,
-        revision = %decision.revision,
-        cached,
+        subject = r.subject,
+        subject_type = r.subject_type,
+        method = r.method,
+        path = r.path,
+        route = r.route,
+        permission = r.permission,
+        rule = r.rule,
+        company = r.company,
+        project = r.project,
+        environment = r.environment,
+        allow = r.allow,
+        reason = r.reason,
+        revision = r.revision,
+        cached = r.cached,
         "decision"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_masked_and_other_headers_kept() {
-        let mut h = http::HeaderMap::new();
-        h.insert("authorization", "Bearer secret-token".parse().unwrap());
-        h.insert("cookie", "sid=abc".parse().unwrap());
-        h.insert("client-key", "ck".parse().unwrap());
-        h.insert("x-request-id", "r-1".parse().unwrap());
-        let m = masked_headers(&h);
-        assert_eq!(m["authorization"], "***");
-        assert_eq!(m["cookie"], "***");
-        assert_eq!(m["client-key"], "***");
-        assert_eq!(m["x-request-id"], "r-1");
-        assert!(!format!("{m:?}").contains("secret-token"));
-        assert!(is_sensitive_param("client_assertion") && !is_sensitive_param("grant_type"));
-    }
 }

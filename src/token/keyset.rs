@@ -17,29 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A key's role in the set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    /// Signs new tokens. Exactly one.
-    Active,
-    /// Published ahead of its rotation.
-    Next,
-    /// Published until its tokens expire.
-    Retired,
-}
-
-impl std::str::FromStr for KeyStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "active" => Ok(Self::Active),
-            "next" => Ok(Self::Next),
-            "retired" => Ok(Self::Retired),
-            _ => Err(()),
-        }
-    }
-}
+pub use crate::model::KeyStatus;
 
 /// An immutable key set with its JWKS document pre-serialised.
 pub struct KeySet {
@@ -218,7 +196,7 @@ pub enum KeyHome {
     /// One document in the shared store, sealed under the pepper (several instances).
     Shared {
         /// The store every instance uses.
-        store: Arc<dyn crate::store::Store>,
+        store: Arc<dyn super::SharedDocs>,
         /// Seals the document.
         sealer: Arc<super::seal::Sealer>,
     },

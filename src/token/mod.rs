@@ -35,7 +35,47 @@ pub enum TokenError {
     },
     /// The shared store holding the key set failed.
     #[error("shared key set: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] SharedError),
+}
+
+/// A failure of the shared store, as its implementation describes it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SharedError(pub String);
+
+impl std::fmt::Debug for dyn SharedDocs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never connection details.
+        f.write_str("SharedDocs")
+    }
+}
+
+/// A shared-store operation in flight.
+pub type SharedFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SharedError>> + Send + 'a>>;
+
+/// Named documents every instance of a cluster shares: the sealed signing key set and the pepper
+/// check. The token layer needs nothing else of a store; the store implements it (every `Store`
+/// is one), so this layer does not depend on the store's.
+pub trait SharedDocs: Send + Sync {
+    /// A named document with its version; `None` when absent or when the store is not shared.
+    fn load_shared(&self, _name: &'static str) -> SharedFuture<'_, Option<(i64, Vec<u8>)>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Writes a shared document if its version is still `expected` (`None`: only if absent), and
+    /// notifies the other instances; `Ok(false)` when another instance wrote first.
+    fn store_shared(
+        &self,
+        _name: &'static str,
+        _expected: Option<i64>,
+        _value: Vec<u8>,
+    ) -> SharedFuture<'_, bool> {
+        Box::pin(async {
+            Err(SharedError(
+                "this store is not shared between instances".to_owned(),
+            ))
+        })
+    }
 }
 
 /// Claims of an access token (RFC 9068 plus the Console's `permissions`).

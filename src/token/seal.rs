@@ -108,7 +108,7 @@ const PEPPER_CHECK: &str = "pepper-check";
 /// refuses to continue when it differs: client secrets hashed by the other instances would all
 /// fail here, and the sealed key set could not be opened.
 pub async fn check_same_pepper(
-    store: &dyn crate::store::Store,
+    store: &dyn super::SharedDocs,
     sealer: &Sealer,
 ) -> Result<(), TokenError> {
     for _ in 0..3 {

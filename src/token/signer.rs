@@ -5,7 +5,7 @@
 //! so a signature costs one RSA operation plus the payload's encoding.
 
 use super::TokenError;
-use crate::util::{b64url, b64url_into, pem_decode};
+use crate::util::{b64url, b64url_into, pem_decode, rsa_thumbprint};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -28,16 +28,6 @@ impl fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
-}
-
-/// RFC 7638 thumbprint of an RSA public key given its base64url `n` and `e`.
-pub fn rsa_thumbprint(n_b64: &str, e_b64: &str) -> String {
-    // Members in lexicographic order, no whitespace: the canonical form of RFC 7638 §3.
-    let canonical = format!(r#"{{"e":"{e_b64}","kty":"RSA","n":"{n_b64}"}}"#);
-    b64url(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        canonical.as_bytes(),
-    ))
 }
 
 impl SigningKey {

@@ -700,7 +700,7 @@ async fn a_project_is_recorded_from_the_consoles_answer_to_its_creation_only() {
 
 #[tokio::test]
 async fn a_target_that_changes_between_decision_and_write_is_not_written() {
-    use iamgate::iam::api::{LocalRequest, handle, policy_facts};
+    use iamgate::proxy::management::{LocalRequest, handle, policy_facts};
     use std::collections::BTreeMap;
     let gw = gateway().start().await;
     let (boot_id, boot_secret) = bootstrap(&gw);

@@ -1,4 +1,4 @@
-//! The management API (SPEC §4.3–4.4) through the real gateway: the documentation's root service
+//! The management API through the real gateway: the documentation's root service
 //! account requests, company service accounts with project and environment roles enforced on
 //! proxied routes, the no-escalation rule, bad input that writes nothing, credential lifecycle,
 //! identities, audit.

@@ -1,5 +1,5 @@
-//! The whole permission matrix of SPEC §2 and the inheritance cases of SPEC §3, through the real
-//! compiled policy. The expected answers come from the SPEC tables reproduced below and the
+//! The whole permission matrix of the Console's roles and the inheritance cases, through the real
+//! compiled policy. The expected answers come from the role tables reproduced below and the
 //! inheritance rule, not from `policies/roles.json`, so a wrong data file fails here.
 
 use iamgate::iam::{Binding, BindingResource};
@@ -7,7 +7,7 @@ use iamgate::policy::input::{BindingSet, GrantInput, ResourceInput, RouteInput, 
 use iamgate::policy::{DecisionInput, PolicySource, Snapshot};
 use std::path::Path;
 
-/// SPEC §2 tables: permission, then one cell per role (G R D M PA CO / G R D M PA / R M).
+/// The role tables: permission, then one cell per role (G R D M PA CO / G R D M PA / R M).
 const COMPANY: &str = "
 console.company.view | x | x | x | x | x | x
 console.company.providers.view | x | x | x | x | x | x
@@ -138,7 +138,7 @@ impl Spec {
         v.extend(ROOT.iter().map(|s| s.to_string()));
         v
     }
-    /// SPEC rule 1 + 2: does `role` bound at `level` grant `perm` checked at the bound resource?
+    /// Scope match and inheritance: does `role` bound at `level` grant `perm` checked at the bound resource?
     fn expected(&self, role: &str, level: &str, perm: &str) -> bool {
         let suffix = |prefix: &str| perm.strip_prefix(prefix).map(str::to_owned);
         match level {

@@ -1,5 +1,5 @@
 //! The token endpoint over real HTTP: both client authentication methods, every assertion rule of
-//! SPEC §4.1, request hygiene, indistinguishable failures, replay and rate limiting.
+//! The token endpoint's contract, request hygiene, indistinguishable failures, replay and rate limiting.
 
 use crate::common;
 

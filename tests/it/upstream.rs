@@ -56,7 +56,7 @@ async fn start_upstream() -> SocketAddr {
 fn upstream(addr: SocketAddr, prefix: &str, forward_auth: bool) -> Upstream {
     Upstream::new(
         format!("http://{addr}{prefix}").parse().unwrap(),
-        iamgate::proxy::upstream::connector(Duration::from_secs(1), None).unwrap(),
+        iamgate::net::connector(Duration::from_secs(1), None).unwrap(),
         Duration::from_millis(500),
         IdentityHeaders::default(),
         forward_auth,

@@ -90,7 +90,7 @@ async fn scripted(idle: Duration) -> (SocketAddr, Arc<Seen>) {
 fn upstream(addr: SocketAddr) -> Upstream {
     Upstream::new(
         format!("http://{addr}").parse().unwrap(),
-        iamgate::proxy::upstream::connector(Duration::from_secs(1), None).unwrap(),
+        iamgate::net::connector(Duration::from_secs(1), None).unwrap(),
         Duration::from_secs(2),
         IdentityHeaders::default(),
         false,

@@ -4,8 +4,7 @@
 //! aws-lc-rs parses and checks it (modulus size, exponent); we keep `n`, `e` and a pre-built
 //! `DecodingKey` so that the token endpoint verifies an assertion without parsing anything.
 
-use crate::token::signer::rsa_thumbprint;
-use crate::util::{b64url, b64url_decode, pem_decode};
+use crate::util::{b64url, b64url_decode, pem_decode, rsa_thumbprint};
 use jsonwebtoken::DecodingKey;
 use std::fmt;
 

@@ -1,18 +1,18 @@
-//! The management API (SPEC §4.3–4.4): the handlers of the routes the route table marks
+//! The management API: the handlers of the routes the route table marks
 //! `local`. They run at the end of the gateway's request path, after authentication and the
 //! policy (route permission and no-escalation) allowed the request, in place of the upstream.
 //!
 //! Bodies are checked field by field so every error names its field: unknown fields, wrong
 //! types, unknown roles and roles not allowed at a level are 400; nothing is written then.
 
-use super::manage::{
+use crate::authn::bearer::Caller;
+use crate::error::{ApiError, Body, json};
+use crate::iam::manage::{
     EnvRole, ManageError, Manager, ProjectRole, RoleRequest, Scope, SubjectKind, auth_method,
     check_id,
 };
-use super::{NewAccount, Owner};
-use crate::authn::bearer::Caller;
-use crate::error::{ApiError, Body, json};
-use crate::policy::engine::RoleInfo;
+use crate::iam::{NewAccount, Owner};
+use crate::model::RoleInfo;
 use crate::util::unix_now;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -329,7 +329,7 @@ pub fn prevalidate(
         "root.create" => {
             let new = root_create(body)?;
             for (i, p) in new.permissions.iter().enumerate() {
-                if !super::ROOT_PERMISSIONS.contains(&p.as_str()) {
+                if !crate::iam::ROOT_PERMISSIONS.contains(&p.as_str()) {
                     return Err(bad(
                         format!("permissions[{i}]"),
                         format!("`{p}` is not a root permission"),
@@ -465,7 +465,7 @@ async fn dispatch(
             ))
         }
     };
-    let still: super::manage::Still<'_> = Some(&recheck);
+    let still: crate::iam::manage::Still<'_> = Some(&recheck);
     match route {
         "root.list" => Ok(ok_json(&m.root_accounts())),
         "root.create" => {
@@ -571,7 +571,7 @@ async fn dispatch(
             }
             m.register_project(
                 actor,
-                super::directory::Project {
+                crate::iam::directory::Project {
                     project_id: project_id.to_owned(),
                     company_id: company,
                     environments,

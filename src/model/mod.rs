@@ -1,0 +1,26 @@
+//! The plain types every layer shares: service accounts and their credentials, role bindings
+//! and principals, projects, key statuses, roles, grants. No I/O and no policy: the store
+//! persists them, the IAM layer validates and indexes them, the policy reads them.
+//!
+//! The interned binding table and the copy-on-write chunks live here too: the store loads the
+//! directory's data straight into them, so they sit below both.
+
+pub mod account;
+pub mod binding;
+pub mod binding_set;
+pub(crate) mod chunks;
+pub mod client_key;
+pub mod directory;
+pub mod grant;
+pub mod interned;
+pub mod key;
+pub mod role;
+
+pub use account::{AuthMethod, Credential, Owner, SecretHash, ServiceAccount};
+pub use binding::{Binding, BindingResource, Principal};
+pub use binding_set::BindingSet;
+pub use client_key::{ClientKey, KeyError};
+pub use directory::{IamChange, IamData, Project};
+pub use grant::{GrantInput, TargetInput};
+pub use key::KeyStatus;
+pub use role::RoleInfo;
