@@ -46,30 +46,21 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The source without comments and string literals (replaced by spaces, lines kept), cut at
-/// the inline `#[cfg(test)] mod … {` that closes a file: test modules may use anything.
+/// The source without comments, string literals and inline `#[cfg(test)] mod … { … }` blocks
+/// (each replaced by blanks, lines kept): test modules may use anything.
 fn code_of(text: &str) -> String {
-    let inline_tests = text.match_indices("#[cfg(test)]").find(|(i, m)| {
-        let after = text[i + m.len()..].trim_start();
-        after.starts_with("mod ")
-            && after.split(['{', ';']).next().is_some_and(|_| {
-                after
-                    .find('{')
-                    .is_some_and(|b| after.find(';').is_none_or(|s| b < s))
-            })
-    });
-    let text = match inline_tests {
-        Some((i, _)) => &text[..i],
-        None => text,
-    };
     let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let mut code = String::with_capacity(text.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'/' && b.get(i + 1) == Some(&b'/') {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
+        } else if b[i] == b'\'' && b.get(i + 2) == Some(&b'\'') {
+            // A character literal such as '{' (a lifetime never closes like this).
+            code.push_str("   ");
+            i += 3;
         } else if b[i] == b'"' {
             i += 1;
             while i < b.len() && b[i] != b'"' {
@@ -77,17 +68,52 @@ fn code_of(text: &str) -> String {
                     i += 1;
                 }
                 if b.get(i) == Some(&b'\n') {
-                    out.push('\n');
+                    code.push('\n');
                 }
                 i += 1;
             }
             i += 1;
-            out.push(' ');
+            code.push(' ');
         } else {
-            out.push(b[i] as char);
+            code.push(b[i] as char);
             i += 1;
         }
     }
+    // Blank every inline test module, matching its braces.
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        let item = after.trim_start();
+        let open = item.find('{');
+        let is_inline_mod =
+            item.starts_with("mod ") && open.is_some_and(|o| item.find(';').is_none_or(|s| o < s));
+        let Some(open) = open.filter(|_| is_inline_mod) else {
+            out.push_str(&rest[..at + "#[cfg(test)]".len()]);
+            rest = after;
+            continue;
+        };
+        out.push_str(&rest[..at]);
+        let body_start = at + "#[cfg(test)]".len() + (after.len() - item.len()) + open;
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (k, c) in rest[body_start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = body_start + k + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.extend(rest[at..end].chars().filter(|c| *c == '\n'));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -247,7 +273,7 @@ fn the_scan_sees_single_grouped_and_nested_imports() {
     write("model/mod.rs", "use crate::util::b64url;\n");
     write(
         "store/sqlite.rs",
-        "#[cfg(test)]\nmod helpers;\nuse crate::{config::X, iam::{A, B}};\n// crate::server in a comment\nconst S: &str = \"crate::proxy\";\nfn f() { crate::model::g(); }\n#[cfg(test)]\nmod tests { use crate::server::Y; }\n",
+        "#[cfg(test)]\nmod helpers;\nuse crate::{config::X, iam::{A, B}};\n// crate::server in a comment\nconst S: &str = \"crate::proxy\";\nfn f() { crate::model::g(); }\n#[cfg(test)]\nmod tests { fn t() { let _ = '}'; use crate::server::Y; } }\nuse crate::token::Z;\n",
     );
     let found = edges(dir.path());
     let pairs: BTreeMap<(String, String), usize> = found
@@ -259,6 +285,7 @@ fn the_scan_sees_single_grouped_and_nested_imports() {
         (("store".to_owned(), "config".to_owned()), 3),
         (("store".to_owned(), "iam".to_owned()), 3),
         (("store".to_owned(), "model".to_owned()), 6),
+        (("store".to_owned(), "token".to_owned()), 9),
     ]
     .into_iter()
     .collect();
