@@ -122,9 +122,18 @@ fn endpoint(c: &mut Criterion) {
                 .unwrap(),
         );
         let hasher = Arc::new(SecretHasher::new(b"bench-pepper-0123456789"));
-        let accounts = Accounts::load(store, hasher.clone()).await.unwrap();
-        let created = accounts
-            .create(
+        let accounts = Accounts::load(store.clone(), hasher.clone()).await.unwrap();
+        let directory = iamgate::iam::directory::Directory::load(store)
+            .await
+            .unwrap();
+        let manager = iamgate::iam::manage::Manager::new(accounts.clone(), directory, 0);
+        let model = iamgate::model::RoleModel {
+            root_permissions: vec!["console.root.view".into()],
+            ..Default::default()
+        };
+        let created = manager
+            .create_account(
+                "bench",
                 NewAccount {
                     name: "bench".into(),
                     owner: Owner::Root,
@@ -132,7 +141,10 @@ fn endpoint(c: &mut Criterion) {
                     public_key: None,
                     permissions: vec!["console.root.view".into()],
                 },
+                &iamgate::iam::manage::RoleRequest::default(),
+                &model,
                 unix_now(),
+                None,
             )
             .await
             .unwrap();

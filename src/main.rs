@@ -252,10 +252,18 @@ fn create_root_sa(
         let store: Arc<dyn Store> = iamgate::store::open(&settings.database).await?;
         let pepper =
             iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
+        // The root permissions are the policy's (its data); the write is the management API's
+        // own, audited with actor `cli`.
+        let (source, _) = iamgate::policy::configured_source(settings.policy.dir.as_deref())?;
+        let model = iamgate::policy::data::PolicyData::of_source(&source)?.model;
         let accounts =
-            iamgate::iam::Accounts::load(store, Arc::new(SecretHasher::new(&pepper))).await?;
-        let created = accounts
-            .create(
+            iamgate::iam::Accounts::load(store.clone(), Arc::new(SecretHasher::new(&pepper)))
+                .await?;
+        let directory = iamgate::iam::directory::Directory::load(store).await?;
+        let manager = iamgate::iam::manage::Manager::new(accounts, directory, 0);
+        let created = manager
+            .create_account(
+                "cli",
                 NewAccount {
                     name,
                     owner: Owner::Root,
@@ -263,7 +271,10 @@ fn create_root_sa(
                     public_key,
                     permissions,
                 },
+                &iamgate::iam::manage::RoleRequest::default(),
+                &model,
                 unix_now(),
+                None,
             )
             .await?;
         println!("{}", serde_json::to_string_pretty(&created)?);

@@ -738,12 +738,13 @@ impl Manager {
         actor: &str,
         new: NewAccount,
         roles_req: &RoleRequest,
-        roles: &HashMap<String, RoleInfo>,
+        roles: &crate::model::RoleModel,
         now: i64,
         still: Still<'_>,
     ) -> Result<Created, ManageError> {
         let _guard = self.lock(still).await?;
-        let (account, created) = build_account(new, self.accounts.hasher(), now)?;
+        let (account, created) =
+            build_account(new, self.accounts.hasher(), &roles.root_permissions, now)?;
         self.check_name_free(&account.owner, &account.name)?;
         let mut writes = vec![Write::InsertAccount(account.clone())];
         let changes = match &account.owner {
@@ -751,7 +752,7 @@ impl Manager {
                 c,
                 &Principal::ServiceAccount(account.client_id.clone()),
                 roles_req,
-                roles,
+                &roles.roles,
                 true,
             )?,
             Owner::Root => vec![],

@@ -25,22 +25,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Every root permission; a root account may hold any subset.
-pub const ROOT_PERMISSIONS: &[&str] = &[
-    "console.root.company.create",
-    "console.root.company.delete",
-    "console.root.project.create",
-    "console.root.project.details.update",
-    "console.root.project.delete",
-    "console.root.view",
-    "console.root.user.bind",
-    "console.root.user.manage",
-    "console.root.serviceaccount.manage",
-    "console.root.templates.manage",
-    "console.root.features.manage",
-    "marketplace.root.manage",
-];
-
 /// Why an account could not be created or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
@@ -138,6 +122,7 @@ fn check_name(name: &str) -> Result<(), IamError> {
 pub fn build_account(
     new: NewAccount,
     hasher: &SecretHasher,
+    root_permissions: &[String],
     now: i64,
 ) -> Result<(ServiceAccount, Created), IamError> {
     check_name(&new.name)?;
@@ -149,7 +134,7 @@ pub fn build_account(
                 "only root service accounts hold permissions",
             ));
         }
-        if !ROOT_PERMISSIONS.contains(&p.as_str()) {
+        if !root_permissions.contains(p) {
             return Err(invalid(
                 "permissions",
                 format!("`{p}` is not a root permission"),
@@ -249,30 +234,6 @@ impl Accounts {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
-
-    /// Creates an account: validate, commit, then publish to the snapshot.
-    pub async fn create(&self, new: NewAccount, now: i64) -> Result<Created, IamError> {
-        let (account, created) = build_account(new, &self.hasher, now)?;
-        self.commit(account).await?;
-        Ok(created)
-    }
-
-    /// Writes a validated account, then publishes it to the snapshot (only after the commit).
-    async fn commit(&self, account: ServiceAccount) -> Result<(), IamError> {
-        self.store.insert_account(account.clone()).await?;
-        let id = account.client_id.clone();
-        self.snapshot.apply(&id, Some(account));
-        Ok(())
-    }
-
-    /// Deletes an account; its tokens stop working as soon as the snapshot changes.
-    pub async fn delete(&self, client_id: &str) -> Result<(), IamError> {
-        if !self.store.delete_account(client_id.to_owned()).await? {
-            return Err(IamError::NotFound);
-        }
-        self.snapshot.apply(client_id, None);
-        Ok(())
-    }
 }
 
 /// Loads the pepper from config, or from `<data_dir>/secret-pepper`, generating it on first use.
@@ -301,15 +262,19 @@ pub fn load_pepper(
     }
 }
 
-/// Creates the bootstrap root account when the store is empty, writing its credentials to
-/// `<data_dir>/bootstrap-credentials.json` (mode 0600). Returns the file path when it did.
+/// Creates the bootstrap root account, holding every root permission of the policy's role
+/// model, when the store is empty. It goes through the management write path (audited, actor
+/// `bootstrap`); its credentials are then written to `<data_dir>/bootstrap-credentials.json`
+/// (mode 0600), and if that fails the account is deleted again: an account whose secret was
+/// never recorded would be unusable. Returns the file path when it did.
 pub async fn bootstrap(
-    accounts: &Accounts,
+    manager: &manage::Manager,
     name: &str,
     data_dir: &Path,
+    model: &crate::model::RoleModel,
     now: i64,
-) -> Result<Option<std::path::PathBuf>, IamError> {
-    if !accounts.snapshot().is_empty() {
+) -> Result<Option<std::path::PathBuf>, manage::ManageError> {
+    if !manager.accounts().snapshot().is_empty() {
         return Ok(None);
     }
     let new = NewAccount {
@@ -317,16 +282,37 @@ pub async fn bootstrap(
         owner: Owner::Root,
         method: AuthMethod::ClientSecretBasic,
         public_key: None,
-        permissions: ROOT_PERMISSIONS.iter().map(|s| (*s).to_owned()).collect(),
+        permissions: model.root_permissions.clone(),
     };
-    let (account, created) = build_account(new, accounts.hasher(), now)?;
+    let created = manager
+        .create_account(
+            "bootstrap",
+            new,
+            &manage::RoleRequest::default(),
+            model,
+            now,
+            None,
+        )
+        .await?;
     let path = data_dir.join("bootstrap-credentials.json");
-    let json =
-        serde_json::to_vec_pretty(&created).map_err(|e| invalid("bootstrap", e.to_string()))?;
-    // Write the file first: an account whose secret was never recorded would be unusable.
-    crate::util::write_private_file(&path, &json)
-        .map_err(|e| IamError::Store(StoreError::Unavailable(e.to_string())))?;
-    accounts.commit(account).await?;
+    let written = serde_json::to_vec_pretty(&created)
+        .map_err(std::io::Error::other)
+        .and_then(|json| crate::util::write_private_file(&path, &json));
+    if let Err(e) = written {
+        manager
+            .delete_account(
+                "bootstrap",
+                &manage::Scope::Root,
+                &created.client_id,
+                now,
+                None,
+            )
+            .await?;
+        return Err(manage::ManageError::Unavailable(format!(
+            "writing {}: {e}",
+            path.display()
+        )));
+    }
     Ok(Some(path))
 }
 

@@ -23,4 +23,4 @@ pub use client_key::{ClientKey, KeyError};
 pub use directory::{IamChange, IamData, Project};
 pub use grant::{GrantInput, TargetInput};
 pub use key::KeyStatus;
-pub use role::RoleInfo;
+pub use role::{RoleInfo, RoleModel};

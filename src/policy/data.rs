@@ -14,13 +14,13 @@ use std::collections::{HashMap, HashSet};
 /// Levels a role may be bound at.
 pub const LEVELS: &[&str] = &["company", "project", "environment", "root"];
 
-pub use crate::model::RoleInfo;
+pub use crate::model::{RoleInfo, RoleModel};
 
 /// The checked role model of a policy.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyData {
-    /// Each role by id.
-    pub roles: HashMap<String, RoleInfo>,
+    /// Each role by id, and the root permissions.
+    pub model: RoleModel,
     /// `data.permissions`, when the policy declares it.
     pub permissions: Option<HashSet<String>>,
 }
@@ -59,9 +59,20 @@ impl PolicyData {
                 "{at} names `{name}`, but the policy data has no `permissions` list"
             )),
         };
+        let mut root_permissions = Vec::new();
         if let Some(root) = data.get("root_permissions") {
-            for p in names_in(root, "root_permissions", &mut errs) {
-                known(&p, "root_permissions", &mut errs);
+            let names = names_in(root, "root_permissions", &mut errs);
+            // In the data's order: the bootstrap account lists them so.
+            for p in root
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
+                if names.contains(p) && !root_permissions.iter().any(|r| r == p) {
+                    known(p, "root_permissions", &mut errs);
+                    root_permissions.push(p.to_owned());
+                }
             }
         }
         let mut roles = HashMap::new();
@@ -119,7 +130,13 @@ impl PolicyData {
             Some(_) => errs.push("roles: must be an object of roles by id".to_owned()),
         }
         if errs.is_empty() {
-            Ok(Self { roles, permissions })
+            Ok(Self {
+                model: RoleModel {
+                    roles,
+                    root_permissions,
+                },
+                permissions,
+            })
         } else {
             errs.sort();
             Err(PolicyError::Data(errs))
@@ -203,9 +220,11 @@ mod tests {
         let data: serde_json::Value =
             serde_json::from_str(include_str!("../../policies/roles.json")).unwrap();
         let d = PolicyData::read(&data).unwrap();
-        assert_eq!(d.roles["company-owner"].rank, 60);
+        assert_eq!(d.model.roles["company-owner"].rank, 60);
+        assert_eq!(d.model.root_permissions.len(), 12);
+        assert!(d.model.is_root_permission("console.root.user.bind"));
         assert_eq!(
-            d.roles["maintainer"].levels,
+            d.model.roles["maintainer"].levels,
             ["company", "environment", "project"]
         );
     }
@@ -213,7 +232,7 @@ mod tests {
     #[test]
     fn a_policy_without_a_role_model_passes_but_names_nothing() {
         let d = PolicyData::read(&json!({})).unwrap();
-        assert!(d.roles.is_empty());
+        assert!(d.model.roles.is_empty());
         let e = d
             .check_named(&[("route r".into(), "console.company.view".into())])
             .unwrap_err();

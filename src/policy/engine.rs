@@ -7,7 +7,7 @@
 //! name a custom rule are never cached: such a rule may read anything in the input.
 
 use super::data::PolicyData;
-pub use super::data::RoleInfo;
+pub use super::data::{RoleInfo, RoleModel};
 use super::input::{DecisionInput, GrantInput, ResourceInput, TargetInput};
 use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
@@ -61,8 +61,8 @@ pub struct Snapshot {
     interpreter: regorus::Engine,
     /// The checked role model: each role's rank and levels, and the permissions that exist.
     model: PolicyData,
-    /// The roles of `model`, shared with the management handlers.
-    roles: Arc<std::collections::HashMap<String, RoleInfo>>,
+    /// The role model of `model`, shared with the management handlers.
+    roles: Arc<super::data::RoleModel>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -90,7 +90,7 @@ impl Snapshot {
         let mut engine = tabled_engine(&source, false, tables)?;
         let interpreter = engine.clone();
         let data = engine.get_data();
-        let roles = Arc::new(model.roles.clone());
+        let roles = Arc::new(model.model.clone());
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
         let compiled = engine
             .compile_with_entrypoint(&entry)
@@ -224,8 +224,9 @@ impl Snapshot {
         self
     }
 
-    /// The roles of the policy data, for validating role assignments.
-    pub fn roles(&self) -> &Arc<std::collections::HashMap<String, RoleInfo>> {
+    /// The role model of the policy data (roles, root permissions), for validating
+    /// assignments.
+    pub fn role_model(&self) -> &Arc<super::data::RoleModel> {
         &self.roles
     }
 

@@ -64,6 +64,24 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The policy a deployment uses: the configured folder, else `./policies` when it holds an
+/// `authz.rego`, else the embedded default. Returns the source and the folder, if any.
+pub fn configured_source(
+    dir: Option<&Path>,
+) -> Result<(PolicySource, Option<std::path::PathBuf>), PolicyError> {
+    let default_dir = Path::new("policies");
+    let dir = match dir {
+        Some(d) => Some(d.to_path_buf()),
+        None if default_dir.join("authz.rego").is_file() => Some(default_dir.to_path_buf()),
+        None => None,
+    };
+    let source = match &dir {
+        Some(d) => PolicySource::read(d)?,
+        None => embedded_source(),
+    };
+    Ok((source, dir))
+}
+
 /// The embedded default policy as a source.
 pub fn embedded_source() -> PolicySource {
     PolicySource::from_files(

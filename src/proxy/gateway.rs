@@ -265,7 +265,7 @@ impl Gateway {
                 crate::proxy::management::prevalidate(
                     handler,
                     json.as_ref(),
-                    self.policy.snapshot().roles(),
+                    self.policy.snapshot().role_model(),
                 )
                 .map_err(|e| e.into_response())?;
                 let facts = crate::proxy::management::policy_facts(
@@ -290,7 +290,7 @@ impl Gateway {
                         params: &params,
                         query: &query,
                         body: json.as_ref(),
-                        roles: snapshot.roles(),
+                        model: snapshot.role_model(),
                         decided: &decided,
                     },
                 )

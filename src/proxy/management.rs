@@ -12,11 +12,11 @@ use crate::iam::manage::{
     check_id,
 };
 use crate::iam::{NewAccount, Owner};
-use crate::model::RoleInfo;
+use crate::model::RoleModel;
 use crate::util::unix_now;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Largest `per_page` of a listing.
 pub const MAX_PER_PAGE: usize = 200;
@@ -32,8 +32,8 @@ pub struct LocalRequest<'a> {
     pub query: &'a [(String, String)],
     /// The JSON body, if any.
     pub body: Option<&'a Value>,
-    /// Roles of the live policy.
-    pub roles: &'a HashMap<String, RoleInfo>,
+    /// The role model of the live policy.
+    pub model: &'a RoleModel,
     /// What the policy decided on ([`policy_facts`] before the decision): the write goes ahead
     /// only if the facts are the same under the write lock.
     pub decided: &'a PolicyFacts,
@@ -323,13 +323,14 @@ fn role_edit(body: Option<&Value>) -> Result<RoleRequest, ManageError> {
 pub fn prevalidate(
     route: &str,
     body: Option<&Value>,
-    roles: &HashMap<String, RoleInfo>,
+    model: &RoleModel,
 ) -> Result<(), ManageError> {
+    let roles = &model.roles;
     match route {
         "root.create" => {
             let new = root_create(body)?;
             for (i, p) in new.permissions.iter().enumerate() {
-                if !crate::iam::ROOT_PERMISSIONS.contains(&p.as_str()) {
+                if !model.is_root_permission(p) {
                     return Err(bad(
                         format!("permissions[{i}]"),
                         format!("`{p}` is not a root permission"),
@@ -471,7 +472,7 @@ async fn dispatch(
         "root.create" => {
             let new = root_create(r.body)?;
             let c = m
-                .create_account(actor, new, &RoleRequest::default(), r.roles, now, still)
+                .create_account(actor, new, &RoleRequest::default(), r.model, now, still)
                 .await?;
             Ok(created(&c))
         }
@@ -479,7 +480,7 @@ async fn dispatch(
             let company = param(r, "companyId")?;
             let (new, roles) = company_create(r.body, company)?;
             let c = m
-                .create_account(actor, new, &roles, r.roles, now, still)
+                .create_account(actor, new, &roles, r.model, now, still)
                 .await?;
             Ok(created(&c))
         }
@@ -496,8 +497,16 @@ async fn dispatch(
             if roles.role.is_none() && roles.projects.is_empty() {
                 return Err(bad("body", "names no role to change"));
             }
-            m.set_roles(actor, company, &principal, &roles, r.roles, now, still)
-                .await?;
+            m.set_roles(
+                actor,
+                company,
+                &principal,
+                &roles,
+                &r.model.roles,
+                now,
+                still,
+            )
+            .await?;
             Ok(no_content())
         }
         "company.user.remove" | "company.group.remove" => {

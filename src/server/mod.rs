@@ -51,7 +51,7 @@ pub enum StartError {
     Upgrade(String),
     /// Bootstrap account.
     #[error("bootstrap: {0}")]
-    Bootstrap(#[from] crate::iam::IamError),
+    Bootstrap(#[from] crate::iam::manage::ManageError),
     /// The policy did not load, compile or pass its tests.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
@@ -79,18 +79,9 @@ pub enum StartError {
 fn load_policy(
     settings: &crate::config::PolicySettings,
 ) -> Result<(Arc<crate::policy::PolicyEngine>, Option<PathBuf>), StartError> {
-    use crate::policy::{PolicyEngine, PolicySource, Snapshot};
+    use crate::policy::{PolicyEngine, Snapshot};
     crate::policy::engine::set_decision_timeout(settings.decision_timeout);
-    let default_dir = PathBuf::from("policies");
-    let dir = match &settings.dir {
-        Some(d) => Some(d.clone()),
-        None if default_dir.join("authz.rego").is_file() => Some(default_dir),
-        None => None,
-    };
-    let source = match &dir {
-        Some(d) => PolicySource::read(d)?,
-        None => crate::policy::embedded_source(),
-    };
+    let (source, dir) = crate::policy::configured_source(settings.dir.as_deref())?;
     let snapshot = Snapshot::compile_tested(source)?;
     tracing::info!(
         revision = %snapshot.revision(),
@@ -124,6 +115,8 @@ pub struct Running {
     pub policy_stats: Arc<crate::policy::reload::ReloadStats>,
     /// Bindings and the project directory.
     pub directory: crate::iam::directory::Directory,
+    /// The management write path (every audited change to accounts, bindings, projects).
+    pub manager: crate::iam::manage::Manager,
     /// The access-token issuer (for embedding and tests).
     pub issuer: Issuer,
     shutdown: watch::Sender<bool>,
@@ -177,17 +170,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => load_configured(&settings.signing.keys)?,
     };
     let keys = KeyRing::new(keyset);
-
-    let bootstrap_file = match &settings.bootstrap {
-        Some(name) => {
-            let f = crate::iam::bootstrap(&accounts, name, &settings.data_dir, unix_now()).await?;
-            if let Some(path) = &f {
-                tracing::warn!(path = %path.display(), "created bootstrap root service account; its credentials are in this file (mode 0600)");
-            }
-            f
-        }
-        None => None,
-    };
 
     let audience = settings
         .oauth
@@ -245,6 +227,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         ),
         Err(e) => return Err(StartError::Upgrade(e.to_string())),
     }
+    let bootstrap_file = match &settings.bootstrap {
+        Some(name) => {
+            let f = crate::iam::bootstrap(
+                &manager,
+                name,
+                &settings.data_dir,
+                policy.snapshot().role_model(),
+                unix_now(),
+            )
+            .await?;
+            if let Some(path) = &f {
+                tracing::warn!(path = %path.display(), "created bootstrap root service account; its credentials are in this file (mode 0600)");
+            }
+            f
+        }
+        None => None,
+    };
+
     let gateway = build_gateway(
         &settings, &issuer_id, &audience, &keys, &manager, &policy, &metrics,
     )
@@ -365,6 +365,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         policy,
         policy_stats,
         directory,
+        manager: manager.clone(),
         issuer: app_issuer,
         shutdown: shutdown_tx,
         task,

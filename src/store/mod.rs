@@ -6,6 +6,7 @@
 //! implementations slot in without touching callers.
 
 pub mod postgres;
+pub mod schema;
 pub mod snapshot;
 pub mod sqlite;
 

@@ -31,62 +31,6 @@ const JTI_BATCH: usize = 256;
 /// Replay-record statements in flight at once; while they run, the next batch fills up.
 const JTI_IN_FLIGHT: usize = 2;
 
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE service_accounts (
-    client_id            TEXT PRIMARY KEY,
-    name                 TEXT NOT NULL,
-    company_id           TEXT,
-    auth_method          TEXT NOT NULL CHECK (auth_method IN ('client_secret_basic','private_key_jwt')),
-    secret_hash          BYTEA,
-    permissions          TEXT NOT NULL DEFAULT '[]',
-    created_at           BIGINT NOT NULL,
-    last_login           BIGINT,
-    retired_secret_hash  BYTEA,
-    retired_secret_until BIGINT,
-    CHECK ((auth_method = 'client_secret_basic') = (secret_hash IS NOT NULL))
-);
-CREATE UNIQUE INDEX service_accounts_name ON service_accounts ((COALESCE(company_id, '')), name);
-CREATE TABLE service_account_keys (
-    client_id  TEXT NOT NULL REFERENCES service_accounts(client_id) ON DELETE CASCADE,
-    kid        TEXT NOT NULL,
-    n          TEXT NOT NULL,
-    e          TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
-    PRIMARY KEY (client_id, kid)
-);
-CREATE TABLE bindings (binding_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE projects (
-    project_id   TEXT PRIMARY KEY,
-    company_id   TEXT NOT NULL,
-    environments TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE audit_log (
-    id     BIGSERIAL PRIMARY KEY,
-    at     BIGINT NOT NULL,
-    actor  TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    before TEXT,
-    after  TEXT
-);
-CREATE TABLE assertion_jtis (
-    client_id  TEXT NOT NULL,
-    jti        TEXT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    PRIMARY KEY (client_id, jti)
-);
-CREATE INDEX assertion_jtis_expiry ON assertion_jtis (expires_at);
-"#,
-    r#"
-CREATE TABLE shared_state (
-    name    TEXT PRIMARY KEY,
-    version BIGINT NOT NULL,
-    value   BYTEA NOT NULL
-);
-"#,
-];
-
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -283,6 +227,7 @@ impl PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        use super::schema::{self, Dialect};
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(unavailable)?;
         // Several instances may start at once: one migrates, the others wait here.
@@ -296,8 +241,8 @@ impl PgStore {
             .query_opt("SELECT version FROM iamgate_schema", &[])
             .await
             .map_err(unavailable)?;
-        let done = match row {
-            Some(r) => usize::try_from(r.get::<_, i32>(0)).unwrap_or(0),
+        let recorded = match row {
+            Some(r) => r.get::<_, i32>(0),
             None => {
                 tx.execute("INSERT INTO iamgate_schema (version) VALUES (0)", &[])
                     .await
@@ -305,16 +250,21 @@ impl PgStore {
                 0
             }
         };
-        if done > MIGRATIONS.len() {
-            return Err(StoreError::Corrupt(format!(
-                "database schema version {done} is newer than this binary ({})",
-                MIGRATIONS.len()
-            )));
+        let done = schema::from_legacy_pg(recorded)
+            .filter(|d| *d <= schema::len())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "database schema version {recorded} is newer than this binary ({})",
+                    schema::PG_VERSION_BASE
+                        .saturating_add(i32::try_from(schema::len()).unwrap_or(i32::MAX))
+                ))
+            })?;
+        for i in done..schema::len() {
+            let sql = schema::step(i, Dialect::Postgres).unwrap_or_default();
+            tx.batch_execute(&sql).await.map_err(unavailable)?;
         }
-        for sql in MIGRATIONS.iter().skip(done) {
-            tx.batch_execute(sql).await.map_err(unavailable)?;
-        }
-        let version = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        let version = schema::PG_VERSION_BASE
+            .saturating_add(i32::try_from(schema::len()).unwrap_or(i32::MAX));
         tx.execute("UPDATE iamgate_schema SET version = $1", &[&version])
             .await
             .map_err(unavailable)?;

@@ -11,58 +11,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Ordered schema migrations; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE service_accounts (
-    client_id   TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    company_id  TEXT,
-    auth_method TEXT NOT NULL CHECK (auth_method IN ('client_secret_basic','private_key_jwt')),
-    secret_hash BLOB,
-    permissions TEXT NOT NULL DEFAULT '[]',
-    created_at  INTEGER NOT NULL,
-    last_login  INTEGER,
-    CHECK ((auth_method = 'client_secret_basic') = (secret_hash IS NOT NULL))
-);
-CREATE INDEX service_accounts_company ON service_accounts(company_id);
-CREATE TABLE service_account_keys (
-    client_id  TEXT NOT NULL REFERENCES service_accounts(client_id) ON DELETE CASCADE,
-    kid        TEXT NOT NULL,
-    n          TEXT NOT NULL,
-    e          TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (client_id, kid)
-);
-"#,
-    r#"
-CREATE TABLE bindings (
-    binding_id TEXT PRIMARY KEY,
-    doc        TEXT NOT NULL
-);
-CREATE TABLE projects (
-    project_id   TEXT PRIMARY KEY,
-    company_id   TEXT NOT NULL,
-    environments TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX projects_company ON projects(company_id);
-"#,
-    r#"
-ALTER TABLE service_accounts ADD COLUMN retired_secret_hash BLOB;
-ALTER TABLE service_accounts ADD COLUMN retired_secret_until INTEGER;
-CREATE UNIQUE INDEX service_accounts_name ON service_accounts(COALESCE(company_id, ''), name);
-CREATE TABLE audit_log (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at     INTEGER NOT NULL,
-    actor  TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    before TEXT,
-    after  TEXT
-);
-"#,
-];
-
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -117,19 +65,21 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    use super::schema::{self, Dialect};
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(unavailable)?;
     let done = usize::try_from(version).unwrap_or(0);
-    if done > MIGRATIONS.len() {
+    if done > schema::len() {
         return Err(StoreError::Corrupt(format!(
             "database schema version {done} is newer than this binary ({})",
-            MIGRATIONS.len()
+            schema::len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    for i in done..schema::len() {
+        let sql = schema::step(i, Dialect::Sqlite).unwrap_or_default();
         let tx = conn.transaction().map_err(unavailable)?;
-        tx.execute_batch(sql).map_err(unavailable)?;
+        tx.execute_batch(&sql).map_err(unavailable)?;
         tx.pragma_update(
             None,
             "user_version",

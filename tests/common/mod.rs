@@ -307,20 +307,53 @@ impl Gateway {
         public_key: Option<Value>,
         permissions: &[&str],
     ) -> Created {
-        self.running()
-            .accounts
-            .create(
-                NewAccount {
-                    name: format!("test-{}", uuid::Uuid::new_v4()),
-                    owner: Owner::Root,
-                    method,
-                    public_key,
-                    permissions: permissions.iter().map(|s| s.to_string()).collect(),
-                },
+        self.create_account(NewAccount {
+            name: format!("test-{}", uuid::Uuid::new_v4()),
+            owner: Owner::Root,
+            method,
+            public_key,
+            permissions: permissions.iter().map(|s| s.to_string()).collect(),
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Creates an account through the management write path (audited, actor `test`).
+    pub async fn create_account(
+        &self,
+        new: NewAccount,
+    ) -> Result<Created, iamgate::iam::manage::ManageError> {
+        let running = self.running();
+        running
+            .manager
+            .create_account(
+                "test",
+                new,
+                &iamgate::iam::manage::RoleRequest::default(),
+                running.policy.snapshot().role_model(),
                 unix_now(),
+                None,
             )
             .await
-            .unwrap()
+    }
+
+    /// Deletes an account through the management write path.
+    pub async fn delete_account(&self, client_id: &str) {
+        let running = self.running();
+        let scope = match running
+            .accounts
+            .snapshot()
+            .get(client_id)
+            .map(|a| a.owner.clone())
+        {
+            Some(Owner::Company(c)) => iamgate::iam::manage::Scope::Company(c),
+            _ => iamgate::iam::manage::Scope::Root,
+        };
+        running
+            .manager
+            .delete_account("test", &scope, client_id, unix_now(), None)
+            .await
+            .unwrap();
     }
 
     pub async fn secret_client(&self) -> (String, String) {
@@ -339,18 +372,13 @@ impl Gateway {
     /// A company service account with a client secret, and an access token for it.
     pub async fn company_sa(&self, company: &str) -> (String, String) {
         let c = self
-            .running()
-            .accounts
-            .create(
-                NewAccount {
-                    name: format!("sa-{}", uuid::Uuid::new_v4()),
-                    owner: Owner::Company(company.to_owned()),
-                    method: AuthMethod::ClientSecretBasic,
-                    public_key: None,
-                    permissions: vec![],
-                },
-                unix_now(),
-            )
+            .create_account(NewAccount {
+                name: format!("sa-{}", uuid::Uuid::new_v4()),
+                owner: Owner::Company(company.to_owned()),
+                method: AuthMethod::ClientSecretBasic,
+                public_key: None,
+                permissions: vec![],
+            })
             .await
             .unwrap();
         let secret = c.client_secret.unwrap().expose().to_owned();

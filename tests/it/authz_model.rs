@@ -181,8 +181,10 @@ async fn a_narrow_root_account_cannot_take_over_a_broader_one() {
         !log.as_array()
             .unwrap()
             .iter()
-            .any(|e| e["target"] == boot_id.as_str()
-                || e["target"] == wide.as_str() && e["action"] != "service-account.create"),
+            .any(
+                |e| (e["target"] == boot_id.as_str() || e["target"] == wide.as_str())
+                    && e["action"] != "service-account.create"
+            ),
         "{log}"
     );
 }
@@ -739,7 +741,7 @@ async fn a_target_that_changes_between_decision_and_write_is_not_written() {
         params: &params,
         query: &[],
         body: None,
-        roles: snapshot.roles(),
+        model: snapshot.role_model(),
         decided,
     };
     // The write finds another target than the one decided on, and refuses.

@@ -212,7 +212,7 @@ async fn deletions_and_role_changes_reach_the_other_instance_within_a_second() {
     assert!(took < Duration::from_secs(1));
 
     // An account deleted on A: its token is refused on B.
-    a.running().accounts.delete(&id).await.unwrap();
+    a.delete_account(&id).await;
     let took = until(
         "deletion on A refused on B",
         Duration::from_secs(1),
@@ -297,18 +297,13 @@ async fn a_database_outage_is_503_for_writes_while_requests_keep_being_decided()
     let r = gw.get("/-/ready").await;
     assert_eq!(r.status, 503);
     let created = gw
-        .running()
-        .accounts
-        .create(
-            iamgate::iam::NewAccount {
-                name: "during-outage".into(),
-                owner: iamgate::iam::Owner::Root,
-                method: iamgate::iam::AuthMethod::ClientSecretBasic,
-                public_key: None,
-                permissions: vec![],
-            },
-            iamgate::util::unix_now(),
-        )
+        .create_account(iamgate::iam::NewAccount {
+            name: "during-outage".into(),
+            owner: iamgate::iam::Owner::Root,
+            method: iamgate::iam::AuthMethod::ClientSecretBasic,
+            public_key: None,
+            permissions: vec![],
+        })
         .await;
     assert!(created.is_err());
     // Proxied requests are still decided, from the last snapshot.

@@ -21,6 +21,7 @@ mod policy_reload;
 mod process;
 mod proxy;
 mod routes;
+mod schema;
 mod server;
 mod stack;
 mod tls;

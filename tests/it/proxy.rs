@@ -256,7 +256,7 @@ async fn a_deleted_accounts_token_is_refused_at_once() {
     let path = format!("/api/backend/projects/{P1}/revisions");
     let r = gw.get_as(&path, &token).await;
     assert_eq!(r.status, 200);
-    gw.running().accounts.delete(&id).await.unwrap();
+    gw.delete_account(&id).await;
     let before = up.hits();
     let r = gw.get_as(&path, &token).await;
     assert_invalid_token(&r);

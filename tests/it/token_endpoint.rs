@@ -635,7 +635,7 @@ async fn deleted_account_gets_no_token_and_last_login_is_recorded() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    gw.running().accounts.delete(&id).await.unwrap();
+    gw.delete_account(&id).await;
     gw.token_basic(&id, &secret)
         .await
         .oauth_error(401, "invalid_client");
