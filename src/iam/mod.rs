@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod directory;
+pub mod follow;
 pub mod manage;
 pub mod sync;
 
@@ -352,4 +353,21 @@ impl LastLogins {
         }
         Ok(n)
     }
+}
+
+/// Writes the noted logins every `every` (and once more at shutdown).
+pub fn spawn_login_flusher(
+    logins: LastLogins,
+    store: Arc<dyn Store>,
+    every: std::time::Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    crate::util::spawn_periodic(every, shutdown, true, move || {
+        let (logins, store) = (logins.clone(), store.clone());
+        async move {
+            if let Err(e) = logins.flush(store.as_ref()).await {
+                tracing::warn!(error = %e, "could not record last logins; will retry");
+            }
+        }
+    });
 }

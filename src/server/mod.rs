@@ -1,9 +1,12 @@
-//! The server: builds every component from [`Settings`], binds the listener and serves HTTP/1.1
-//! and HTTP/2 through hyper-util's auto builder, draining in-flight requests on shutdown.
+//! The composition root: builds every component from [`Settings`] in dependency order, starts
+//! the background tasks each layer provides (login flusher, key reloader, policy reloader,
+//! change follower, directory sync), and serves the tower stack ([`stack`]) on the listener
+//! (`listen`).
 //!
 //! [`start`] is what both `iamgate serve` and the integration tests call, so the tests exercise
 //! exactly the production wiring on a real socket.
 
+mod listen;
 mod routes;
 pub mod stack;
 mod tls;
@@ -14,9 +17,6 @@ use crate::iam::{Accounts, LastLogins, SecretHasher};
 use crate::token::keyset::{KeyHome, ManagedKeys, load_configured};
 use crate::token::{Issuer, KeyRing, metadata};
 use crate::util::unix_now;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use routes::App;
-
-/// Longest time a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -263,14 +260,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    spawn_login_flusher(
+    crate::iam::spawn_login_flusher(
         last_logins,
         store.clone(),
         settings.last_login_flush,
         shutdown_rx.clone(),
     );
     if let Some(m) = managed {
-        spawn_key_reloader(m, keys, settings.signing.reload, shutdown_rx.clone());
+        crate::token::keyset::spawn_key_reloader(
+            m,
+            keys,
+            settings.signing.reload,
+            shutdown_rx.clone(),
+        );
     }
     if let Some(dir) = policy_dir {
         crate::policy::reload::spawn(
@@ -304,7 +306,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 }
             },
         );
-        spawn_change_follower(
+        crate::iam::follow::spawn_change_follower(
             store.clone(),
             accounts.clone(),
             directory.clone(),
@@ -349,7 +351,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         });
     }
     let service = stack::build(app, &settings.server);
-    let task = tokio::spawn(serve(
+    let task = tokio::spawn(listen::serve(
         listener,
         service,
         tls,
@@ -460,251 +462,6 @@ async fn build_gateway(
     .with_management(management))
 }
 
-/// Longest a client may take to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn serve<S, B>(
-    listener: TcpListener,
-    service: S,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    grace: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = tower::BoxError,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
-{
-    use crate::proxy::gateway::ConnInfo;
-    use tower::ServiceExt;
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes its request headers must not hold a connection forever.
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and similar: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = ConnInfo { peer, tls: tls.is_some() };
-                let svc = service.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
-                    r.extensions_mut().insert(conn);
-                    r
-                });
-                let svc = hyper_util::service::TowerToHyperService::new(svc);
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                        tokio::spawn(async move {
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with error");
-                            }
-                        });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, %peer, "tls handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "tls handshake timed out");
-                                    return;
-                                }
-                            };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with error");
-                            }
-                        });
-                    }
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period elapsed with connections still open");
-    }
-}
-
-/// Interval of the full resynchronisation that covers lost notifications.
-const RESYNC_EVERY: Duration = Duration::from_secs(30);
-
-/// Re-reads accounts, bindings and the directory from the shared store.
-async fn resync(
-    store: &dyn crate::store::Store,
-    accounts: &Accounts,
-    directory: &crate::iam::directory::Directory,
-) -> Result<(), crate::store::StoreError> {
-    // A read that raced a local write is stale: read again (the write is in the store now).
-    for _ in 0..5 {
-        let (generation, version) = (accounts.snapshot().generation(), directory.version());
-        let all = store.load_accounts().await?;
-        let iam = store.load_iam().await?;
-        let fresh_accounts = accounts.snapshot().replace_all_if(generation, all);
-        let fresh_iam = directory.replace_if(version, iam).await;
-        if fresh_accounts && fresh_iam {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Applies other instances' changes: the rows a notification names are read again and applied,
-/// unless a local write was published meanwhile (the rows may predate it: read again); a
-/// notification that names nothing in particular, or a failure, reads everything.
-async fn follow(
-    store: &dyn crate::store::Store,
-    accounts: &Accounts,
-    directory: &crate::iam::directory::Directory,
-    changed: crate::store::Changed,
-) -> Result<(), crate::store::StoreError> {
-    use crate::iam::directory::IamChange;
-    if changed.all {
-        return resync(store, accounts, directory).await;
-    }
-    if changed.is_empty() {
-        return Ok(());
-    }
-    for _ in 0..5 {
-        let (generation, version) = (accounts.snapshot().generation(), directory.version());
-        let loaded = match store.load_changed(changed.clone()).await {
-            Ok(loaded) => loaded,
-            // What the notification named is not applied: read everything instead.
-            Err(_) => break,
-        };
-        let account_changes = as_changes(
-            &changed.accounts,
-            loaded.accounts,
-            |a| &a.client_id,
-            |a| (a.client_id.clone(), Some(a)),
-            |id| (id, None),
-        );
-        let mut iam = as_changes(
-            &changed.bindings,
-            loaded.bindings,
-            |b| &b.binding_id,
-            IamChange::PutBinding,
-            IamChange::DeleteBinding,
-        );
-        iam.extend(as_changes(
-            &changed.projects,
-            loaded.projects,
-            |p| &p.project_id,
-            IamChange::PutProject,
-            IamChange::DeleteProject,
-        ));
-        let fresh_accounts = account_changes.is_empty()
-            || accounts
-                .snapshot()
-                .apply_all_if(generation, account_changes);
-        let fresh_iam = iam.is_empty() || directory.publish_if(version, iam).await;
-        if fresh_accounts && fresh_iam {
-            return Ok(());
-        }
-    }
-    resync(store, accounts, directory).await
-}
-
-/// What the rows read for the `named` ids mean: a row found is put, an id without one was
-/// deleted.
-fn as_changes<T, C>(
-    named: &std::collections::BTreeSet<String>,
-    rows: Vec<T>,
-    id: impl Fn(&T) -> &String,
-    put: impl Fn(T) -> C,
-    delete: impl Fn(String) -> C,
-) -> Vec<C> {
-    let found: std::collections::HashSet<String> = rows.iter().map(|r| id(r).clone()).collect();
-    let mut out: Vec<C> = rows.into_iter().map(put).collect();
-    out.extend(
-        named
-            .iter()
-            .filter(|n| !found.contains(*n))
-            .map(|n| delete(n.clone())),
-    );
-    out
-}
-
-/// Follows other instances' changes on a shared store: a notification names the rows a batch
-/// wrote, which are read and applied; a periodic resynchronisation covers lost ones. After a
-/// broken feed (database restart) it reconnects, resynchronises, and goes on; requests keep
-/// being served meanwhile.
-fn spawn_change_follower(
-    store: Arc<dyn crate::store::Store>,
-    accounts: Accounts,
-    directory: crate::iam::directory::Directory,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        loop {
-            let mut feed = match store.changes().await {
-                Ok(Some(rx)) => rx,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "change feed unavailable; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            };
-            // Whatever happened while the feed was down is picked up here.
-            if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
-                tracing::warn!(error = %e, "resynchronisation failed");
-            }
-            loop {
-                tokio::select! {
-                    got = feed.next() => match got {
-                        Some(changed) => {
-                            if let Err(e) = follow(store.as_ref(), &accounts, &directory, changed).await {
-                                tracing::warn!(error = %e, "applying another instance's change failed");
-                            }
-                        }
-                        None => {
-                            tracing::warn!("change feed ended; reconnecting");
-                            break;
-                        }
-                    },
-                    _ = tokio::time::sleep(RESYNC_EVERY) => {
-                        if let Err(e) = resync(store.as_ref(), &accounts, &directory).await {
-                            tracing::warn!(error = %e, "periodic resynchronisation failed");
-                        }
-                    }
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-    });
-}
-
 /// The managed signing key set, unless the config names PEM files: sealed in the database when
 /// the store is shared, otherwise under `<data_dir>/keys`. On a shared store this first checks
 /// that this instance's pepper is the one the others use, whichever keys are configured.
@@ -734,50 +491,4 @@ pub async fn managed_keys(
         None => KeyHome::Dir(settings.data_dir.join("keys")),
     };
     Ok(Some(ManagedKeys::new(home, retain)))
-}
-
-fn spawn_login_flusher(
-    logins: LastLogins,
-    store: Arc<dyn crate::store::Store>,
-    every: Duration,
-    shutdown: watch::Receiver<bool>,
-) {
-    crate::util::spawn_periodic(every, shutdown, true, move || {
-        let (logins, store) = (logins.clone(), store.clone());
-        async move {
-            if let Err(e) = logins.flush(store.as_ref()).await {
-                tracing::warn!(error = %e, "could not record last logins; will retry");
-            }
-        }
-    });
-}
-
-fn spawn_key_reloader(
-    managed: ManagedKeys,
-    ring: KeyRing,
-    every: Duration,
-    shutdown: watch::Receiver<bool>,
-) {
-    let managed = Arc::new(managed);
-    crate::util::spawn_periodic(every, shutdown, false, move || {
-        let (managed, ring) = (managed.clone(), ring.clone());
-        async move {
-            // Also rebuilt when unchanged, so retired keys drop out once their tokens expired.
-            match managed.reload(unix_now()).await {
-                Ok(set) => {
-                    if !set.same_keys(&ring.current()) {
-                        tracing::info!(active = set.active().kid(), "signing key set reloaded");
-                    }
-                    ring.replace(set);
-                }
-                Err(crate::token::TokenError::Store(e)) => {
-                    // An unreachable store is reported by the health check; keep signing.
-                    tracing::debug!(error = %e, "signing key set not checked");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "signing key set rejected; keeping the current one")
-                }
-            }
-        }
-    });
 }

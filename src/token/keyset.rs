@@ -482,6 +482,38 @@ fn write_dir(dir: &Path, keys: &[Managed]) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// Re-reads the managed key set every `every` and puts it in `ring`: keys rotated by another
+/// instance or the CLI are picked up, retired keys drop out once their tokens expired.
+pub fn spawn_key_reloader(
+    managed: ManagedKeys,
+    ring: KeyRing,
+    every: std::time::Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let managed = Arc::new(managed);
+    crate::util::spawn_periodic(every, shutdown, false, move || {
+        let (managed, ring) = (managed.clone(), ring.clone());
+        async move {
+            // Also rebuilt when unchanged, so retired keys drop out once their tokens expired.
+            match managed.reload(crate::util::unix_now()).await {
+                Ok(set) => {
+                    if !set.same_keys(&ring.current()) {
+                        tracing::info!(active = set.active().kid(), "signing key set reloaded");
+                    }
+                    ring.replace(set);
+                }
+                Err(TokenError::Store(e)) => {
+                    // An unreachable store is reported by the health check; keep signing.
+                    tracing::debug!(error = %e, "signing key set not checked");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "signing key set rejected; keeping the current one")
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
