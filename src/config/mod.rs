@@ -2,7 +2,10 @@
 //!
 //! A YAML file is read into a serde model that rejects unknown fields, environment overrides are
 //! applied on top, and [`RawConfig::validate`] turns the result into typed [`Settings`] while
-//! collecting *every* problem, so an operator fixes a broken file in one round trip.
+//! collecting *every* problem, so an operator fixes a broken file in one round trip. Each section
+//! has its own file (raw model, typed settings, and the `validate` of that section); this one
+//! holds the top-level keys and puts the sections together. Sits below every other layer but
+//! the shared types: the settings types are this module's own.
 
 use serde::Deserialize;
 use std::fmt;
@@ -11,6 +14,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod external;
+mod management;
+mod oauth;
+mod policy;
+mod server;
+mod signing;
+mod upstream;
+
+pub use external::RawExternalIssuer;
+pub use management::{DirectorySync, RawDirectory, RawManagement};
+pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
+pub use policy::{CacheSettings, PolicySettings, RawPolicy, RawPolicyCache};
+pub use server::{RawServer, RawTls, ServerSettings};
+pub use signing::{KeyFileSettings, RawKeyFile, RawSigning, SigningSettings};
+pub use upstream::{IdentityHeaders, RawIdentityHeaders, RawUpstream, UpstreamSettings};
 
 #[cfg(test)]
 mod tests;
@@ -101,141 +118,6 @@ pub struct RawConfig {
     pub directory: RawDirectory,
 }
 
-/// `directory:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawDirectory {
-    /// A Console endpoint answering `[{"_id","tenantId","environments":[{"envId"}]}]`, polled.
-    pub sync_url: Option<String>,
-    /// Bearer token sent to `sync_url`.
-    pub sync_token: Option<Secret>,
-    /// Seconds between syncs. Default 300.
-    pub sync_interval_secs: Option<u64>,
-}
-
-/// `management:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawManagement {
-    /// Accepted `Client-key` header values; when set, management requests must carry one.
-    pub client_keys: Vec<Secret>,
-    /// Seconds a rotated client secret keeps working. Default 0.
-    pub secret_rotation_grace_secs: Option<u64>,
-}
-
-/// `upstream:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawUpstream {
-    /// `http(s)://host:port[/prefix]`. Without it, proxied routes answer 503.
-    pub url: Option<String>,
-    /// Connect timeout, milliseconds. Default 2000.
-    pub connect_timeout_ms: Option<u64>,
-    /// Time to the upstream's response headers, milliseconds. Default 30000.
-    pub response_timeout_ms: Option<u64>,
-    /// Extra PEM CA certificates trusted for an https upstream (besides the Mozilla roots).
-    pub ca_file: Option<PathBuf>,
-    /// Forward the caller's `Authorization` header. Default false.
-    pub forward_authorization: Option<bool>,
-    /// Names of the trusted identity headers.
-    pub identity_headers: RawIdentityHeaders,
-}
-
-/// `upstream.identity_headers:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawIdentityHeaders {
-    /// Default `miauserid`.
-    pub user_id: Option<String>,
-    /// Default `miausergroups`.
-    pub groups: Option<String>,
-    /// Default `miauserproperties`.
-    pub properties: Option<String>,
-    /// Default `client-type`.
-    pub client_type: Option<String>,
-}
-
-/// `server:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawServer {
-    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate and key.
-    pub tls: Option<RawTls>,
-    /// Requests handled at once; beyond it new requests get 503 at once. Default 4096.
-    pub max_concurrent_requests: Option<usize>,
-    /// Longest time from request to response headers, seconds. Default 60.
-    pub request_timeout_secs: Option<u64>,
-    /// Largest declared request body, bytes. Default 1 GiB.
-    pub max_body_bytes: Option<u64>,
-    /// Largest request body read for a decision (deploy trigger, role edits), bytes. Default 1 MiB.
-    pub max_decision_body_bytes: Option<usize>,
-    /// Largest upstream answer read by a response rule, bytes. Default 16 MiB.
-    pub max_filtered_response_bytes: Option<usize>,
-    /// Seconds in-flight requests get to finish on shutdown. Default 30.
-    pub shutdown_grace_secs: Option<u64>,
-}
-
-/// `server.tls:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-}
-
-/// One `external_issuers:` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawExternalIssuer {
-    /// Short name in principals (`user:<name>:<subject>`) and management API ids
-    /// (`<name>:<subject>`). Default: the host of `issuer`.
-    pub name: Option<String>,
-    /// Exact `iss`.
-    pub issuer: String,
-    /// Required `aud`.
-    pub audience: String,
-    /// JWKS file.
-    pub jwks_file: Option<PathBuf>,
-    /// JWKS URL.
-    pub jwks_url: Option<String>,
-    /// Claim with the user id. Default `sub`.
-    pub subject_claim: Option<String>,
-    /// Claim with the groups. Default `groups`.
-    pub groups_claim: Option<String>,
-    /// Minimum seconds between JWKS refreshes on unknown kids. Default 30.
-    pub refresh_min_secs: Option<u64>,
-}
-
-/// `policy:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicy {
-    /// Policy folder. Default `./policies` when it exists, else the policy built into the binary.
-    pub dir: Option<PathBuf>,
-    /// Milliseconds between checks of the folder for changes. Default 500.
-    pub reload_ms: Option<u64>,
-    /// Time limit of one decision, milliseconds; over it the request is denied. Default 50.
-    pub decision_timeout_ms: Option<u64>,
-    /// `rvm` (default, regorus' register VM) or `interpreter`.
-    pub evaluator: Option<String>,
-    /// Decision cache.
-    pub cache: RawPolicyCache,
-}
-
-/// `policy.cache:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawPolicyCache {
-    /// Default true.
-    pub enabled: Option<bool>,
-    /// Entries. Default 100000.
-    pub capacity: Option<u64>,
-    /// Seconds an entry lives. Default 60.
-    pub ttl_secs: Option<u64>,
-}
-
 /// `bootstrap:` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,65 +126,6 @@ pub struct RawBootstrap {
     pub enabled: Option<bool>,
     /// Name of the bootstrap account. Default `bootstrap-admin`.
     pub name: Option<String>,
-}
-
-/// `oauth:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawOAuth {
-    /// `iss` of access tokens. Default: the public URL.
-    pub issuer: Option<String>,
-    /// `aud` of access tokens. Default: the public URL.
-    pub access_token_audience: Option<String>,
-    /// Access token lifetime in seconds. Default 3600.
-    pub access_token_lifetime_secs: Option<u64>,
-    /// Accepted client-assertion audiences. Default: `console-client-credentials`, the issuer and
-    /// the token endpoint URL.
-    pub assertion_audiences: Option<Vec<String>>,
-    /// Longest accepted assertion lifetime (`exp - now`), seconds, before skew. Default 3600.
-    pub max_assertion_lifetime_secs: Option<u64>,
-    /// Clock skew tolerated on `exp`, `nbf`, `iat`, seconds. Default 30.
-    pub clock_skew_secs: Option<u64>,
-    /// How many unexpired `(client_id, jti)` pairs are remembered. Default 100000.
-    pub replay_cache_capacity: Option<usize>,
-    /// Largest accepted token request body, bytes. Default 16384.
-    pub max_request_bytes: Option<usize>,
-    /// Brute-force protection.
-    pub rate_limit: RawRateLimit,
-}
-
-/// `oauth.rate_limit:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawRateLimit {
-    /// Window length, seconds. Default 60.
-    pub window_secs: Option<u64>,
-    /// Failures per client id per window before 429. Default 20.
-    pub max_failures_per_client: Option<u32>,
-    /// Failures per source address per window before 429. Default 100.
-    pub max_failures_per_address: Option<u32>,
-}
-
-/// `signing:` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawSigning {
-    /// PEM key files. When empty, keys are generated and rotated under `<data_dir>/keys`.
-    pub keys: Vec<RawKeyFile>,
-    /// Seconds between checks of the generated key set for rotations. Default 5.
-    pub reload_secs: Option<u64>,
-}
-
-/// One configured signing key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawKeyFile {
-    /// PKCS#8 or PKCS#1 RSA private key PEM.
-    pub path: PathBuf,
-    /// `active` (exactly one), `next` or `retired`.
-    pub status: String,
-    /// Key id; default the RFC 7638 thumbprint.
-    pub kid: Option<String>,
 }
 
 /// `log:` section.
@@ -322,28 +145,6 @@ pub enum DatabaseSettings {
     Sqlite(PathBuf),
     /// PostgreSQL URL.
     Postgres(Secret),
-}
-
-/// Decision-cache settings.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    /// Entries.
-    pub capacity: u64,
-    /// Time to live.
-    pub ttl: Duration,
-}
-
-/// Names of the trusted identity headers (Console conventions by default).
-#[derive(Debug, Clone)]
-pub struct IdentityHeaders {
-    /// The caller's id.
-    pub user_id: http::HeaderName,
-    /// Comma-separated groups.
-    pub groups: http::HeaderName,
-    /// JSON properties.
-    pub properties: http::HeaderName,
-    /// `serviceaccount` or `user`.
-    pub client_type: http::HeaderName,
 }
 
 /// Validated, typed settings.
@@ -387,111 +188,6 @@ pub struct Settings {
     pub secret_rotation_grace: Duration,
     /// Directory sync: URL, token, interval.
     pub directory_sync: Option<(http::Uri, Option<Secret>, Duration)>,
-}
-
-/// Upstream settings.
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// Base URL; `None` = no upstream (proxied routes answer 503).
-    pub url: Option<http::Uri>,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Response-header timeout.
-    pub response_timeout: Duration,
-    /// Extra CA file.
-    pub ca_file: Option<PathBuf>,
-    /// Forward `Authorization`.
-    pub forward_authorization: bool,
-    /// Identity header names.
-    pub identity_headers: IdentityHeaders,
-}
-
-/// Server settings.
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    /// TLS certificate and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// Concurrency limit.
-    pub max_concurrent_requests: usize,
-    /// Request timeout.
-    pub request_timeout: Duration,
-    /// Declared body ceiling.
-    pub max_body_bytes: u64,
-    /// Decision body cap.
-    pub max_decision_body_bytes: usize,
-    /// Filtered response cap.
-    pub max_filtered_response_bytes: usize,
-    /// Shutdown grace.
-    pub shutdown_grace: Duration,
-}
-
-/// Policy engine settings.
-#[derive(Debug, Clone)]
-pub struct PolicySettings {
-    /// The configured folder; `None` = `./policies` if present, else the embedded policy.
-    pub dir: Option<PathBuf>,
-    /// Reload poll interval.
-    pub reload: Duration,
-    /// Per-decision time limit.
-    pub decision_timeout: Duration,
-    /// Decision cache; `None` = disabled.
-    pub cache: Option<CacheSettings>,
-    /// Evaluate with regorus' interpreter instead of its register VM.
-    pub interpreter: bool,
-}
-
-/// Token endpoint settings.
-#[derive(Debug, Clone)]
-pub struct OAuthSettings {
-    /// Access token `iss`; `None` = public URL.
-    pub issuer: Option<String>,
-    /// Access token `aud`; `None` = public URL.
-    pub access_token_audience: Option<String>,
-    /// Access token lifetime.
-    pub access_token_lifetime: Duration,
-    /// Accepted assertion audiences; `None` = the defaults.
-    pub assertion_audiences: Option<Vec<String>>,
-    /// Maximum `exp - now` of an assertion (skew is added on top).
-    pub max_assertion_lifetime: Duration,
-    /// Clock skew.
-    pub clock_skew: Duration,
-    /// Replay cache capacity.
-    pub replay_cache_capacity: usize,
-    /// Request body limit.
-    pub max_request_bytes: usize,
-    /// Rate limiting.
-    pub rate_limit: RateLimitSettings,
-}
-
-/// Failure rate limiting.
-#[derive(Debug, Clone)]
-pub struct RateLimitSettings {
-    /// Fixed window.
-    pub window: Duration,
-    /// Failures per client id per window.
-    pub max_failures_per_client: u32,
-    /// Failures per source address per window.
-    pub max_failures_per_address: u32,
-}
-
-/// Signing key sources.
-#[derive(Debug, Clone)]
-pub struct SigningSettings {
-    /// Configured PEM files; empty = managed key set in `<data_dir>/keys`.
-    pub keys: Vec<KeyFileSettings>,
-    /// Reload interval for the managed key set.
-    pub reload: Duration,
-}
-
-/// A configured key file.
-#[derive(Debug, Clone)]
-pub struct KeyFileSettings {
-    /// PEM path.
-    pub path: PathBuf,
-    /// Its role in the key set.
-    pub status: crate::model::KeyStatus,
-    /// Explicit kid.
-    pub kid: Option<String>,
 }
 
 /// Reads `path` (if any) into the model; a missing explicit file is an error.
@@ -616,95 +312,15 @@ impl RawConfig {
             .unwrap_or(true)
             .then_some(bootstrap_name);
 
-        let o = self.oauth;
-        let issuer = o
-            .issuer
-            .map(|u| check_url("oauth.issuer", u.trim_end_matches('/'), &mut errs));
-        let access_token_audience = o.access_token_audience;
-        if access_token_audience.as_deref() == Some("") {
-            errs.push("oauth.access_token_audience: must not be empty".to_owned());
-        }
-        let lifetime = secs_in(
-            "oauth.access_token_lifetime_secs",
-            o.access_token_lifetime_secs,
-            3600,
-            60..=86_400,
-            &mut errs,
-        );
-        if let Some(a) = &o.assertion_audiences
-            && (a.is_empty() || a.iter().any(|s| s.is_empty()))
-        {
-            errs.push(
-                "oauth.assertion_audiences: needs at least one non-empty audience".to_owned(),
-            );
-        }
-        let max_assertion = secs_in(
-            "oauth.max_assertion_lifetime_secs",
-            o.max_assertion_lifetime_secs,
-            3600,
-            1..=86_400,
-            &mut errs,
-        );
-        let skew = secs_in(
-            "oauth.clock_skew_secs",
-            o.clock_skew_secs,
-            30,
-            0..=600,
-            &mut errs,
-        );
-        let replay_cache_capacity = o.replay_cache_capacity.unwrap_or(100_000);
-        if !(1..=100_000_000).contains(&replay_cache_capacity) {
-            errs.push("oauth.replay_cache_capacity: must be 1..=100000000".to_owned());
-        }
-        let max_request_bytes = o.max_request_bytes.unwrap_or(16 * 1024);
-        if !(1024..=1024 * 1024).contains(&max_request_bytes) {
-            errs.push("oauth.max_request_bytes: must be 1024..=1048576".to_owned());
-        }
-        let window = secs_in(
-            "oauth.rate_limit.window_secs",
-            o.rate_limit.window_secs,
-            60,
-            1..=86_400,
-            &mut errs,
-        );
-        let per_client = o.rate_limit.max_failures_per_client.unwrap_or(20);
-        let per_addr = o.rate_limit.max_failures_per_address.unwrap_or(100);
-        if per_client == 0 || per_addr == 0 {
-            errs.push("oauth.rate_limit: failure limits must be at least 1".to_owned());
-        }
-
-        let mut keys = Vec::new();
-        let mut actives = 0;
-        for (i, k) in self.signing.keys.into_iter().enumerate() {
-            match k.status.parse::<crate::model::KeyStatus>() {
-                Ok(status) => {
-                    if status == crate::model::KeyStatus::Active {
-                        actives += 1;
-                    }
-                    keys.push(KeyFileSettings {
-                        path: k.path,
-                        status,
-                        kid: k.kid,
-                    });
-                }
-                Err(()) => errs.push(format!(
-                    "signing.keys[{i}].status: `{}` is not one of active, next, retired",
-                    k.status
-                )),
-            }
-        }
-        if !keys.is_empty() && actives != 1 {
-            errs.push(format!(
-                "signing.keys: exactly one key must be active, found {actives}"
-            ));
-        }
-        let reload = secs_in(
-            "signing.reload_secs",
-            self.signing.reload_secs,
-            5,
-            1..=3600,
-            &mut errs,
-        );
+        let oauth = self.oauth.validate(&mut errs);
+        let skew = oauth.clock_skew;
+        let signing = self.signing.validate(&mut errs);
+        let policy = self.policy.validate(&mut errs);
+        let upstream = self.upstream.validate(&mut errs);
+        let server = self.server.validate(&mut errs);
+        let external_issuers = external::validate_all(self.external_issuers, skew, &mut errs);
+        let (client_keys, secret_rotation_grace) = self.management.validate(&mut errs);
+        let directory_sync = self.directory.validate(&mut errs);
 
         if let Some(p) = &self.secret_pepper
             && p.expose().len() < 16
@@ -740,240 +356,12 @@ impl RawConfig {
             errs.push(format!("log.level: `{log_level}` is not a tracing filter"));
         }
 
-        let reload_ms = self.policy.reload_ms.unwrap_or(500);
-        if !(50..=60_000).contains(&reload_ms) {
-            errs.push(format!(
-                "policy.reload_ms: {reload_ms} is outside 50..=60000"
-            ));
-        }
-        let timeout_ms = self.policy.decision_timeout_ms.unwrap_or(50);
-        if !(1..=10_000).contains(&timeout_ms) {
-            errs.push(format!(
-                "policy.decision_timeout_ms: {timeout_ms} is outside 1..=10000"
-            ));
-        }
-        let cache_capacity = self.policy.cache.capacity.unwrap_or(100_000);
-        if cache_capacity == 0 {
-            errs.push(
-                "policy.cache.capacity: must be at least 1 (or set enabled: false)".to_owned(),
-            );
-        }
-        let cache_ttl = secs_in(
-            "policy.cache.ttl_secs",
-            self.policy.cache.ttl_secs,
-            60,
-            1..=86_400,
-            &mut errs,
-        );
-        let interpreter = match self.policy.evaluator.as_deref() {
-            None | Some("rvm") => false,
-            Some("interpreter") => true,
-            Some(other) => {
-                errs.push(format!(
-                    "policy.evaluator: `{other}` is not rvm or interpreter"
-                ));
-                false
-            }
-        };
-        let policy = PolicySettings {
-            interpreter,
-            dir: self.policy.dir,
-            reload: Duration::from_millis(reload_ms),
-            decision_timeout: Duration::from_millis(timeout_ms),
-            cache: self
-                .policy
-                .cache
-                .enabled
-                .unwrap_or(true)
-                .then_some(CacheSettings {
-                    capacity: cache_capacity,
-                    ttl: cache_ttl,
-                }),
-        };
-
-        let up = self.upstream;
-        let upstream_url = up.url.as_deref().and_then(|u| {
-            let u = u.trim_end_matches('/');
-            check_url("upstream.url", u, &mut errs);
-            u.parse::<http::Uri>()
-                .map_err(|e| errs.push(format!("upstream.url: {e}")))
-                .ok()
-        });
-        let mut header_name = |field: &str, v: Option<String>, default: &'static str| match v {
-            None => http::HeaderName::from_static(default),
-            Some(n) => http::HeaderName::from_bytes(n.as_bytes()).unwrap_or_else(|_| {
-                errs.push(format!(
-                    "upstream.identity_headers.{field}: `{n}` is not a header name"
-                ));
-                http::HeaderName::from_static(default)
-            }),
-        };
-        let ih = up.identity_headers;
-        let identity_headers = IdentityHeaders {
-            user_id: header_name("user_id", ih.user_id, "miauserid"),
-            groups: header_name("groups", ih.groups, "miausergroups"),
-            properties: header_name("properties", ih.properties, "miauserproperties"),
-            client_type: header_name("client_type", ih.client_type, "client-type"),
-        };
-        let connect_ms = up.connect_timeout_ms.unwrap_or(2000);
-        let response_ms = up.response_timeout_ms.unwrap_or(30_000);
-        for (field, v) in [
-            ("upstream.connect_timeout_ms", connect_ms),
-            ("upstream.response_timeout_ms", response_ms),
-        ] {
-            if !(1..=600_000).contains(&v) {
-                errs.push(format!("{field}: {v} is outside 1..=600000"));
-            }
-        }
-        let upstream = UpstreamSettings {
-            url: upstream_url,
-            connect_timeout: Duration::from_millis(connect_ms),
-            response_timeout: Duration::from_millis(response_ms),
-            ca_file: up.ca_file,
-            forward_authorization: up.forward_authorization.unwrap_or(false),
-            identity_headers,
-        };
-
-        let sv = self.server;
-        let max_concurrent_requests = sv.max_concurrent_requests.unwrap_or(4096);
-        if !(1..=1_000_000).contains(&max_concurrent_requests) {
-            errs.push("server.max_concurrent_requests: must be 1..=1000000".to_owned());
-        }
-        let request_timeout = secs_in(
-            "server.request_timeout_secs",
-            sv.request_timeout_secs,
-            60,
-            1..=3600,
-            &mut errs,
-        );
-        let shutdown_grace = secs_in(
-            "server.shutdown_grace_secs",
-            sv.shutdown_grace_secs,
-            30,
-            0..=3600,
-            &mut errs,
-        );
-        let max_body_bytes = sv.max_body_bytes.unwrap_or(1 << 30);
-        if max_body_bytes < 1024 {
-            errs.push("server.max_body_bytes: must be at least 1024".to_owned());
-        }
-        let max_decision_body_bytes = sv.max_decision_body_bytes.unwrap_or(1 << 20);
-        if !(1024..=64 << 20).contains(&max_decision_body_bytes) {
-            errs.push("server.max_decision_body_bytes: must be 1024..=67108864".to_owned());
-        }
-        let max_filtered_response_bytes = sv.max_filtered_response_bytes.unwrap_or(16 << 20);
-        if !(1024..=256 << 20).contains(&max_filtered_response_bytes) {
-            errs.push("server.max_filtered_response_bytes: must be 1024..=268435456".to_owned());
-        }
-        let server = ServerSettings {
-            tls: sv.tls.map(|t| (t.cert_file, t.key_file)),
-            max_concurrent_requests,
-            request_timeout,
-            max_body_bytes,
-            max_decision_body_bytes,
-            max_filtered_response_bytes,
-            shutdown_grace,
-        };
-
-        let mut external_issuers = Vec::new();
-        let mut issuer_names = std::collections::HashSet::new();
-        for (i, e) in self.external_issuers.into_iter().enumerate() {
-            let at = format!("external_issuers[{i}]");
-            if e.issuer.is_empty() || e.audience.is_empty() {
-                errs.push(format!("{at}: issuer and audience must not be empty"));
-            }
-            // The name is part of every stored principal of this issuer's users and groups: it
-            // must be unambiguous, and two issuers must never share one.
-            let name = e
-                .name
-                .clone()
-                .unwrap_or_else(|| external::default_issuer_name(&e.issuer));
-            if !external::valid_issuer_name(&name) {
-                errs.push(format!(
-                    "{at}.name: `{name}` must be 1 to 64 characters of [A-Za-z0-9-._~]{}",
-                    if e.name.is_none() {
-                        " (derived from the issuer's host; set name)"
-                    } else {
-                        ""
-                    }
-                ));
-            } else if !issuer_names.insert(name.clone()) {
-                errs.push(format!(
-                    "{at}.name: `{name}` is already the name of another issuer; give each a distinct name"
-                ));
-            }
-            let jwks = match (e.jwks_file, e.jwks_url) {
-                (Some(f), None) => Some(external::JwksSource::File(f)),
-                (None, Some(u)) => {
-                    check_url(&format!("{at}.jwks_url"), &u, &mut errs);
-                    u.parse::<http::Uri>()
-                        .map_err(|err| errs.push(format!("{at}.jwks_url: {err}")))
-                        .ok()
-                        .map(external::JwksSource::Url)
-                }
-                _ => {
-                    errs.push(format!("{at}: give exactly one of jwks_file and jwks_url"));
-                    None
-                }
-            };
-            let refresh_min = secs_in(
-                &format!("{at}.refresh_min_secs"),
-                e.refresh_min_secs,
-                30,
-                0..=86_400,
-                &mut errs,
-            );
-            if let Some(jwks) = jwks {
-                external_issuers.push(external::ExternalIssuerSettings {
-                    name,
-                    issuer: e.issuer,
-                    audience: e.audience,
-                    jwks,
-                    subject_claim: e.subject_claim.unwrap_or_else(|| "sub".to_owned()),
-                    groups_claim: e.groups_claim.unwrap_or_else(|| "groups".to_owned()),
-                    refresh_min,
-                    skew,
-                });
-            }
-        }
-
-        if self
-            .management
-            .client_keys
-            .iter()
-            .any(|k| k.expose().len() < 8)
-        {
-            errs.push("management.client_keys: each key needs at least 8 characters".to_owned());
-        }
-        let secret_rotation_grace = secs_in(
-            "management.secret_rotation_grace_secs",
-            self.management.secret_rotation_grace_secs,
-            0,
-            0..=30 * 86_400,
-            &mut errs,
-        );
-
-        let sync_every = secs_in(
-            "directory.sync_interval_secs",
-            self.directory.sync_interval_secs,
-            300,
-            1..=86_400,
-            &mut errs,
-        );
-        let directory_sync = self.directory.sync_url.as_deref().and_then(|u| {
-            check_url("directory.sync_url", u, &mut errs);
-            u.parse::<http::Uri>()
-                .map_err(|e| errs.push(format!("directory.sync_url: {e}")))
-                .ok()
-                .map(|u| (u, self.directory.sync_token.clone(), sync_every))
-        });
-
         if !errs.is_empty() {
             return Err(ConfigError::Invalid(errs));
         }
         Ok(Settings {
             directory_sync,
-            client_keys: self.management.client_keys,
+            client_keys,
             secret_rotation_grace,
             upstream,
             server,
@@ -984,22 +372,8 @@ impl RawConfig {
             data_dir,
             database,
             bootstrap,
-            oauth: OAuthSettings {
-                issuer,
-                access_token_audience,
-                access_token_lifetime: lifetime,
-                assertion_audiences: o.assertion_audiences,
-                max_assertion_lifetime: max_assertion,
-                clock_skew: skew,
-                replay_cache_capacity,
-                max_request_bytes,
-                rate_limit: RateLimitSettings {
-                    window,
-                    max_failures_per_client: per_client,
-                    max_failures_per_address: per_addr,
-                },
-            },
-            signing: SigningSettings { keys, reload },
+            oauth,
+            signing,
             secret_pepper: self.secret_pepper,
             last_login_flush: flush,
             log_json,
@@ -1020,7 +394,7 @@ impl Settings {
     }
 }
 
-fn check_url(field: &str, url: &str, errs: &mut Vec<String>) -> String {
+pub(crate) fn check_url(field: &str, url: &str, errs: &mut Vec<String>) -> String {
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && !url.contains(['?', '#', ' '])
         && url.len() > "https://".len();
@@ -1032,7 +406,7 @@ fn check_url(field: &str, url: &str, errs: &mut Vec<String>) -> String {
     url.to_owned()
 }
 
-fn secs_in(
+pub(crate) fn secs_in(
     field: &str,
     value: Option<u64>,
     default: u64,
