@@ -1,6 +1,6 @@
 //! Small encoding helpers shared by the token signer, the client-key parser and the CLI: base64url
 //! without padding (the JOSE alphabet), PEM armour, randomness, and the clock. They sit below every
-//! pipeline stage and hold no state.
+//! layer (with [`crate::error`], the lowest) and hold no state.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;

@@ -1,13 +1,16 @@
 //! Persistence behind one [`Store`] trait, and the in-memory [`snapshot`] the hot path reads.
 //!
-//! The token endpoint and (later) the proxy never wait on the database: they read an
-//! [`snapshot::AccountSnapshot`] that every write updates after its transaction commits. The
-//! trait is object-safe and async so SQLite (embedded default) and PostgreSQL (several instances)
-//! implementations slot in without touching callers.
+//! Above the shared types and the token layer (it implements the token layer's `SharedDocs`),
+//! below the IAM layer that writes through it. The token endpoint and the proxy never wait on
+//! the database: they read an [`snapshot::AccountSnapshot`] and the directory, which every write
+//! updates after its transaction commits. SQLite (embedded default) and PostgreSQL (several
+//! instances) share one schema ([`schema`]) and carry out every write by the same statements
+//! ([`sql`]).
 
 pub mod postgres;
 pub mod schema;
 pub mod snapshot;
+pub mod sql;
 pub mod sqlite;
 
 use crate::config::DatabaseSettings;

@@ -7,8 +7,8 @@
 //! restart) is replaced on next use, so the gateway recovers without a restart. TLS to the
 //! database (`sslmode=require`) goes through rustls with the Mozilla roots.
 
-use super::{AuditRecord, ChangeFeed, Changed, Loaded, Store, StoreError, StoreFuture, Write};
-use crate::model::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use super::{AuditRecord, ChangeFeed, Changed, Loaded, Store, StoreError, StoreFuture, Write, sql};
+use crate::model::{Binding, ClientKey, ServiceAccount};
 use crate::model::{IamChange, IamData, Project};
 use crate::token::{SharedDocs, SharedError, SharedFuture};
 use std::collections::{BTreeSet, HashMap};
@@ -41,6 +41,53 @@ fn db_error(e: tokio_postgres::Error, conflict: impl FnOnce() -> String) -> Stor
     } else {
         unavailable(e)
     }
+}
+
+/// Runs one planned statement.
+async fn run(tx: &tokio_postgres::Transaction<'_>, stmt: &sql::Stmt) -> Result<(), StoreError> {
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = stmt
+        .params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let n = tx
+        .execute(stmt.sql, &params)
+        .await
+        .map_err(|e| match &stmt.on_unique {
+            Some(conflict) => db_error(e, || conflict.clone()),
+            None => unavailable(e),
+        })?;
+    match &stmt.must_change {
+        Some(conflict) if n == 0 => Err(StoreError::Conflict(conflict.clone())),
+        _ => Ok(()),
+    }
+}
+
+impl tokio_postgres::types::ToSql for sql::Param {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // Checked per variant: a parameter of the wrong type for its column is an error, never
+        // bytes of another type.
+        match self {
+            Self::Text(s) => s.to_sql_checked(ty, out),
+            Self::OptText(s) => s.to_sql_checked(ty, out),
+            Self::Int(i) => i.to_sql_checked(ty, out),
+            Self::OptInt(i) => i.to_sql_checked(ty, out),
+            Self::OptBlob(b) => b.to_sql_checked(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        // Each variant checks its own type in `to_sql`.
+        <String as tokio_postgres::types::ToSql>::accepts(ty)
+            || <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+            || <Vec<u8> as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// PostgreSQL-backed [`Store`].
@@ -382,48 +429,10 @@ impl PgStore {
     async fn commit_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(unavailable)?;
+        let now = crate::util::unix_now();
         for w in &writes {
-            match w {
-                Write::InsertAccount(a) => insert_account(&tx, a).await?,
-                Write::DeleteAccount(id) => {
-                    tx.execute("DELETE FROM service_accounts WHERE client_id = $1", &[id])
-                        .await
-                        .map_err(unavailable)?;
-                }
-                Write::UpdateCredential {
-                    client_id,
-                    credential,
-                    retired_secret,
-                } => {
-                    let hash = super::columns::secret_hash(credential);
-                    let (rh, ru) = super::columns::retired(retired_secret);
-                    let n = tx
-                        .execute(
-                            "UPDATE service_accounts SET secret_hash = $2, retired_secret_hash = $3, retired_secret_until = $4 WHERE client_id = $1",
-                            &[client_id, &hash, &rh, &ru],
-                        )
-                        .await
-                        .map_err(unavailable)?;
-                    if n == 0 {
-                        return Err(StoreError::Conflict(format!("no account {client_id}")));
-                    }
-                    tx.execute(
-                        "DELETE FROM service_account_keys WHERE client_id = $1",
-                        &[client_id],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                    insert_keys(&tx, client_id, credential, crate::util::unix_now()).await?;
-                }
-                Write::Iam(change) => apply_iam(&tx, change).await?,
-                Write::Audit(r) => {
-                    tx.execute(
-                        "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[&r.at, &r.actor, &r.action, &r.target, &super::columns::json_text(&r.before), &super::columns::json_text(&r.after)],
-                    )
-                    .await
-                    .map_err(unavailable)?;
-                }
+            for stmt in sql::plan(w, now)? {
+                run(&tx, &stmt).await?;
             }
         }
         // Delivered to the other instances only if the transaction commits, and in commit order;
@@ -598,83 +607,6 @@ async fn hold(client: Client) {
     }
 }
 
-async fn insert_keys(
-    tx: &tokio_postgres::Transaction<'_>,
-    client_id: &str,
-    credential: &Credential,
-    now: i64,
-) -> Result<(), StoreError> {
-    if let Credential::Keys(keys) = credential {
-        for k in keys {
-            tx.execute(
-                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&client_id, &k.kid, &k.n, &k.e, &now],
-            )
-            .await
-            .map_err(|e| db_error(e, || format!("duplicate kid {}", k.kid)))?;
-        }
-    }
-    Ok(())
-}
-
-async fn insert_account(
-    tx: &tokio_postgres::Transaction<'_>,
-    a: &ServiceAccount,
-) -> Result<(), StoreError> {
-    let company = match &a.owner {
-        Owner::Root => None,
-        Owner::Company(c) => Some(c.clone()),
-    };
-    let hash = super::columns::secret_hash(&a.credential);
-    let perms =
-        serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO service_accounts (client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&a.client_id, &a.name, &company, &a.credential.method().as_str(), &hash, &perms, &a.created_at, &a.last_login],
-    )
-    .await
-    .map_err(|e| db_error(e, || format!("a service account named {:?} exists", a.name)))?;
-    insert_keys(tx, &a.client_id, &a.credential, a.created_at).await
-}
-
-async fn apply_iam(
-    tx: &tokio_postgres::Transaction<'_>,
-    change: &IamChange,
-) -> Result<(), StoreError> {
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    match change {
-        IamChange::PutBinding(b) => {
-            let doc = serde_json::to_string(b).map_err(corrupt)?;
-            tx.execute(
-                "INSERT INTO bindings (binding_id, doc) VALUES ($1, $2) ON CONFLICT (binding_id) DO UPDATE SET doc = EXCLUDED.doc",
-                &[&b.binding_id, &doc],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        IamChange::DeleteBinding(id) => {
-            tx.execute("DELETE FROM bindings WHERE binding_id = $1", &[id])
-                .await
-                .map_err(unavailable)?;
-        }
-        IamChange::PutProject(p) => {
-            let envs = serde_json::to_string(&p.environments).map_err(corrupt)?;
-            tx.execute(
-                "INSERT INTO projects (project_id, company_id, environments) VALUES ($1, $2, $3) ON CONFLICT (project_id) DO UPDATE SET company_id = EXCLUDED.company_id, environments = EXCLUDED.environments",
-                &[&p.project_id, &p.company_id, &envs],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        IamChange::DeleteProject(id) => {
-            tx.execute("DELETE FROM projects WHERE project_id = $1", &[id])
-                .await
-                .map_err(unavailable)?;
-        }
-    }
-    Ok(())
-}
-
 impl Store for PgStore {
     fn load_accounts(&self) -> StoreFuture<'_, Vec<ServiceAccount>> {
         Box::pin(self.load_all())
@@ -732,10 +664,7 @@ impl Store for PgStore {
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut out = Vec::new();
             for r in c
-                .query(
-                    "SELECT at, actor, action, target, before, after FROM audit_log ORDER BY id DESC LIMIT $1",
-                    &[&limit],
-                )
+                .query(sql::SELECT_AUDIT, &[&limit])
                 .await
                 .map_err(unavailable)?
             {

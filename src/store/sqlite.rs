@@ -4,10 +4,10 @@
 //! behind a mutex; SQLite serialises writers anyway, and reads on the hot path come from the
 //! snapshot, not from here. WAL mode keeps readers (the CLI) from blocking the server.
 
-use super::{AuditRecord, Store, StoreError, StoreFuture, Write};
-use crate::model::{Binding, ClientKey, Credential, Owner, ServiceAccount};
+use super::{AuditRecord, Store, StoreError, StoreFuture, Write, sql};
+use crate::model::{Binding, ClientKey, ServiceAccount};
 use crate::model::{IamChange, IamData, Project};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -140,10 +140,33 @@ fn load_all(conn: &mut Connection) -> Result<Vec<ServiceAccount>, StoreError> {
     Ok(out)
 }
 
-fn insert(conn: &mut Connection, a: &ServiceAccount) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(unavailable)?;
-    insert_in(&tx, a)?;
-    tx.commit().map_err(unavailable)
+/// Runs one planned statement.
+fn run(tx: &rusqlite::Transaction<'_>, stmt: &sql::Stmt) -> Result<(), StoreError> {
+    let n = tx
+        .execute(
+            &sql::sqlite(stmt.sql),
+            rusqlite::params_from_iter(stmt.params.iter()),
+        )
+        .map_err(|e| match &stmt.on_unique {
+            Some(conflict) => constraint(e, || conflict.clone()),
+            None => unavailable(e),
+        })?;
+    match &stmt.must_change {
+        Some(conflict) if n == 0 => Err(StoreError::Conflict(conflict.clone())),
+        _ => Ok(()),
+    }
+}
+
+impl rusqlite::ToSql for sql::Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Text(s) => s.to_sql(),
+            Self::OptText(s) => s.to_sql(),
+            Self::Int(i) => i.to_sql(),
+            Self::OptInt(i) => i.to_sql(),
+            Self::OptBlob(b) => b.to_sql(),
+        }
+    }
 }
 
 fn constraint(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
@@ -157,97 +180,12 @@ fn constraint(e: rusqlite::Error, what: impl FnOnce() -> String) -> StoreError {
     }
 }
 
-fn insert_keys(
-    tx: &rusqlite::Transaction<'_>,
-    client_id: &str,
-    credential: &Credential,
-    now: i64,
-) -> Result<(), StoreError> {
-    if let Credential::Keys(keys) = credential {
-        for k in keys {
-            tx.execute(
-                "INSERT INTO service_account_keys (client_id, kid, n, e, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![client_id, k.kid, k.n, k.e, now],
-            )
-            .map_err(|e| constraint(e, || format!("duplicate kid {}", k.kid)))?;
-        }
-    }
-    Ok(())
-}
-
-fn insert_in(tx: &rusqlite::Transaction<'_>, a: &ServiceAccount) -> Result<(), StoreError> {
-    let company = match &a.owner {
-        Owner::Root => None,
-        Owner::Company(c) => Some(c.as_str()),
-    };
-    let hash = super::columns::secret_hash(&a.credential);
-    let perms =
-        serde_json::to_string(&a.permissions).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let exists: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM service_accounts WHERE client_id = ?1",
-            params![a.client_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(unavailable)?;
-    if exists.is_some() {
-        return Err(StoreError::Conflict(format!(
-            "client id {} exists",
-            a.client_id
-        )));
-    }
-    tx.execute(
-        "INSERT INTO service_accounts (client_id, name, company_id, auth_method, secret_hash, permissions, created_at, last_login) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![a.client_id, a.name, company, a.credential.method().as_str(), hash, perms, a.created_at, a.last_login],
-    )
-    .map_err(|e| constraint(e, || format!("a service account named {:?} exists", a.name)))?;
-    insert_keys(tx, &a.client_id, &a.credential, a.created_at)
-}
-
 fn commit_batch(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(unavailable)?;
+    let now = crate::util::unix_now();
     for w in writes {
-        match w {
-            Write::InsertAccount(a) => insert_in(&tx, a)?,
-            Write::DeleteAccount(id) => {
-                tx.execute(
-                    "DELETE FROM service_accounts WHERE client_id = ?1",
-                    params![id],
-                )
-                .map_err(unavailable)?;
-            }
-            Write::UpdateCredential {
-                client_id,
-                credential,
-                retired_secret,
-            } => {
-                let hash = super::columns::secret_hash(credential);
-                let (rh, ru) = super::columns::retired(retired_secret);
-                let n = tx
-                    .execute(
-                        "UPDATE service_accounts SET secret_hash = ?2, retired_secret_hash = ?3, retired_secret_until = ?4 WHERE client_id = ?1",
-                        params![client_id, hash, rh, ru],
-                    )
-                    .map_err(unavailable)?;
-                if n == 0 {
-                    return Err(StoreError::Conflict(format!("no account {client_id}")));
-                }
-                tx.execute(
-                    "DELETE FROM service_account_keys WHERE client_id = ?1",
-                    params![client_id],
-                )
-                .map_err(unavailable)?;
-                insert_keys(&tx, client_id, credential, crate::util::unix_now())?;
-            }
-            Write::Iam(change) => apply_iam_in(&tx, change)?,
-            Write::Audit(r) => {
-                tx.execute(
-                    "INSERT INTO audit_log (at, actor, action, target, before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![r.at, r.actor, r.action, r.target, super::columns::json_text(&r.before), super::columns::json_text(&r.after)],
-                )
-                .map_err(unavailable)?;
-            }
+        for stmt in sql::plan(w, now)? {
+            run(&tx, &stmt)?;
         }
     }
     tx.commit().map_err(unavailable)
@@ -255,7 +193,7 @@ fn commit_batch(conn: &mut Connection, writes: &[Write]) -> Result<(), StoreErro
 
 fn audit_log(conn: &mut Connection, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
     let mut stmt = conn
-        .prepare("SELECT at, actor, action, target, before, after FROM audit_log ORDER BY id DESC LIMIT ?1")
+        .prepare(&sql::sqlite(sql::SELECT_AUDIT))
         .map_err(unavailable)?;
     let rows = stmt
         .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
@@ -327,38 +265,6 @@ fn load_iam(conn: &mut Connection) -> Result<IamData, StoreError> {
     Ok(data)
 }
 
-fn apply_iam_in(tx: &rusqlite::Transaction<'_>, change: &IamChange) -> Result<(), StoreError> {
-    {
-        match change {
-            IamChange::PutBinding(b) => {
-                let doc = serde_json::to_string(b).map_err(corrupt("binding"))?;
-                tx.execute(
-                    "INSERT INTO bindings (binding_id, doc) VALUES (?1, ?2) ON CONFLICT(binding_id) DO UPDATE SET doc = excluded.doc",
-                    params![b.binding_id, doc],
-                )
-                .map_err(unavailable)?;
-            }
-            IamChange::DeleteBinding(id) => {
-                tx.execute("DELETE FROM bindings WHERE binding_id = ?1", params![id])
-                    .map_err(unavailable)?;
-            }
-            IamChange::PutProject(p) => {
-                let envs = serde_json::to_string(&p.environments).map_err(corrupt("project"))?;
-                tx.execute(
-                    "INSERT INTO projects (project_id, company_id, environments) VALUES (?1, ?2, ?3) ON CONFLICT(project_id) DO UPDATE SET company_id = excluded.company_id, environments = excluded.environments",
-                    params![p.project_id, p.company_id, envs],
-                )
-                .map_err(unavailable)?;
-            }
-            IamChange::DeleteProject(id) => {
-                tx.execute("DELETE FROM projects WHERE project_id = ?1", params![id])
-                    .map_err(unavailable)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// One instance per SQLite file: nothing is shared (the defaults say so).
 impl crate::token::SharedDocs for SqliteStore {}
 
@@ -385,16 +291,13 @@ impl Store for SqliteStore {
     }
 
     fn insert_account(&self, account: ServiceAccount) -> StoreFuture<'_, ()> {
-        Box::pin(self.run(move |c| insert(c, &account)))
+        Box::pin(self.run(move |c| commit_batch(c, &[Write::InsertAccount(account)])))
     }
 
     fn delete_account(&self, client_id: String) -> StoreFuture<'_, bool> {
         Box::pin(self.run(move |c| {
             let n = c
-                .execute(
-                    "DELETE FROM service_accounts WHERE client_id = ?1",
-                    params![client_id],
-                )
+                .execute(&sql::sqlite(sql::DELETE_ACCOUNT), params![client_id])
                 .map_err(unavailable)?;
             Ok(n > 0)
         }))
@@ -426,6 +329,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::iam::{ClientKey, SecretHasher};
+    use crate::model::{Credential, Owner};
     use crate::token::SigningKey;
 
     fn secret_account(id: &str) -> ServiceAccount {
