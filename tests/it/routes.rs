@@ -1,5 +1,5 @@
 //! The shipped route table, route by route: every route of the Console inventory
-//! (console-routes.md §2 and §4.1) is forwarded for a caller the policy allows, exactly as sent,
+//! (config/routes.yaml) is forwarded for a caller the policy allows, exactly as sent,
 //! and refused for one it does not (403), for no token (401), and for a company owner of another
 //! company.
 
