@@ -104,3 +104,161 @@ pub async fn fetch_bounded(
         .await
         .map_err(|_| "fetch timed out".to_owned())?
 }
+
+/// The client's address as the gateway counts it (limits, logs, the policy input, the
+/// upstream's `X-Forwarded-For`). A request from an ingress in `trusted` names its client in
+/// `X-Forwarded-For` (or, without it, `Forwarded: for=`): each hop appends the address it saw,
+/// so the rightmost entry that is not itself a trusted ingress is the client; entries to its left
+/// were written by the client and count for nothing. A request from any other peer is its
+/// peer, whatever it claims.
+pub fn client_addr(
+    trusted: &[crate::config::Cidr],
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+) -> std::net::IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops = forwarded_hops(headers);
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        match hop {
+            // Unreadable: the hop that wrote it is the last one we can vouch for.
+            None => return client,
+            Some(ip) => {
+                client = ip.to_canonical();
+                if !is_trusted(client) {
+                    return client;
+                }
+            }
+        }
+    }
+    client
+}
+
+/// The addresses of `X-Forwarded-For` (all its lines, in order), or else those of
+/// `Forwarded: for=`; `None` for an entry that is not an address (`unknown`, an obfuscated
+/// name, garbage).
+fn forwarded_hops(headers: &http::HeaderMap) -> Vec<Option<std::net::IpAddr>> {
+    let xff: Vec<Option<std::net::IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(|e| parse_node(e.trim()))
+        .collect();
+    if !xff.is_empty() {
+        return xff;
+    }
+    headers
+        .get_all(http::header::FORWARDED)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("for=?").split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("for")
+                    .then(|| parse_node(v.trim().trim_matches('"')))
+            })
+        })
+        .collect()
+}
+
+/// An address as forwarding headers write it: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`,
+/// `[2001:db8::1]`, `[2001:db8::1]:443`.
+fn parse_node(s: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_addr;
+    use crate::config::Cidr;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_rightmost_untrusted_hop_is_the_client() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
+        let at = |peer: &str, h: &[(&str, &str)]| {
+            client_addr(&trusted, peer.parse().unwrap(), &headers(h)).to_string()
+        };
+        // An untrusted peer's claims count for nothing.
+        assert_eq!(
+            at("192.0.2.9", &[("x-forwarded-for", "1.1.1.1")]),
+            "192.0.2.9"
+        );
+        // Through one ingress, and through two (both trusted), with spoofed entries on the left.
+        assert_eq!(at("10.0.0.1", &[("x-forwarded-for", "1.1.1.1")]), "1.1.1.1");
+        assert_eq!(
+            at(
+                "10.0.0.1",
+                &[("x-forwarded-for", "6.6.6.6, 1.1.1.1, 10.0.0.7")]
+            ),
+            "1.1.1.1"
+        );
+        // Several header lines read as one list.
+        assert_eq!(
+            at(
+                "10.0.0.1",
+                &[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "2.2.2.2")
+                ]
+            ),
+            "2.2.2.2"
+        );
+        // Ports and brackets, Forwarded when there is no X-Forwarded-For.
+        assert_eq!(
+            at("10.0.0.1", &[("x-forwarded-for", "3.3.3.3:1234")]),
+            "3.3.3.3"
+        );
+        assert_eq!(
+            at(
+                "10.0.0.1",
+                &[("forwarded", "for=\"[2001:db8::5]:443\";proto=https")]
+            ),
+            "2001:db8::5"
+        );
+        assert_eq!(
+            at(
+                "10.0.0.1",
+                &[("forwarded", "for=7.7.7.7, for=4.4.4.4;by=10.0.0.1")]
+            ),
+            "4.4.4.4"
+        );
+        // Garbage stops the walk at the last hop we can vouch for; no header: the peer.
+        assert_eq!(
+            at("10.0.0.1", &[("x-forwarded-for", "1.1.1.1, garbage")]),
+            "10.0.0.1"
+        );
+        assert_eq!(at("10.0.0.1", &[]), "10.0.0.1");
+        // Only trusted hops: the leftmost of them.
+        assert_eq!(
+            at("10.0.0.1", &[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]),
+            "10.9.9.9"
+        );
+        // IPv4-mapped peers count as their IPv4 address.
+        assert_eq!(
+            at("::ffff:10.0.0.1", &[("x-forwarded-for", "1.1.1.1")]),
+            "1.1.1.1"
+        );
+    }
+}

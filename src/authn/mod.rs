@@ -186,7 +186,7 @@ impl TokenEndpoint {
             })?
             .to_bytes();
 
-        let addr_key = peer.to_string();
+        let addr_key = ratelimit::address_key(peer);
         if let Some(wait) = self.by_address.blocked(&addr_key).await {
             return Err(OAuthError::too_many(wait));
         }
@@ -195,14 +195,15 @@ impl TokenEndpoint {
         let (method, result): (&'static str, _) = match treq.auth {
             ClientAuth::Basic { client_id, secret } => (
                 "client_secret_basic",
-                self.authenticate_basic(&client_id, &secret).await,
+                self.authenticate_basic(&client_id, &secret, &addr_key)
+                    .await,
             ),
             ClientAuth::Assertion {
                 assertion,
                 client_id,
             } => (
                 "private_key_jwt",
-                self.authenticate_assertion(&assertion, client_id.as_deref(), now)
+                self.authenticate_assertion(&assertion, client_id.as_deref(), now, &addr_key)
                     .await,
             ),
         };
@@ -231,7 +232,9 @@ impl TokenEndpoint {
                 if e.status == StatusCode::UNAUTHORIZED {
                     self.by_address.fail(&addr_key).await;
                     if let Some(c) = client.as_deref().or(treq.claimed_client_id.as_deref()) {
-                        self.by_client.fail(c).await;
+                        self.by_client
+                            .fail(&ratelimit::client_key(c, &addr_key))
+                            .await;
                     }
                 }
                 tracing::info!(
@@ -248,8 +251,12 @@ impl TokenEndpoint {
         }
     }
 
-    async fn client_gate(&self, client_id: &str) -> Result<(), OAuthError> {
-        match self.by_client.blocked(client_id).await {
+    async fn client_gate(&self, client_id: &str, addr_key: &str) -> Result<(), OAuthError> {
+        match self
+            .by_client
+            .blocked(&ratelimit::client_key(client_id, addr_key))
+            .await
+        {
             Some(wait) => Err(OAuthError::too_many(wait)),
             None => Ok(()),
         }
@@ -259,9 +266,10 @@ impl TokenEndpoint {
         &self,
         client_id: &str,
         secret: &str,
+        addr_key: &str,
     ) -> Result<Arc<ServiceAccount>, (OAuthError, Option<String>)> {
         let fail = |e: OAuthError| (e, Some(client_id.to_owned()));
-        self.client_gate(client_id).await.map_err(fail)?;
+        self.client_gate(client_id, addr_key).await.map_err(fail)?;
         let account = self.accounts.get(client_id);
         let stored = account.as_deref().and_then(|a| match &a.credential {
             Credential::Secret(h) => Some(h),
@@ -293,6 +301,7 @@ impl TokenEndpoint {
         token: &str,
         client_param: Option<&str>,
         now: i64,
+        addr_key: &str,
     ) -> Result<Arc<ServiceAccount>, (OAuthError, Option<String>)> {
         let param = client_param.map(str::to_owned);
         let a = Assertion::parse(token, &self.rules, now)
@@ -303,7 +312,9 @@ impl TokenEndpoint {
                 "client_id does not match the assertion's iss and sub",
             )));
         }
-        self.client_gate(&a.client_id).await.map_err(fail)?;
+        self.client_gate(&a.client_id, addr_key)
+            .await
+            .map_err(fail)?;
         let account = self.accounts.get(&a.client_id);
         let key = account.as_deref().and_then(|acc| match &acc.credential {
             Credential::Keys(keys) => match &a.kid {

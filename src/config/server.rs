@@ -2,6 +2,7 @@
 
 use super::secs_in;
 use serde::Deserialize;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +24,11 @@ pub struct RawServer {
     pub max_filtered_response_bytes: Option<usize>,
     /// Seconds in-flight requests get to finish on shutdown. Default 30.
     pub shutdown_grace_secs: Option<u64>,
+    /// Address ranges (`10.0.0.0/8`, `fd00::/8`, or one address) of the ingresses in front of
+    /// the gateway. From a peer in these ranges the client is the rightmost address of
+    /// `X-Forwarded-For` (or `Forwarded: for=`) that is not itself trusted; from any other peer
+    /// forwarding headers are ignored. Default: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `server.tls:` section.
@@ -52,6 +58,60 @@ pub struct ServerSettings {
     pub max_filtered_response_bytes: usize,
     /// Shutdown grace.
     pub shutdown_grace: Duration,
+    /// The trusted ingresses' address ranges.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// An address range: an address and how many leading bits of it count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::y/n`, or a single address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an address or address/prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix must be 0..={max}"))?,
+        };
+        Ok(Self { addr, bits })
+    }
+
+    /// Whether `ip` lies in the range (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let mask = |bits: u8, width: u32| -> u128 {
+            if bits == 0 {
+                0
+            } else {
+                (u128::MAX << (width - u32::from(bits))) & (u128::MAX >> (128 - width))
+            }
+        };
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let m = mask(self.bits, 32);
+                u128::from(u32::from(net)) & m == u128::from(u32::from(ip)) & m
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let m = mask(self.bits, 128);
+                u128::from(net) & m == u128::from(ip) & m
+            }
+            _ => false,
+        }
+    }
 }
 
 impl RawServer {
@@ -88,7 +148,15 @@ impl RawServer {
         if !(1024..=256 << 20).contains(&max_filtered_response_bytes) {
             errs.push("server.max_filtered_response_bytes: must be 1024..=268435456".to_owned());
         }
+        let mut trusted_proxies = Vec::new();
+        for (i, t) in sv.trusted_proxies.iter().enumerate() {
+            match Cidr::parse(t.trim()) {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => errs.push(format!("server.trusted_proxies[{i}]: {e}")),
+            }
+        }
         ServerSettings {
+            trusted_proxies,
             tls: sv.tls.map(|t| (t.cert_file, t.key_file)),
             max_concurrent_requests,
             request_timeout,
@@ -96,6 +164,28 @@ impl RawServer {
             max_decision_body_bytes,
             max_filtered_response_bytes,
             shutdown_grace,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cidr;
+
+    #[test]
+    fn ranges_contain_what_they_say() {
+        let c = |s: &str| Cidr::parse(s).unwrap();
+        assert!(c("10.0.0.0/8").contains("10.200.1.2".parse().unwrap()));
+        assert!(!c("10.0.0.0/8").contains("11.0.0.1".parse().unwrap()));
+        assert!(c("127.0.0.2").contains("127.0.0.2".parse().unwrap()));
+        assert!(!c("127.0.0.2").contains("127.0.0.1".parse().unwrap()));
+        assert!(c("127.0.0.2").contains("::ffff:127.0.0.2".parse().unwrap()));
+        assert!(c("fd00::/8").contains("fd12::1".parse().unwrap()));
+        assert!(!c("fd00::/8").contains("10.0.0.1".parse().unwrap()));
+        assert!(c("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
+        assert!(c("::/0").contains("2001:db8::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "fd00::/129", "nope", "10.0.0.0/x", ""] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }
 }

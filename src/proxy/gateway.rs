@@ -37,6 +37,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The client's address: the peer, or behind a trusted ingress the client it names
+    /// (`crate::net::client_addr`). Set per request.
+    pub client: std::net::IpAddr,
 }
 
 /// Limits of the proxied path.

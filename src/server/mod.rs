@@ -257,6 +257,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         store: store.clone(),
         metrics,
         gateway,
+        trusted_proxies: Arc::from(settings.server.trusted_proxies.clone()),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

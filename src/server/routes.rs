@@ -27,6 +27,8 @@ pub struct App {
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     /// The proxied request path.
     pub gateway: Gateway,
+    /// The trusted ingresses' address ranges (`server.trusted_proxies`).
+    pub trusted_proxies: Arc<[crate::config::Cidr]>,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -38,15 +40,16 @@ fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> 
 impl App {
     /// Dispatches one request.
     pub async fn route(&self, req: Request<Incoming>, conn: Option<ConnInfo>) -> Response<Body> {
-        let conn = conn.unwrap_or(ConnInfo {
+        let mut conn = conn.unwrap_or(ConnInfo {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             tls: false,
+            client: std::net::IpAddr::from([0, 0, 0, 0]),
         });
-        let peer = conn.peer;
+        conn.client = crate::net::client_addr(&self.trusted_proxies, conn.peer.ip(), req.headers());
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         match path {
-            metadata::TOKEN_PATH => self.token.handle(req, peer.ip()).await,
+            metadata::TOKEN_PATH => self.token.handle(req, conn.client).await,
             metadata::JWKS_PATH if get => cacheable(
                 json(StatusCode::OK, self.keys.current().jwks()),
                 "public, max-age=300",

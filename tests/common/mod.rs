@@ -248,6 +248,46 @@ impl Gateway {
         self.dir.as_ref().unwrap().path().join("data")
     }
 
+    /// [`Gateway::request`] from the local address `source` (127.0.0.2 is a second loopback
+    /// source), on a connection of its own.
+    pub async fn request_from(
+        &self,
+        source: std::net::IpAddr,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Resp {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(source));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        self.send(&client, method, path, headers, body.into()).await
+    }
+
+    /// A token request with HTTP Basic credentials from the local address `source`.
+    pub async fn token_basic_from(
+        &self,
+        source: &str,
+        id: &str,
+        secret: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let auth = format!("Basic {}", base64_std(&format!("{id}:{secret}")));
+        let mut h = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("authorization", auth.as_str()),
+        ];
+        h.extend_from_slice(headers);
+        self.request_from(
+            source.parse().unwrap(),
+            Method::POST,
+            "/api/m2m/oauth/token",
+            &h,
+            "grant_type=client_credentials",
+        )
+        .await
+    }
+
     pub async fn request(
         &self,
         method: Method,
@@ -255,14 +295,26 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Resp {
+        self.send(&self.client, method, path, headers, body.into())
+            .await
+    }
+
+    async fn send(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let req = b.body(Full::new(body.into())).unwrap();
-        let resp = tokio::time::timeout(WAIT, self.client.request(req))
+        let req = b.body(Full::new(body)).unwrap();
+        let resp = tokio::time::timeout(WAIT, client.request(req))
             .await
             .expect("request timed out")
             .expect("request failed");

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod abuse;
 mod authlib;
 mod authz_model;
 mod cli;
