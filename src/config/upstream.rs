@@ -21,6 +21,9 @@ pub struct RawUpstream {
     pub forward_authorization: Option<bool>,
     /// Names of the trusted identity headers.
     pub identity_headers: RawIdentityHeaders,
+    /// Further headers removed from every forwarded request: those the upstream trusts when an
+    /// ingress sets them (a client must never be able to). Default: none.
+    pub strip_headers: Vec<String>,
 }
 
 /// `upstream.identity_headers:` section.
@@ -52,6 +55,8 @@ pub struct UpstreamSettings {
     pub forward_authorization: bool,
     /// Identity header names.
     pub identity_headers: IdentityHeaders,
+    /// Headers removed from every forwarded request.
+    pub strip_headers: Vec<http::HeaderName>,
 }
 
 /// Names of the trusted identity headers (Console conventions by default).
@@ -104,7 +109,17 @@ impl RawUpstream {
                 errs.push(format!("{field}: {v} is outside 1..=600000"));
             }
         }
+        let mut strip_headers = Vec::new();
+        for (i, n) in up.strip_headers.iter().enumerate() {
+            match http::HeaderName::from_bytes(n.as_bytes()) {
+                Ok(h) => strip_headers.push(h),
+                Err(_) => errs.push(format!(
+                    "upstream.strip_headers[{i}]: `{n}` is not a header name"
+                )),
+            }
+        }
         UpstreamSettings {
+            strip_headers,
             url: upstream_url,
             connect_timeout: Duration::from_millis(connect_ms),
             response_timeout: Duration::from_millis(response_ms),

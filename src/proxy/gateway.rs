@@ -40,6 +40,8 @@ pub struct ConnInfo {
     /// The client's address: the peer, or behind a trusted ingress the client it names
     /// (`crate::net::client_addr`). Set per request.
     pub client: std::net::IpAddr,
+    /// Whether the peer is a trusted ingress (`server.trusted_proxies`). Set per request.
+    pub trusted: bool,
 }
 
 /// Limits of the proxied path.
@@ -330,7 +332,16 @@ impl Gateway {
             client_type: c.kind.as_str().to_owned(),
         });
         let resp = upstream
-            .forward(forward, identity.as_ref(), conn.peer, &request_id, conn.tls)
+            .forward_from(
+                forward,
+                identity.as_ref(),
+                &super::upstream::Hop {
+                    peer: conn.peer.ip(),
+                    trusted: conn.trusted,
+                    tls: conn.tls,
+                },
+                &request_id,
+            )
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, request_id = %request_id, "upstream request failed");

@@ -28,6 +28,10 @@ pub enum PathError {
     /// A `;` path parameter, which some servers strip before routing (`/a;x=y` → `/a`).
     #[error("path has a ; parameter")]
     Semicolon,
+    /// `%25` followed by the escape of `.`, `/`, `\` or `%` (`%252e`, `%252f`): an upstream that
+    /// decodes twice would see a dot, a separator or another escape the gateway did not.
+    #[error("path has a double-encoded dot, separator or escape")]
+    DoubleEncoded,
     /// Longer than the limit.
     #[error("path too long")]
     TooLong,
@@ -74,6 +78,14 @@ fn decode_segment(seg: &str) -> Result<Cow<'_, str>, PathError> {
                     .and_then(hex)
                     .ok_or(PathError::Encoding)?;
                 let v = hi << 4 | lo;
+                let escapes = |j: usize| {
+                    let h = bytes.get(j).copied().and_then(hex)?;
+                    let l = bytes.get(j + 1).copied().and_then(hex)?;
+                    Some(h << 4 | l)
+                };
+                if v == b'%' && matches!(escapes(i + 3), Some(b'.' | b'/' | b'\\' | b'%')) {
+                    return Err(PathError::DoubleEncoded);
+                }
                 match v {
                     b'.' => return Err(PathError::EncodedDot),
                     b'\\' => return Err(PathError::Backslash),
@@ -172,6 +184,13 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_percent_before_other_characters_is_kept() {
+        let s = split("/api/files/100%25%20done/a%2520b").unwrap();
+        assert_eq!(s.decoded[2], "100% done");
+        assert_eq!(s.decoded[3], "a%20b");
+    }
+
+    #[test]
     fn encoded_slash_stays_inside_its_segment() {
         let s = split("/api/files/a%2Fb/raw").unwrap();
         assert_eq!(s.raw, vec!["api", "files", "a%2Fb", "raw"]);
@@ -187,6 +206,10 @@ mod tests {
             ("/api/../admin", PathError::DotSegment),
             ("/api/./x", PathError::DotSegment),
             ("/api/%2e%2e/admin", PathError::EncodedDot),
+            ("/api/%252e%252e%252fadmin", PathError::DoubleEncoded),
+            ("/api/a%252Fb", PathError::DoubleEncoded),
+            ("/api/a%255cb", PathError::DoubleEncoded),
+            ("/api/a%2525", PathError::DoubleEncoded),
             ("/api/%2E/x", PathError::EncodedDot),
             ("/api/a%2eb", PathError::EncodedDot),
             ("/api/a\\b", PathError::Backslash),

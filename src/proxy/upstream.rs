@@ -115,6 +115,53 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Headers a client could use to claim another origin or URL; never forwarded.
+static SPOOFABLE: [HeaderName; 4] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
+
+/// Forwarding headers: kept from a trusted ingress only.
+static FORWARDING: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
+
+/// How a request reached the gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop {
+    /// The peer of the connection.
+    pub peer: std::net::IpAddr,
+    /// Whether the peer is a trusted ingress (`server.trusted_proxies`).
+    pub trusted: bool,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The groups header: names joined by `,`, with `%` and `,` inside a name percent-encoded
+/// (`a,b` → `a%2Cb`), so that no name can split into two or two join into one.
+pub fn groups_header(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in g.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -156,6 +203,7 @@ pub struct Upstream {
     response_timeout: Duration,
     names: IdentityHeaders,
     forward_authorization: bool,
+    strip: Arc<[HeaderName]>,
 }
 
 impl Upstream {
@@ -178,7 +226,15 @@ impl Upstream {
             response_timeout,
             names,
             forward_authorization,
+            strip: Arc::from(Vec::new()),
         })
+    }
+
+    /// Also removes `names` from every forwarded request (headers the upstream trusts, which a
+    /// client must never set).
+    pub fn with_strip(mut self, names: Vec<HeaderName>) -> Self {
+        self.strip = Arc::from(names);
+        self
     }
 
     /// Idle connections to the upstream right now.
@@ -210,6 +266,25 @@ impl Upstream {
         request_id: &str,
         tls: bool,
     ) -> Result<Response<Body>, UpstreamError> {
+        let hop = Hop {
+            peer: peer.ip(),
+            trusted: false,
+            tls,
+        };
+        self.forward_from(req, identity, &hop, request_id).await
+    }
+
+    /// [`Upstream::forward`] for a request that arrived over `hop`: from a trusted ingress its
+    /// `X-Forwarded-*` headers are kept and the chain extended, from any other peer they are
+    /// replaced by the gateway's own.
+    pub async fn forward_from(
+        &self,
+        req: Request<Body>,
+        identity: Option<&Identity>,
+        hop: &Hop,
+        request_id: &str,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (peer, tls) = (hop.peer, hop.tls);
         let (mut parts, body) = req.into_parts();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -235,6 +310,22 @@ impl Upstream {
         if !self.forward_authorization {
             h.remove(header::AUTHORIZATION);
         }
+        // Where the request came from and which URL it asked for are the gateway's to say: a
+        // client's own claims could steer an upstream that trusts them (`X-Original-URL` routes
+        // some servers; `X-Real-IP` and `Forwarded` name the client). An ingress the operator
+        // trusts keeps its `X-Forwarded-*`; the operator's own list goes too.
+        // A request rarely carries any of them: one pass over the headers present decides.
+        let dropped = |k: &HeaderName| {
+            SPOOFABLE.contains(k)
+                || (!hop.trusted && FORWARDING.contains(k))
+                || self.strip.contains(k)
+        };
+        if h.keys().any(dropped) {
+            let present: Vec<HeaderName> = h.keys().filter(|k| dropped(k)).cloned().collect();
+            for n in present {
+                h.remove(n);
+            }
+        }
         h.insert(header::HOST, self.host.clone());
         let value = |s: &str| {
             HeaderValue::from_str(s).map_err(|_| UpstreamError::Request("header value".to_owned()))
@@ -243,7 +334,7 @@ impl Upstream {
             h.insert(self.names.user_id.clone(), value(&identity.user_id)?);
             h.insert(
                 self.names.groups.clone(),
-                value(&identity.groups.join(","))?,
+                value(&groups_header(&identity.groups))?,
             );
             h.insert(self.names.properties.clone(), value(&identity.properties)?);
             h.insert(
@@ -260,13 +351,15 @@ impl Upstream {
             xff.push_str(prev);
             xff.push_str(", ");
         }
-        push_ip(&mut xff, peer.ip());
+        push_ip(&mut xff, peer);
         h.insert(X_FORWARDED_FOR, value(&xff)?);
-        h.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if tls { "https" } else { "http" }),
-        );
-        if let Some(host) = original_host {
+        if !h.contains_key(X_FORWARDED_PROTO) {
+            h.insert(
+                X_FORWARDED_PROTO,
+                HeaderValue::from_static(if tls { "https" } else { "http" }),
+            );
+        }
+        if let Some(host) = original_host.filter(|_| !h.contains_key(X_FORWARDED_HOST)) {
             h.insert(X_FORWARDED_HOST, host);
         }
         parts.uri = self.target(parts.uri.path_and_query())?;

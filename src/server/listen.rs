@@ -56,7 +56,7 @@ pub(super) async fn serve<S, B>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip() };
+                let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
                 let svc = service.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
                     r.extensions_mut().insert(conn);
                     r

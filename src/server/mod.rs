@@ -437,6 +437,7 @@ async fn build_gateway(
                 up.identity_headers.clone(),
                 up.forward_authorization,
             )
+            .map(|u| u.with_strip(up.strip_headers.clone()))
         })
         .transpose()
         .map_err(|e| StartError::Upstream(e.to_string()))?;

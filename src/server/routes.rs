@@ -44,7 +44,12 @@ impl App {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             tls: false,
             client: std::net::IpAddr::from([0, 0, 0, 0]),
+            trusted: false,
         });
+        conn.trusted = self
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(conn.peer.ip()));
         conn.client = crate::net::client_addr(&self.trusted_proxies, conn.peer.ip(), req.headers());
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;

@@ -106,3 +106,176 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
         .await
         .oauth_error(429, "temporarily_unavailable");
 }
+
+const P1: &str = "64b7e1a0c0ffee0000000001";
+
+/// A gateway in front of a recording upstream, with 127.0.0.2 as its trusted ingress and an
+/// external issuer `idp` whose key is returned, and a token allowed to read project P1.
+/// `upstream` adds keys to the upstream section.
+struct Proxied {
+    gw: common::Gateway,
+    up: common::upstream::TestUpstream,
+    token: String,
+    idp: common::TestKey,
+    _keys: tempfile::TempDir,
+}
+
+async fn proxied(upstream: &str) -> Proxied {
+    let up = common::upstream::TestUpstream::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let idp = common::TestKey::new("idp-1");
+    let jwks = keys.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::json!({"keys": [idp.jwk()]}).to_string()).unwrap();
+    let gw = gateway()
+        .with(&format!(
+            "server: {{trusted_proxies: [\"127.0.0.2\"]}}\nupstream: {{url: \"{}\"{upstream}}}\nexternal_issuers:\n  - {{name: idp, issuer: \"{}\", audience: console, jwks_file: {}}}\n",
+            up.url(),
+            common::TEST_ISSUER,
+            jwks.display()
+        ))
+        .start()
+        .await;
+    gw.project(P1, "acme", &["dev"]).await;
+    let (id, token) = gw.company_sa("acme").await;
+    gw.bind(&id, "developer", Some(("project", P1))).await;
+    Proxied {
+        gw,
+        up,
+        token,
+        idp,
+        _keys: keys,
+    }
+}
+
+async fn get_from(
+    gw: &common::Gateway,
+    source: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) -> common::Resp {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![("authorization", auth.as_str())];
+    h.extend_from_slice(headers);
+    gw.request_from(source.parse().unwrap(), http::Method::GET, path, &h, "")
+        .await
+}
+
+#[tokio::test]
+async fn the_upstream_never_sees_where_a_client_claims_to_come_from() {
+    let Proxied { gw, up, token, .. } = proxied(", strip_headers: [x-console-trusted]").await;
+    let path = format!("/api/backend/projects/{P1}/revisions");
+    let spoofed = [
+        ("forwarded", "for=6.6.6.6;host=evil"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-console-trusted", "yes"),
+    ];
+    // From an untrusted peer: every claim is dropped; the forwarding headers are the gateway's.
+    let r = get_from(&gw, A, &path, &token, &spoofed).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = up.last().unwrap().headers;
+    for (h, _) in &spoofed[..4] {
+        assert!(!seen.contains_key(*h), "{h} reached the upstream: {seen:?}");
+    }
+    assert!(!seen.contains_key("x-console-trusted"), "{seen:?}");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_ne!(seen["x-forwarded-host"], "evil.example");
+    // From the trusted ingress: its X-Forwarded-* are kept and the chain extended.
+    let r = get_from(
+        &gw,
+        B,
+        &path,
+        &token,
+        &[
+            ("x-forwarded-for", "10.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "console.example"),
+            ("x-real-ip", "6.6.6.6"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = up.last().unwrap().headers;
+    assert_eq!(seen["x-forwarded-for"], "10.1.1.1, 127.0.0.2");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "console.example");
+    assert!(!seen.contains_key("x-real-ip"));
+}
+
+#[tokio::test]
+async fn double_encoded_separators_are_refused_and_never_forwarded() {
+    let Proxied { gw, up, token, .. } = proxied("").await;
+    let hits = up.hits();
+    for path in [
+        format!("/api/backend/projects/{P1}/revisions/%252e%252e%252fadmin"),
+        format!("/api/backend/projects/{P1}/revisions/a%252Fb"),
+        format!("/api/backend/projects/{P1}/revisions/a%255cb"),
+    ] {
+        let r = get_from(&gw, A, &path, &token, &[]).await;
+        assert_eq!(r.status, 400, "{path}: {:?}", r.body);
+    }
+    assert_eq!(up.hits(), hits);
+}
+
+#[tokio::test]
+async fn a_request_with_both_content_length_and_transfer_encoding_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Proxied { gw, up, token, .. } = proxied("").await;
+    let hits = up.hits();
+    let mut s = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /api/deploy/projects/{P1}/trigger/pipeline/ HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n11\r\n{{\"environment\":1}}\r\n0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(common::WAIT, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert_eq!(up.hits(), hits);
+}
+
+#[tokio::test]
+async fn group_names_cannot_split_or_join_in_the_groups_header() {
+    let Proxied {
+        gw, up, idp: key, ..
+    } = proxied("").await;
+    gw.bind_binding(iamgate::iam::Binding {
+        binding_id: "group-a-b".into(),
+        subjects: vec![],
+        groups: vec!["group:idp:a,b".into()],
+        roles: vec!["developer".into()],
+        permissions: vec![],
+        resource: Some(iamgate::iam::BindingResource::scoped("project", P1, "acme")),
+    })
+    .await;
+    let now = iamgate::util::unix_now();
+    let token = key.sign(&serde_json::json!({
+        "iss": common::TEST_ISSUER, "aud": "console", "sub": "alice",
+        "groups": ["a,b", "c%2Cd", "e"], "iat": now, "exp": now + 300,
+    }));
+    let r = get_from(
+        &gw,
+        A,
+        &format!("/api/backend/projects/{P1}/revisions"),
+        &token,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Each name stays one entry: `,` and `%` are percent-encoded within a name.
+    assert_eq!(
+        up.last().unwrap().headers["miausergroups"],
+        "a%2Cb,c%252Cd,e"
+    );
+}

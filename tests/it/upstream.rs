@@ -137,10 +137,28 @@ async fn forwards_with_trusted_identity_and_clean_headers() {
     );
     assert!(h.get("x-hop").is_none());
     assert_eq!(h["x-request-id"], "req-42");
-    assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+    // The peer is not a trusted ingress: its X-Forwarded-For is replaced, not extended.
+    assert_eq!(h["x-forwarded-for"], "10.1.2.3");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "gw.example");
     assert_eq!(h["host"], addr.to_string());
+
+    // From a trusted ingress the chain is extended and its forwarding headers kept.
+    let req = Request::get("/x")
+        .header("host", "gw.example")
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("x-forwarded-proto", "https")
+        .body(full(Bytes::new()))
+        .unwrap();
+    let hop = iamgate::proxy::upstream::Hop {
+        peer: peer().ip(),
+        trusted: true,
+        tls: false,
+    };
+    let resp = up.forward_from(req, None, &hop, "req-43").await.unwrap();
+    let (_, _, seen) = self::echo(resp).await;
+    assert_eq!(seen["headers"]["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
 }
 
 #[tokio::test]
