@@ -187,6 +187,18 @@ impl OAuthError {
         e
     }
 
+    /// 429: the client holds as many unexpired assertions as it may (`oauth.replay_per_client`);
+    /// it alone is refused until some expire.
+    pub fn too_many_assertions() -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            OAuthCode::TemporarilyUnavailable,
+            "this client holds too many unexpired assertions; use shorter-lived assertions or wait until some expire",
+        );
+        e.retry_after = Some(60);
+        e
+    }
+
     /// 503, e.g. the replay record is full.
     pub fn unavailable(description: &'static str) -> Self {
         let mut e = Self::new(

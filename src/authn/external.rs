@@ -116,20 +116,48 @@ fn parse_jwks(issuer: &str, bytes: &[u8]) -> Result<Keys, ExternalError> {
 }
 
 impl ExternalIssuer {
-    /// Loads the issuer's keys once; start-up fails when they cannot be loaded.
+    /// The issuer, with its keys loaded when they can be. When they cannot (the identity
+    /// provider is down, the file not yet mounted), the gateway still starts and serves
+    /// everything else: the failure is logged, this issuer's users are refused, and a
+    /// background task retries (1 s, doubling to 30 s) until the keys load or the issuer is
+    /// dropped.
     pub async fn load(
         settings: ExternalIssuerSettings,
         client: crate::net::HttpClient,
-    ) -> Result<Self, ExternalError> {
-        let issuer = Self {
+    ) -> Arc<Self> {
+        let issuer = Arc::new(Self {
             keys: ArcSwap::from_pointee(Keys::new()),
             last_refresh: tokio::sync::Mutex::new(None),
             client,
             settings,
-        };
-        let keys = issuer.fetch().await?;
-        issuer.keys.store(Arc::new(keys));
-        Ok(issuer)
+        });
+        match issuer.fetch().await {
+            Ok(keys) => issuer.keys.store(Arc::new(keys)),
+            Err(e) => {
+                tracing::error!(error = %e, "issuer keys unavailable at start; its users are refused until a retry loads them");
+                let weak = Arc::downgrade(&issuer);
+                tokio::spawn(async move {
+                    let mut wait = std::time::Duration::from_secs(1);
+                    loop {
+                        tokio::time::sleep(wait).await;
+                        let Some(issuer) = weak.upgrade() else { return };
+                        if !issuer.keys.load().is_empty() {
+                            return;
+                        }
+                        match issuer.fetch().await {
+                            Ok(keys) => {
+                                issuer.keys.store(Arc::new(keys));
+                                tracing::info!(issuer = %issuer.settings.issuer, "issuer keys loaded");
+                                return;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "issuer keys still unavailable"),
+                        }
+                        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                    }
+                });
+            }
+        }
+        issuer
     }
 
     /// The configured `iss`.

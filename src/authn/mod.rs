@@ -16,6 +16,7 @@ pub mod request;
 use crate::config::OAuthSettings;
 use crate::error::{Body, OAuthError, json, no_store};
 use crate::iam::{Credential, LastLogins, SecretHasher, ServiceAccount};
+use crate::store::JtiOutcome;
 use crate::store::snapshot::AccountSnapshot;
 use crate::telemetry::metrics::{GrantLabels, Metrics};
 use crate::token::Issuer;
@@ -43,6 +44,8 @@ pub struct TokenEndpoint {
     replay: MemoryReplay,
     /// The store's replay record, shared by every instance, when it keeps one.
     shared_replay: Option<Arc<dyn crate::store::Store>>,
+    /// Unexpired `jti`s one client may hold in either record.
+    replay_per_client: usize,
     /// Whether the shared store answered its last health check.
     store_healthy: Option<Arc<std::sync::atomic::AtomicBool>>,
     by_client: FailureLimiter,
@@ -94,7 +97,8 @@ impl TokenEndpoint {
                 max_lifetime: i64::try_from(settings.max_assertion_lifetime.as_secs())
                     .unwrap_or(3600),
             },
-            replay: MemoryReplay::new(settings.replay_cache_capacity),
+            replay: MemoryReplay::new(settings.replay_cache_capacity, settings.replay_per_client),
+            replay_per_client: settings.replay_per_client,
             shared_replay: None,
             store_healthy: None,
             by_client: FailureLimiter::new(rl.max_failures_per_client, rl.window, 100_000),
@@ -341,11 +345,18 @@ impl TokenEndpoint {
         let until = a.exp.saturating_add(self.rules.skew);
         let check = match &self.shared_replay {
             Some(store) => match store
-                .record_jti(a.client_id.clone(), a.jti.clone(), until, now)
+                .record_jti(
+                    a.client_id.clone(),
+                    a.jti.clone(),
+                    until,
+                    now,
+                    self.replay_per_client,
+                )
                 .await
             {
-                Ok(true) => ReplayCheck::Fresh,
-                Ok(false) => ReplayCheck::Replayed,
+                Ok(JtiOutcome::Fresh) => ReplayCheck::Fresh,
+                Ok(JtiOutcome::Replayed) => ReplayCheck::Replayed,
+                Ok(JtiOutcome::ClientFull) => ReplayCheck::ClientFull,
                 Err(e) => {
                     // Fail closed: without the shared record a replay could not be detected.
                     tracing::warn!(error = %e, "replay record unavailable");
@@ -366,6 +377,7 @@ impl TokenEndpoint {
             ReplayCheck::Full => Err(fail(OAuthError::unavailable(
                 "assertion replay record is full; retry shortly",
             ))),
+            ReplayCheck::ClientFull => Err(fail(OAuthError::too_many_assertions())),
         }
     }
 }

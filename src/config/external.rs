@@ -1,7 +1,7 @@
 //! Settings of the external issuers whose users' tokens the gateway accepts, and the rules for
 //! their names (which appear in principals and management API ids).
 
-use super::{check_url, secs_in};
+use super::{check_fetch_url, secs_in};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,7 +115,7 @@ pub(super) fn validate_all(
         let jwks = match (e.jwks_file, e.jwks_url) {
             (Some(f), None) => Some(JwksSource::File(f)),
             (None, Some(u)) => {
-                check_url(&format!("{at}.jwks_url"), &u, errs);
+                check_fetch_url(&format!("{at}.jwks_url"), &u, errs);
                 u.parse::<http::Uri>()
                     .map_err(|err| errs.push(format!("{at}.jwks_url: {err}")))
                     .ok()

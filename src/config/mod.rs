@@ -90,6 +90,8 @@ pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
     /// `sqlite:PATH` or `postgres://…`. Default: `sqlite:<data_dir>/iamgate.db`.
     pub database_url: Option<Secret>,
+    /// A file holding `database_url` (a mounted secret); not with `database_url`.
+    pub database_url_file: Option<PathBuf>,
     /// First-start bootstrap of a root service account.
     pub bootstrap: RawBootstrap,
     /// Token endpoint and access token settings.
@@ -98,6 +100,8 @@ pub struct RawConfig {
     pub signing: RawSigning,
     /// Server-side pepper for client-secret hashes.
     pub secret_pepper: Option<Secret>,
+    /// A file holding `secret_pepper` (a mounted secret); not with `secret_pepper`.
+    pub secret_pepper_file: Option<PathBuf>,
     /// Seconds between flushes of coalesced `lastLogin` updates. Default 10.
     pub last_login_flush_secs: Option<u64>,
     /// Logging.
@@ -246,6 +250,12 @@ impl RawConfig {
         if let Some(v) = env.var("IAMGATE_SECRET_PEPPER") {
             self.secret_pepper = Some(Secret(v));
         }
+        if let Some(v) = env.var("IAMGATE_DATABASE_URL_FILE") {
+            self.database_url_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env.var("IAMGATE_SECRET_PEPPER_FILE") {
+            self.secret_pepper_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = env.var("IAMGATE_LOG_LEVEL") {
             self.log.level = Some(v);
         }
@@ -278,7 +288,19 @@ impl RawConfig {
             errs.push("data_dir: must not be empty".to_owned());
         }
 
-        let database = match self.database_url {
+        let database_url = secret_or_file(
+            "database_url",
+            self.database_url,
+            self.database_url_file.as_deref(),
+            &mut errs,
+        );
+        let secret_pepper = secret_or_file(
+            "secret_pepper",
+            self.secret_pepper,
+            self.secret_pepper_file.as_deref(),
+            &mut errs,
+        );
+        let database = match database_url {
             None => DatabaseSettings::Sqlite(data_dir.join("iamgate.db")),
             Some(url) => {
                 let u = url.expose();
@@ -322,12 +344,14 @@ impl RawConfig {
         let (client_keys, secret_rotation_grace) = self.management.validate(&mut errs);
         let directory_sync = self.directory.validate(&mut errs);
 
-        if let Some(p) = &self.secret_pepper
-            && p.expose().len() < 16
+        if let Some(p) = &secret_pepper
+            && p.expose().len() < MIN_SECRET_CHARS
         {
-            errs.push("secret_pepper: must be at least 16 characters".to_owned());
+            errs.push(format!(
+                "secret_pepper: must be at least {MIN_SECRET_CHARS} characters (128 bits of base64)"
+            ));
         }
-        if matches!(database, DatabaseSettings::Postgres(_)) && self.secret_pepper.is_none() {
+        if matches!(database, DatabaseSettings::Postgres(_)) && secret_pepper.is_none() {
             // A generated pepper lives in one instance's data dir: secrets created on one
             // instance would fail on the others, and the shared key set could not be opened.
             errs.push(
@@ -374,7 +398,7 @@ impl RawConfig {
             bootstrap,
             oauth,
             signing,
-            secret_pepper: self.secret_pepper,
+            secret_pepper,
             last_login_flush: flush,
             log_json,
             log_level,
@@ -391,6 +415,64 @@ impl Settings {
         let mut raw = load_file(path.as_deref())?;
         raw.apply_env(env);
         raw.validate()
+    }
+}
+
+/// The fewest characters a configured secret may have: 22 characters of base64 carry 128 bits.
+pub const MIN_SECRET_CHARS: usize = 22;
+
+/// A secret given inline or in a file (`<field>_file`, a mounted Kubernetes secret: one value,
+/// surrounding whitespace ignored), never both.
+pub(crate) fn secret_or_file(
+    field: &str,
+    inline: Option<Secret>,
+    file: Option<&Path>,
+    errs: &mut Vec<String>,
+) -> Option<Secret> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            errs.push(format!(
+                "{field}: give either {field} or {field}_file, not both"
+            ));
+            None
+        }
+        (Some(v), None) => Some(v),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
+            Ok(_) => {
+                errs.push(format!("{field}_file: {} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                errs.push(format!("{field}_file: cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// Checks a URL the gateway fetches trusted data from (signing keys, project ownership): https,
+/// or plain http only to a loopback address (a sidecar), since anyone on the path could
+/// otherwise rewrite what it returns.
+pub(crate) fn check_fetch_url(field: &str, url: &str, errs: &mut Vec<String>) {
+    check_url(field, url, errs);
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            errs.push(format!(
+                "{field}: must be https (plain http only to a loopback address)"
+            ));
+        }
     }
 }
 

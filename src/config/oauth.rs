@@ -23,6 +23,8 @@ pub struct RawOAuth {
     pub clock_skew_secs: Option<u64>,
     /// How many unexpired `(client_id, jti)` pairs are remembered. Default 100000.
     pub replay_cache_capacity: Option<usize>,
+    /// How many unexpired `jti`s one client may hold in the replay record. Default 1000.
+    pub replay_per_client: Option<usize>,
     /// Largest accepted token request body, bytes. Default 16384.
     pub max_request_bytes: Option<usize>,
     /// Brute-force protection.
@@ -58,6 +60,8 @@ pub struct OAuthSettings {
     pub clock_skew: Duration,
     /// Replay cache capacity.
     pub replay_cache_capacity: usize,
+    /// Unexpired `jti`s one client may hold.
+    pub replay_per_client: usize,
     /// Request body limit.
     pub max_request_bytes: usize,
     /// Rate limiting.
@@ -118,6 +122,14 @@ impl RawOAuth {
         if !(1..=100_000_000).contains(&replay_cache_capacity) {
             errs.push("oauth.replay_cache_capacity: must be 1..=100000000".to_owned());
         }
+        let replay_per_client = o
+            .replay_per_client
+            .unwrap_or(1000.min(replay_cache_capacity));
+        if replay_per_client == 0 || replay_per_client > replay_cache_capacity {
+            errs.push(format!(
+                "oauth.replay_per_client: must be 1..=replay_cache_capacity ({replay_cache_capacity})"
+            ));
+        }
         let max_request_bytes = o.max_request_bytes.unwrap_or(16 * 1024);
         if !(1024..=1024 * 1024).contains(&max_request_bytes) {
             errs.push("oauth.max_request_bytes: must be 1024..=1048576".to_owned());
@@ -143,6 +155,7 @@ impl RawOAuth {
             max_assertion_lifetime: max_assertion,
             clock_skew: skew,
             replay_cache_capacity,
+            replay_per_client,
             max_request_bytes,
             rate_limit: RateLimitSettings {
                 window,

@@ -63,9 +63,6 @@ pub enum StartError {
     /// TLS certificate, key or client setup.
     #[error("tls: {0}")]
     Tls(String),
-    /// An external issuer's keys could not be loaded.
-    #[error(transparent)]
-    External(#[from] crate::authn::external::ExternalError),
     /// The upstream URL cannot be forwarded to.
     #[error("upstream: {0}")]
     Upstream(String),
@@ -420,9 +417,8 @@ async fn build_gateway(
     ));
     let mut externals = Vec::new();
     for e in &settings.external_issuers {
-        externals.push(Arc::new(
-            crate::authn::external::ExternalIssuer::load(e.clone(), client.clone()).await?,
-        ));
+        externals
+            .push(crate::authn::external::ExternalIssuer::load(e.clone(), client.clone()).await);
     }
     let auth = crate::authn::bearer::BearerAuth::new(verifier, accounts.snapshot().clone())
         .with_external(externals);

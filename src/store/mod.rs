@@ -54,6 +54,17 @@ pub struct AuditRecord {
     pub after: Option<serde_json::Value>,
 }
 
+/// What recording an assertion's `jti` in the shared replay record found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JtiOutcome {
+    /// First use: recorded.
+    Fresh,
+    /// Seen before and not yet expired.
+    Replayed,
+    /// The client holds as many unexpired records as it may; nothing was recorded.
+    ClientFull,
+}
+
 /// One write of a batch; a batch is committed in one transaction, all or nothing.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -316,15 +327,16 @@ pub trait Store: crate::token::SharedDocs + Send + Sync + 'static {
     fn shares_replay(&self) -> bool {
         false
     }
-    /// Records `(client_id, jti)` until `expires_at`: `Ok(true)` on first use, `Ok(false)` for a
-    /// replay (an expired earlier record does not count).
+    /// Records `(client_id, jti)` until `expires_at`, unless it is a replay (an expired earlier
+    /// record does not count) or the client already holds `per_client` unexpired records.
     fn record_jti(
         &self,
         _client_id: String,
         _jti: String,
         _expires_at: i64,
         _now: i64,
-    ) -> StoreFuture<'_, bool> {
+        _per_client: usize,
+    ) -> StoreFuture<'_, JtiOutcome> {
         Box::pin(async {
             Err(StoreError::Unavailable(
                 "this store keeps no replay record".to_owned(),

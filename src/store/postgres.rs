@@ -7,7 +7,10 @@
 //! restart) is replaced on next use, so the gateway recovers without a restart. TLS to the
 //! database (`sslmode=require`) goes through rustls with the Mozilla roots.
 
-use super::{AuditRecord, ChangeFeed, Changed, Loaded, Store, StoreError, StoreFuture, Write, sql};
+use super::{
+    AuditRecord, ChangeFeed, Changed, JtiOutcome, Loaded, Store, StoreError, StoreFuture, Write,
+    sql,
+};
 use crate::model::{Binding, ClientKey, ServiceAccount};
 use crate::model::{IamChange, IamData, Project};
 use crate::token::{SharedDocs, SharedError, SharedFuture};
@@ -111,7 +114,9 @@ struct JtiClaim {
     jti: String,
     expires_at: i64,
     now: i64,
-    reply: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+    /// Unexpired records the client may hold.
+    per_client: usize,
+    reply: tokio::sync::oneshot::Sender<Result<JtiOutcome, StoreError>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -544,23 +549,76 @@ async fn batch_jtis(pool: Arc<Pool>, mut claims: tokio::sync::mpsc::Receiver<Jti
 /// Inserts one batch and answers each claim: `true` on first use, `false` for a replay, whether
 /// of an earlier record or of a copy in the same batch.
 async fn record_batch(pool: &Pool, batch: Vec<JtiClaim>) {
-    use tokio_postgres::types::Type;
     // Later copies of a claim in the same batch are replays whatever the database says.
     let mut seen = std::collections::HashSet::with_capacity(batch.len());
     let (claims, copies): (Vec<JtiClaim>, Vec<JtiClaim>) = batch
         .into_iter()
         .partition(|c| seen.insert((c.client_id.clone(), c.jti.clone())));
     for c in copies {
-        let _ = c.reply.send(Ok(false));
+        let _ = c.reply.send(Ok(JtiOutcome::Replayed));
     }
-    let ids: Vec<&str> = claims.iter().map(|c| c.client_id.as_str()).collect();
-    let jtis: Vec<&str> = claims.iter().map(|c| c.jti.as_str()).collect();
-    let expiries: Vec<i64> = claims.iter().map(|c| c.expires_at).collect();
     // The earliest clock of the batch: an old record counts as expired only if it expired for
-    // every claim (fail closed).
+    // every claim (fail closed), and as held against a client's quota as long as it may.
     let now = claims.iter().map(|c| c.now).min().unwrap_or(i64::MAX);
-    let run = async {
-        let c = pool.conn().await?;
+    let outcome = tokio::time::timeout(TIMEOUT, record_claims(pool, &claims, now))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "replay record timed out".to_owned(),
+            ))
+        });
+    for (i, c) in claims.into_iter().enumerate() {
+        let answer = match &outcome {
+            Ok(outcomes) => Ok(outcomes.get(i).copied().unwrap_or(JtiOutcome::Replayed)),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = c.reply.send(answer);
+    }
+}
+
+/// Records a batch of distinct claims; one outcome per claim, in order. A client's unexpired
+/// records are counted first, and its claims past `per_client` are not inserted (concurrent
+/// instances may each admit one batch more before they see each other's rows).
+async fn record_claims(
+    pool: &Pool,
+    claims: &[JtiClaim],
+    now: i64,
+) -> Result<Vec<JtiOutcome>, StoreError> {
+    use tokio_postgres::types::Type;
+    let c = pool.conn().await?;
+    let clients: Vec<&str> = claims.iter().map(|c| c.client_id.as_str()).collect();
+    let mut held: std::collections::HashMap<String, usize> = c
+        .query_typed(
+            "SELECT client_id, count(*) FROM assertion_jtis WHERE client_id = ANY($1) AND expires_at >= $2 GROUP BY client_id",
+            &[(&clients, Type::TEXT_ARRAY), (&now, Type::INT8)],
+        )
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|r| {
+            let n: i64 = r.get(1);
+            (r.get::<_, String>(0), usize::try_from(n).unwrap_or(usize::MAX))
+        })
+        .collect();
+    let mut admitted = Vec::with_capacity(claims.len());
+    let mut over = Vec::new();
+    for (i, claim) in claims.iter().enumerate() {
+        let n = held.entry(claim.client_id.clone()).or_insert(0);
+        if *n >= claim.per_client {
+            over.push(i);
+        } else {
+            *n += 1;
+            admitted.push(i);
+        }
+    }
+    let mut outcomes = vec![JtiOutcome::Replayed; claims.len()];
+    if !admitted.is_empty() {
+        let ids: Vec<&str> = admitted
+            .iter()
+            .map(|&i| claims[i].client_id.as_str())
+            .collect();
+        let jtis: Vec<&str> = admitted.iter().map(|&i| claims[i].jti.as_str()).collect();
+        let expiries: Vec<i64> = admitted.iter().map(|&i| claims[i].expires_at).collect();
         // Insert-if-absent; an expired record of the same pair is replaced, not a replay.
         // Typed parameters: one round trip, no prepare.
         let rows = c
@@ -582,22 +640,37 @@ async fn record_batch(pool: &Pool, batch: Vec<JtiClaim>) {
                 r.try_get::<_, String>(1).map_err(unavailable)?,
             ));
         }
-        Ok::<_, StoreError>(fresh)
-    };
-    let outcome = tokio::time::timeout(TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "replay record timed out".to_owned(),
-            ))
-        });
-    for c in claims {
-        let answer = match &outcome {
-            Ok(fresh) => Ok(fresh.contains(&(c.client_id, c.jti))),
-            Err(e) => Err(e.clone()),
-        };
-        let _ = c.reply.send(answer);
+        for &i in &admitted {
+            if fresh.contains(&(claims[i].client_id.clone(), claims[i].jti.clone())) {
+                outcomes[i] = JtiOutcome::Fresh;
+            }
+        }
     }
+    if !over.is_empty() {
+        // Over the quota: still a replay when the pair is recorded, otherwise refused.
+        let ids: Vec<&str> = over.iter().map(|&i| claims[i].client_id.as_str()).collect();
+        let jtis: Vec<&str> = over.iter().map(|&i| claims[i].jti.as_str()).collect();
+        let known: std::collections::HashSet<(String, String)> = c
+            .query_typed(
+                "SELECT a.client_id, a.jti FROM assertion_jtis a JOIN unnest($1::text[], $2::text[]) AS q(client_id, jti) ON a.client_id = q.client_id AND a.jti = q.jti WHERE a.expires_at >= $3",
+                &[
+                    (&ids, Type::TEXT_ARRAY),
+                    (&jtis, Type::TEXT_ARRAY),
+                    (&now, Type::INT8),
+                ],
+            )
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for &i in &over {
+            if !known.contains(&(claims[i].client_id.clone(), claims[i].jti.clone())) {
+                outcomes[i] = JtiOutcome::ClientFull;
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Keeps the listening client alive until its connection ends.
@@ -718,7 +791,8 @@ impl Store for PgStore {
         jti: String,
         expires_at: i64,
         now: i64,
-    ) -> StoreFuture<'_, bool> {
+        per_client: usize,
+    ) -> StoreFuture<'_, JtiOutcome> {
         Box::pin(async move {
             let (reply, answer) = tokio::sync::oneshot::channel();
             let claim = JtiClaim {
@@ -726,6 +800,7 @@ impl Store for PgStore {
                 jti,
                 expires_at,
                 now,
+                per_client,
                 reply,
             };
             let wait = async {

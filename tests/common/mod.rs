@@ -107,6 +107,7 @@ impl GatewayBuilder {
             raw.database_url = Some(iamgate::config::Secret::new(url));
         }
         if raw.secret_pepper.is_none()
+            && raw.secret_pepper_file.is_none()
             && raw
                 .database_url
                 .as_ref()
@@ -552,6 +553,16 @@ impl Gateway {
 }
 
 /// Starts a server with `yaml` (plus a temporary data dir) and returns its start-up error.
+/// The configuration's validation error for `yaml` (every problem, one per line).
+pub fn config_error(yaml: &str) -> String {
+    let mut raw = parse_yaml(yaml).unwrap();
+    raw.data_dir = Some(std::env::temp_dir().join("iamgate-config-error"));
+    match raw.validate() {
+        Ok(_) => panic!("the configuration was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
 pub async fn start_error(yaml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut raw = parse_yaml(yaml).unwrap();

@@ -11,6 +11,7 @@ const A: &str = "127.0.0.1";
 const B: &str = "127.0.0.2";
 
 fn limits(per_client: u32, per_address: u32, extra: &str) -> String {
+    // `extra` may add keys to the oauth section (indented lines first) and further sections.
     format!(
         "listen: 127.0.0.1:0\nlog: {{level: warn}}\noauth:\n  rate_limit: {{window_secs: 60, max_failures_per_client: {per_client}, max_failures_per_address: {per_address}}}\n{extra}"
     )
@@ -277,5 +278,129 @@ async fn group_names_cannot_split_or_join_in_the_groups_header() {
     assert_eq!(
         up.last().unwrap().headers["miausergroups"],
         "a%2Cb,c%252Cd,e"
+    );
+}
+
+#[tokio::test]
+async fn one_client_cannot_fill_the_replay_record_for_the_others() {
+    // On SQLite the record is in memory (capacity 100 here), on PostgreSQL the shared table:
+    // the per-client bound holds on both.
+    let gw = gateway()
+        .yaml(&limits(
+            1000,
+            1000,
+            "  replay_cache_capacity: 100\n  replay_per_client: 5\n",
+        ))
+        .start()
+        .await;
+    let (greedy_key, other_key) = (common::TestKey::new("g1"), common::TestKey::new("o1"));
+    let greedy = gw.jwt_client(&greedy_key).await;
+    let other = gw.jwt_client(&other_key).await;
+    // The greedy client spends its quota of unexpired jtis...
+    for _ in 0..5 {
+        let r = gw.token_assertion(&greedy_key.assertion(&greedy)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // ...and then it alone is refused, with an error that says why.
+    let r = gw.token_assertion(&greedy_key.assertion(&greedy)).await;
+    let body = r.oauth_error(429, "temporarily_unavailable");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("unexpired assertions"),
+        "{body}"
+    );
+    // Everyone else is served.
+    for _ in 0..5 {
+        let r = gw.token_assertion(&other_key.assertion(&other)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_and_project_ownership_are_fetched_over_https_only() {
+    // Plain http to another host would let anyone on the path inject signing keys or rewrite
+    // which company owns a project; loopback stays allowed (a sidecar, the tests).
+    let e = common::config_error(
+        "external_issuers:\n  - {name: corp, issuer: \"https://corp.example\", audience: console, jwks_url: \"http://corp.example/jwks\"}\ndirectory: {sync_url: \"http://console.example/api/backend/projects/\"}\n",
+    );
+    assert!(
+        e.contains("external_issuers[0].jwks_url: must be https"),
+        "{e}"
+    );
+    assert!(e.contains("directory.sync_url: must be https"), "{e}");
+}
+
+#[tokio::test]
+async fn secrets_are_read_from_mounted_files_and_must_be_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let pepper = file("pepper", "0123456789abcdef0123456789abcdef\n");
+    let keys = file(
+        "client-keys",
+        "first-client-key-0123456789\nsecond-client-key-0123456789\n",
+    );
+    let gw = gateway()
+        .yaml(&format!(
+            "listen: 127.0.0.1:0\nlog: {{level: warn}}\nsecret_pepper_file: {pepper}\nmanagement: {{client_keys_file: {keys}}}\n"
+        ))
+        .start()
+        .await;
+    let admin = {
+        let file = gw.running().bootstrap_file.clone().unwrap();
+        let creds: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        let r = gw
+            .token_basic(
+                creds["clientId"].as_str().unwrap(),
+                creds["clientSecret"].as_str().unwrap(),
+            )
+            .await;
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    };
+    let list = |key: Option<&'static str>| {
+        let gw = &gw;
+        let auth = format!("Bearer {admin}");
+        async move {
+            let mut h = vec![("authorization", auth.as_str())];
+            if let Some(k) = key {
+                h.push(("client-key", k));
+            }
+            gw.request(http::Method::GET, "/api/service-accounts", &h, "")
+                .await
+                .status
+        }
+    };
+    // Both keys of the file are accepted, nothing else.
+    assert_eq!(list(Some("second-client-key-0123456789")).await, 200);
+    assert_eq!(list(Some("first-client-key-0123456789")).await, 200);
+    assert_eq!(list(None).await, 401);
+    // Short secrets and a value given twice are refused, every problem at once.
+    let short = file("short", "too-short\n");
+    let e = common::config_error(&format!(
+        "secret_pepper_file: {short}\nsecret_pepper: also-given-0123456789abcdef\nmanagement: {{client_keys: [short]}}\n"
+    ));
+    assert!(
+        e.contains("secret_pepper: give either secret_pepper or secret_pepper_file"),
+        "{e}"
+    );
+    assert!(
+        e.contains("management.client_keys: each key needs at least 22 characters"),
+        "{e}"
+    );
+    let e = common::config_error(&format!("secret_pepper_file: {short}\n"));
+    assert!(
+        e.contains("secret_pepper: must be at least 22 characters"),
+        "{e}"
+    );
+    let e = common::config_error("secret_pepper_file: /nonexistent/pepper\n");
+    assert!(
+        e.contains("secret_pepper_file: cannot read /nonexistent/pepper"),
+        "{e}"
     );
 }

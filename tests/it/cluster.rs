@@ -337,7 +337,7 @@ async fn the_shared_replay_record_answers_each_claim_of_a_batch() {
         return;
     };
     let store = std::sync::Arc::new(iamgate::store::postgres::PgStore::open(&db).await.unwrap());
-    use iamgate::store::Store;
+    use iamgate::store::{JtiOutcome, Store};
     let now = 1_000_000;
     // 200 claims at once, so they share statements: 40 distinct jtis, 5 copies of each.
     let mut tasks = Vec::new();
@@ -348,7 +348,7 @@ async fn the_shared_replay_record_answers_each_claim_of_a_batch() {
             (
                 i % 40,
                 store
-                    .record_jti("client-a".into(), jti, now + 60, now)
+                    .record_jti("client-a".into(), jti, now + 60, now, 1000)
                     .await
                     .unwrap(),
             )
@@ -357,42 +357,69 @@ async fn the_shared_replay_record_answers_each_claim_of_a_batch() {
     let mut firsts = [0; 40];
     for t in tasks {
         let (n, fresh) = t.await.unwrap();
-        if fresh {
+        if fresh == JtiOutcome::Fresh {
             firsts[n] += 1;
         }
     }
     assert_eq!(firsts, [1; 40], "exactly one first use per jti");
     // The same jti of another client is a different claim.
-    assert!(
+    assert_eq!(
         store
-            .record_jti("client-b".into(), "jti-0".into(), now + 60, now)
+            .record_jti("client-b".into(), "jti-0".into(), now + 60, now, 1000)
             .await
-            .unwrap()
+            .unwrap(),
+        JtiOutcome::Fresh
     );
     // Unexpired: still a replay; expired: the old record does not count.
-    assert!(
-        !store
-            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 59)
-            .await
-            .unwrap()
-    );
-    assert!(
+    assert_eq!(
         store
-            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 61)
+            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 59, 1000)
             .await
-            .unwrap()
+            .unwrap(),
+        JtiOutcome::Replayed
     );
-    assert!(
-        !store
-            .record_jti("client-a".into(), "jti-1".into(), now + 180, now + 62)
+    assert_eq!(
+        store
+            .record_jti("client-a".into(), "jti-1".into(), now + 120, now + 61, 1000)
             .await
-            .unwrap()
+            .unwrap(),
+        JtiOutcome::Fresh
+    );
+    assert_eq!(
+        store
+            .record_jti("client-a".into(), "jti-1".into(), now + 180, now + 62, 1000)
+            .await
+            .unwrap(),
+        JtiOutcome::Replayed
     );
     assert_eq!(
         store.purge_jtis(now + 61).await.unwrap(),
         40,
         "every other first-batch record expired"
     );
+    // One client holds at most its share of unexpired records; replays stay replays.
+    for i in 0..3 {
+        let got = store
+            .record_jti("client-q".into(), format!("q-{i}"), now + 600, now + 70, 3)
+            .await
+            .unwrap();
+        assert_eq!(got, JtiOutcome::Fresh);
+    }
+    let over = store
+        .record_jti("client-q".into(), "q-3".into(), now + 600, now + 70, 3)
+        .await
+        .unwrap();
+    assert_eq!(over, JtiOutcome::ClientFull);
+    let replay = store
+        .record_jti("client-q".into(), "q-0".into(), now + 600, now + 70, 3)
+        .await
+        .unwrap();
+    assert_eq!(replay, JtiOutcome::Replayed);
+    let other = store
+        .record_jti("client-r".into(), "q-3".into(), now + 600, now + 70, 3)
+        .await
+        .unwrap();
+    assert_eq!(other, JtiOutcome::Fresh);
 }
 
 fn kid_of(token: &str) -> String {

@@ -146,10 +146,43 @@ async fn jwks_urls_are_fetched_and_refreshes_are_rate_limited() {
 }
 
 #[tokio::test]
-async fn an_unreachable_jwks_fails_start_up() {
-    let err = common::start_error(&format!(
-        "listen: 127.0.0.1:0\nexternal_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: /nonexistent/jwks.json}}\n"
-    ))
-    .await;
-    assert!(err.contains("jwks of https://idp.example.test"), "{err}");
+async fn an_unreachable_jwks_at_start_is_retried_in_the_background() {
+    // The issuer's keys cannot be read at start: the gateway starts and serves everything else,
+    // refuses that issuer's users, and accepts them once the keys can be read.
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "external_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: {}}}",
+            file.display()
+        ))
+        .start()
+        .await;
+    gw.project(P1, "acme", &["dev"]).await;
+    gw.bind_binding(group_binding("devs", "developer")).await;
+    let path = format!("/api/backend/projects/{P1}/revisions");
+    let (_, sa_token) = gw.company_sa("acme").await;
+    assert_eq!(
+        gw.get_as(&path, &sa_token).await.status,
+        403,
+        "others are served"
+    );
+    let k1 = TestKey::new("k1");
+    let token = user_token(&k1, "alice", &["devs"], "console", 300);
+    assert_eq!(gw.get_as(&path, &token).await.status, 401);
+    std::fs::write(&file, jwks(&[&k1]).to_string()).unwrap();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let status = gw.get_as(&path, &token).await.status;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keys never loaded: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

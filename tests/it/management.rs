@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const P1: &str = "64b7e1a0c0ffee0000000001";
 const P2: &str = "64b7e1a0c0ffee0000000002";
 const P3: &str = "64b7e1a0c0ffee0000000003";
-const CLIENT_KEY: &str = "console-client-key-1";
+const CLIENT_KEY: &str = "console-client-key-0123456789";
 
 async fn setup() -> (Gateway, TestUpstream) {
     let up = TestUpstream::start().await;
