@@ -35,6 +35,26 @@ fn group_binding(group: &str, role: &str) -> Binding {
     }
 }
 
+/// A gateway trusting the issuer whose keys are read from `file` (which may not exist yet), with
+/// project P1 of acme and group `devs` bound there as developers; returns it with P1's path.
+async fn file_issuer_gateway(
+    up: &TestUpstream,
+    file: &std::path::Path,
+    extra: &str,
+) -> (common::Gateway, String) {
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "external_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: {}{extra}}}",
+            file.display()
+        ))
+        .start()
+        .await;
+    gw.project(P1, "acme", &["dev"]).await;
+    gw.bind_binding(group_binding("devs", "developer")).await;
+    (gw, format!("/api/backend/projects/{P1}/revisions"))
+}
+
 #[tokio::test]
 async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let up = TestUpstream::start().await;
@@ -42,17 +62,7 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
     let file = dir.path().join("jwks.json");
     let k1 = TestKey::new("k1");
     std::fs::write(&file, jwks(&[&k1]).to_string()).unwrap();
-    let gw = gateway()
-        .upstream(&up.url())
-        .with(&format!(
-            "external_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: {}, refresh_min_secs: 0}}",
-            file.display()
-        ))
-        .start()
-        .await;
-    gw.project(P1, "acme", &["dev"]).await;
-    gw.bind_binding(group_binding("devs", "developer")).await;
-    let path = format!("/api/backend/projects/{P1}/revisions");
+    let (gw, path) = file_issuer_gateway(&up, &file, ", refresh_min_secs: 0").await;
 
     let alice = user_token(&k1, "alice", &["devs", "qa"], "console", 600);
     let r = gw.get_as(&path, &alice).await;
@@ -152,17 +162,7 @@ async fn an_unreachable_jwks_at_start_is_retried_in_the_background() {
     let up = TestUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jwks.json");
-    let gw = gateway()
-        .upstream(&up.url())
-        .with(&format!(
-            "external_issuers:\n  - {{issuer: \"{ISS}\", audience: console, jwks_file: {}}}",
-            file.display()
-        ))
-        .start()
-        .await;
-    gw.project(P1, "acme", &["dev"]).await;
-    gw.bind_binding(group_binding("devs", "developer")).await;
-    let path = format!("/api/backend/projects/{P1}/revisions");
+    let (gw, path) = file_issuer_gateway(&up, &file, "").await;
     let (_, sa_token) = gw.company_sa("acme").await;
     assert_eq!(
         gw.get_as(&path, &sa_token).await.status,
