@@ -115,6 +115,23 @@ pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads at most `max` bytes of `path`; a longer file is an error (`InvalidData`), so that a
+/// path to a device or a huge file cannot exhaust memory.
+pub fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {max} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Writes `contents` to `path` atomically (temporary file + rename) with mode 0600 on Unix, so a
 /// crash never leaves a half-written key or credential file and no other user can read it.
 pub fn write_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {

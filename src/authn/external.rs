@@ -178,9 +178,16 @@ impl ExternalIssuer {
             message,
         };
         let bytes = match &self.settings.jwks {
-            JwksSource::File(path) => tokio::fs::read(path)
+            JwksSource::File(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::util::read_bounded(&path, MAX_JWKS_BYTES as u64)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                })
                 .await
-                .map_err(|e| err(format!("{}: {e}", path.display())))?,
+                .map_err(|e| err(e.to_string()))?
+                .map_err(err)?
+            }
             JwksSource::Url(uri) => crate::net::fetch_bounded(
                 &self.client,
                 uri,

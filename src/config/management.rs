@@ -40,7 +40,9 @@ impl RawManagement {
     pub(super) fn validate(self, errs: &mut Vec<String>) -> (Vec<Secret>, Duration) {
         let mut client_keys = self.client_keys;
         if let Some(path) = &self.client_keys_file {
-            match std::fs::read_to_string(path) {
+            match crate::util::read_bounded(path, super::MAX_SECRET_FILE)
+                .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+            {
                 Ok(text) => client_keys.extend(
                     text.lines()
                         .map(str::trim)

@@ -376,7 +376,7 @@ impl RawConfig {
             }
         };
         let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        if !is_log_filter(&log_level) {
             errs.push(format!("log.level: `{log_level}` is not a tracing filter"));
         }
 
@@ -418,8 +418,20 @@ impl Settings {
     }
 }
 
+/// Whether `level` is a tracing filter the logger can use. The filter parser of
+/// tracing-subscriber 0.3 panics on some malformed directives (found by fuzzing the config
+/// file): only printable ASCII is handed to it, and a panic counts as a refusal.
+fn is_log_filter(level: &str) -> bool {
+    level.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && std::panic::catch_unwind(|| tracing_subscriber::EnvFilter::try_new(level).is_ok())
+            .unwrap_or(false)
+}
+
 /// The fewest characters a configured secret may have: 22 characters of base64 carry 128 bits.
 pub const MIN_SECRET_CHARS: usize = 22;
+
+/// The largest secret file read.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// A secret given inline or in a file (`<field>_file`, a mounted Kubernetes secret: one value,
 /// surrounding whitespace ignored), never both.
@@ -437,7 +449,9 @@ pub(crate) fn secret_or_file(
             None
         }
         (Some(v), None) => Some(v),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
+        (None, Some(path)) => match crate::util::read_bounded(path, MAX_SECRET_FILE)
+            .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        {
             Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_owned())),
             Ok(_) => {
                 errs.push(format!("{field}_file: {} is empty", path.display()));

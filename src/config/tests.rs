@@ -106,3 +106,21 @@ fn exactly_one_active_signing_key() {
     let err = raw.validate().unwrap_err().to_string();
     assert!(err.contains("exactly one key must be active"), "{err}");
 }
+
+#[test]
+fn a_log_filter_the_filter_parser_panics_on_is_refused_not_a_crash() {
+    // Found by fuzzing the config file (fuzz/, bench/fuzz.sh).
+    let text = String::from_utf8_lossy(include_bytes!(
+        "../../tests/fixtures/fuzz/config_file-log-level-panic.yaml"
+    ))
+    .into_owned();
+    if let Ok(raw) = parse_yaml(&text) {
+        let _ = raw.validate();
+    }
+    let err = parse_yaml("log: {level: \"info,x[{a=\u{ba}[}]\"}")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("log.level"), "{err}");
+}
