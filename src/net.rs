@@ -105,8 +105,17 @@ pub async fn fetch_bounded(
         .map_err(|_| "fetch timed out".to_owned())?
 }
 
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address.
+    pub client: std::net::IpAddr,
+    /// Whether the peer is a trusted ingress.
+    pub peer_trusted: bool,
+}
+
 /// The client's address as the gateway counts it (limits, logs, the policy input, the
-/// upstream's `X-Forwarded-For`). A request from an ingress in `trusted` names its client in
+/// upstream's `X-Forwarded-For`), and whether the peer is a trusted ingress. A request from an ingress in `trusted` names its client in
 /// `X-Forwarded-For` (or, without it, `Forwarded: for=`): each hop appends the address it saw,
 /// so the rightmost entry that is not itself a trusted ingress is the client; entries to its left
 /// were written by the client and count for nothing. A request from any other peer is its
@@ -115,27 +124,32 @@ pub fn client_addr(
     trusted: &[crate::config::Cidr],
     peer: std::net::IpAddr,
     headers: &http::HeaderMap,
-) -> std::net::IpAddr {
+) -> Origin {
     let peer = peer.to_canonical();
     let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
-        return peer;
+        return Origin {
+            client: peer,
+            peer_trusted: false,
+        };
     }
-    let hops = forwarded_hops(headers);
     let mut client = peer;
-    for hop in hops.iter().rev() {
+    for hop in forwarded_hops(headers).iter().rev() {
         match hop {
             // Unreadable: the hop that wrote it is the last one we can vouch for.
-            None => return client,
+            None => break,
             Some(ip) => {
                 client = ip.to_canonical();
                 if !is_trusted(client) {
-                    return client;
+                    break;
                 }
             }
         }
     }
-    client
+    Origin {
+        client,
+        peer_trusted: true,
+    }
 }
 
 /// The addresses of `X-Forwarded-For` (all its lines, in order), or else those of
@@ -198,7 +212,9 @@ mod tests {
     fn the_rightmost_untrusted_hop_is_the_client() {
         let trusted = [Cidr::parse("10.0.0.0/8").unwrap()];
         let at = |peer: &str, h: &[(&str, &str)]| {
-            client_addr(&trusted, peer.parse().unwrap(), &headers(h)).to_string()
+            client_addr(&trusted, peer.parse().unwrap(), &headers(h))
+                .client
+                .to_string()
         };
         // An untrusted peer's claims count for nothing.
         assert_eq!(

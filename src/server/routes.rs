@@ -46,11 +46,8 @@ impl App {
             client: std::net::IpAddr::from([0, 0, 0, 0]),
             trusted: false,
         });
-        conn.trusted = self
-            .trusted_proxies
-            .iter()
-            .any(|c| c.contains(conn.peer.ip()));
-        conn.client = crate::net::client_addr(&self.trusted_proxies, conn.peer.ip(), req.headers());
+        let origin = crate::net::client_addr(&self.trusted_proxies, conn.peer.ip(), req.headers());
+        (conn.client, conn.trusted) = (origin.client, origin.peer_trusted);
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         match path {

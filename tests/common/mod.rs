@@ -553,6 +553,18 @@ impl Gateway {
 }
 
 /// Starts a server with `yaml` (plus a temporary data dir) and returns its start-up error.
+/// Polls `cond` every 20 ms until it holds; fails the test, naming `what`, once `deadline`
+/// passes.
+pub async fn wait_until(deadline: std::time::Instant, what: &str, mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The configuration's validation error for `yaml` (every problem, one per line).
 pub fn config_error(yaml: &str) -> String {
     let mut raw = parse_yaml(yaml).unwrap();

@@ -209,10 +209,7 @@ async fn a_company_cannot_squat_another_companys_project() {
         .await;
     let dir = gw.running().directory.clone();
     let deadline = std::time::Instant::now() + common::WAIT;
-    while dir.project(P_MOVED).is_none() {
-        assert!(std::time::Instant::now() < deadline, "no sync");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_until(deadline, "sync", || dir.project(P_MOVED).is_some()).await;
     let (evil, evil_token) = gw.company_sa("evil").await;
     gw.bind(&evil, "company-owner", Some(("company", "evil")))
         .await;
@@ -314,10 +311,10 @@ async fn a_company_cannot_squat_another_companys_project() {
         200,
         json!([{"_id": P_MOVED, "tenantId": "acme", "environments": [{"envId": "dev"}]}]),
     );
-    while dir.project(P_MOVED).unwrap().company_id != "acme" {
-        assert!(std::time::Instant::now() < deadline, "no resync");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_until(deadline, "resync", || {
+        dir.project(P_MOVED).unwrap().company_id == "acme"
+    })
+    .await;
     assert_refused(&gw.get_as(&path, &mole_token).await, "permission_denied");
     let key = iamgate::iam::Principal::service_account(&mole);
     assert!(

@@ -955,10 +955,7 @@ async fn the_directory_syncs_from_the_console() {
         .await;
     let dir = gw.running().directory.clone();
     let deadline = std::time::Instant::now() + common::WAIT;
-    while dir.project(P2).is_none() {
-        assert!(std::time::Instant::now() < deadline, "no sync");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_until(deadline, "sync", || dir.project(P2).is_some()).await;
     assert_eq!(dir.project(P1).unwrap().environments, ["dev", "prod"]);
     assert_eq!(dir.project(P2).unwrap().company_id, "globex");
     // The Console is authoritative: a moved project follows; a broken answer changes nothing.
@@ -967,10 +964,10 @@ async fn the_directory_syncs_from_the_console() {
         200,
         json!([{"_id": P2, "tenantId": "acme"}]),
     );
-    while dir.project(P2).unwrap().company_id != "acme" {
-        assert!(std::time::Instant::now() < deadline, "no resync");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_until(deadline, "resync", || {
+        dir.project(P2).unwrap().company_id == "acme"
+    })
+    .await;
     console.answer("/api/backend/projects/", 200, json!({"broken": true}));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(dir.project(P2).unwrap().company_id, "acme");

@@ -158,12 +158,8 @@ fn last_error(stats: &iamgate::policy::reload::ReloadStats) -> String {
     stats.last_error.lock().unwrap().clone().unwrap_or_default()
 }
 
-async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn wait_for(cond: impl FnMut() -> bool, what: &str) {
+    wait_until(Instant::now() + Duration::from_secs(5), what, cond).await;
 }
 
 fn custom(rego: &str) -> Snapshot {
