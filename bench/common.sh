@@ -5,11 +5,15 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 # start_nginx WORKERS [EXTRA]: nginx answering a small JSON document on 127.0.0.1:$UP_PORT, with
-# EXTRA added inside its http block (another server, such as a proxy to test).
+# EXTRA added inside its http block (another server, such as a proxy to test). WORKERS 0 runs one
+# process without a master, which a single `kill -9 $!` stops outright (fault runs). The new
+# process id is in $nginx_pid.
 start_nginx() {
     mkdir -p "$work/nginx"
+    local procs="worker_processes $1;"
+    [ "$1" = 0 ] && procs="master_process off; worker_processes 1;"
     cat >"$work/nginx/nginx.conf" <<NGINX
-worker_processes $1;
+$procs
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 daemon off;
@@ -26,5 +30,6 @@ ${2:-}
 }
 NGINX
     nginx -c "$work/nginx/nginx.conf" &
-    pids+=($!)
+    nginx_pid=$!
+    pids+=($nginx_pid)
 }

@@ -35,6 +35,8 @@ type Bindings = Arc<[Arc<StoredBinding>]>;
 struct State {
     version: u64,
     names: Arc<Names>,
+    /// Names the table held when it was last built from scratch: all of them in use then.
+    names_at_build: usize,
     /// Every binding, sorted by id (8 bytes each; a hash set would take twice that).
     bindings: SortedChunks<Arc<StoredBinding>>,
     by_subject: ChunkedVec<Option<BindingSet>>,
@@ -104,6 +106,7 @@ impl State {
             .collect();
         Self {
             version: 0,
+            names_at_build: names.len(),
             names,
             bindings: SortedChunks::from_sorted(bindings),
             by_subject: ChunkedVec::from_vec(by_subject),
@@ -118,7 +121,7 @@ impl State {
 
     /// The next state: this one with `changes` applied. Costs one pointer copy per chunk plus
     /// work proportional to the change, never a copy of every binding or index entry. A name the
-    /// table lacks copies one shard of its index and at most one partial block of its list.
+    /// table lacks copies one shard of its index and is appended to the shared list.
     fn with(&self, changes: Vec<IamChange>) -> Self {
         let mut names = self.names.clone();
         let mut bindings = self.bindings.clone();
@@ -135,7 +138,7 @@ impl State {
         for change in changes {
             match change {
                 IamChange::PutBinding(b) => {
-                    // The table is copied (once per write) only for a binding with a new name;
+                    // The index is copied (once per write) only for a binding with a new name;
                     // readers of the current state keep the old copy.
                     let stored = Arc::new(if names.covers(&b) {
                         StoredBinding::resolve(&b, &names)
@@ -208,6 +211,7 @@ impl State {
         }
         Self {
             version: 0,
+            names_at_build: self.names_at_build,
             names,
             bindings,
             by_subject,
@@ -215,7 +219,32 @@ impl State {
             projects,
         }
     }
+
+    /// Whether enough names of deleted bindings accumulated to rebuild: once the table has grown
+    /// past twice its size at the last build (plus a floor, so a small directory is not rebuilt
+    /// every few writes). Names are append-only, so without this every account ever created
+    /// would keep its name, index entry and subject slot for the life of the process; with it
+    /// they cost a rebuild amortised over at least as many new names as there are live ones.
+    fn wants_compaction(&self) -> bool {
+        self.names.len() > 2 * self.names_at_build + COMPACTION_FLOOR
+    }
+
+    /// The same bindings and projects in a table built from scratch, holding only the names in
+    /// use. Costs what loading the directory at start-up costs.
+    fn compacted(&self) -> Self {
+        let mut table = BindingTable::with_capacity(self.bindings.len());
+        for b in self.bindings.iter() {
+            table.push(&b.expand(self.names.list()));
+        }
+        Self::from_data(IamData {
+            bindings: table,
+            projects: self.projects.values().map(|p| (**p).clone()).collect(),
+        })
+    }
 }
+
+/// New names, beyond twice those in use at the last build, that trigger a rebuild.
+const COMPACTION_FLOOR: usize = 4096;
 
 /// Shared, lock-free view of bindings and projects, and their one writer.
 #[derive(Clone)]
@@ -457,6 +486,9 @@ impl Directory {
 
     fn publish_locked(&self, changes: Vec<IamChange>) -> u64 {
         let mut next = self.state.load().with(changes);
+        if next.wants_compaction() {
+            next = next.compacted();
+        }
         next.version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let version = next.version;
         self.state.store(Arc::new(next));
@@ -602,6 +634,66 @@ mod tests {
             ids(d.bindings_naming("sa1", false)),
             ["a", "b", "d", "g", "h", "i", "j"]
         );
+    }
+
+    #[tokio::test]
+    async fn names_of_deleted_bindings_do_not_accumulate() {
+        let (_dir, store) = sqlite().await;
+        let d = Directory::load(store).await.unwrap();
+        let keep = binding("keep", &["sa-keep"], &["ops"], "guest");
+        d.publish(vec![
+            IamChange::PutBinding(keep.clone()),
+            IamChange::PutProject(Project {
+                project_id: "p1".into(),
+                company_id: "c1".into(),
+                environments: vec!["dev".into()],
+            }),
+        ])
+        .await;
+        // A set handed out before any rebuild stays readable after it.
+        let early = d.bindings_for("sa-keep", &[]);
+        // Accounts created and deleted, each with a name never seen before.
+        for i in 0..3 * COMPACTION_FLOOR {
+            let id = format!("churn{i}");
+            let b = binding(&id, &[&format!("sa{i}")], &[], "guest");
+            d.publish(vec![IamChange::PutBinding(b)]).await;
+            d.publish(vec![IamChange::DeleteBinding(id)]).await;
+        }
+        let state = d.state.load();
+        assert!(
+            state.names.len() <= 2 * state.names_at_build + COMPACTION_FLOOR,
+            "{} names, {} at the last build",
+            state.names.len(),
+            state.names_at_build
+        );
+        assert_eq!(state.names.get("sa0"), None);
+        assert_eq!(d.all_bindings(), vec![keep.clone()]);
+        assert_eq!(d.bindings_for("sa-keep", &["ops".into()]).len(), 1);
+        assert_eq!(d.bindings_for("nobody", &["ops".into()]).len(), 1);
+        assert!(d.project("p1").is_some());
+        assert_eq!(early.as_slice()[0].expand(early.names()), keep);
+    }
+
+    #[tokio::test]
+    async fn sets_built_by_separate_writes_share_one_name_list() {
+        // Each write adds a name; every subject's set must point at the one shared list, not at
+        // a copy of its own version's (which once held up to a thousand pointers per set).
+        let (_dir, store) = sqlite().await;
+        let d = Directory::load(store).await.unwrap();
+        for i in 0..2000 {
+            let b = binding(&format!("b{i}"), &[&format!("sa{i}")], &[], "guest");
+            d.publish(vec![IamChange::PutBinding(b)]).await;
+        }
+        let state = d.state.load();
+        let list: &crate::model::interned::NameList = state.names.list();
+        for i in 0..2000 {
+            let set = d.bindings_for(&format!("sa{i}"), &[]);
+            assert!(
+                std::ptr::eq(set.names(), list),
+                "sa{i} holds a list of its own"
+            );
+            assert_eq!(set.as_slice()[0].id(), format!("b{i}"));
+        }
     }
 
     #[tokio::test]

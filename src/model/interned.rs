@@ -12,44 +12,68 @@
 
 use super::chunks::{Keyed, ShardedMap};
 use super::{Binding, BindingResource};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A name's symbol in a [`Names`] table.
 pub type Sym = u32;
 
-/// Names per shared block: a new version of the table copies at most one partial block.
-const BLOCK: usize = 1024;
+/// Slots in the first segment of a [`NameList`]; each further segment doubles.
+const BASE: usize = 1024;
 
-/// The names of a [`Names`] table by symbol, in blocks shared between versions of the table.
-/// A binding set keeps the list of the version it was built in alive; that costs a few pointers
-/// and at most one partial block per version, never a copy of every name (at a million bindings
-/// a full copy is about 10 MB, and every write adding a name makes a version).
-#[derive(Debug, Clone, Default)]
+/// Segments of a [`NameList`]: `BASE * (2^SEGMENTS - 1)` slots, more than a `Sym` can number.
+const SEGMENTS: usize = 23;
+
+/// One segment's slots, allocated when the first name reaches it.
+type Segment = OnceLock<Box<[OnceLock<Arc<str>>]>>;
+
+/// The names by symbol, appended to in place and shared by every version of the directory built
+/// on top of one another. A binding set keeps the list its bindings were interned in alive: one
+/// pointer. When each version held a list of its own (copying the last partial block), every
+/// binding set built by a write pinned its own copy of up to a thousand pointers, so ten
+/// thousand accounts created one by one through the API held hundreds of megabytes.
+///
+/// Slots are written once and read without a lock; appends take a short lock and go only to the
+/// end, so two tables that diverged (a version extended twice, as tests do) never write the same
+/// slot: the second copies the names it shares instead (`Names::intern`).
+#[derive(Default)]
 pub struct NameList {
-    full: Vec<Arc<[Arc<str>]>>,
-    tail: Vec<Arc<str>>,
+    segments: [Segment; SEGMENTS],
+    len: AtomicUsize,
+    append: Mutex<()>,
+}
+
+impl std::fmt::Debug for NameList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameList")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// The segment and the offset in it of slot `i`.
+fn locate(i: usize) -> (usize, usize) {
+    let block = i / BASE + 1;
+    let segment = (usize::BITS - 1 - block.leading_zeros()) as usize;
+    (segment, i - BASE * ((1 << segment) - 1))
 }
 
 impl NameList {
     /// The shared string of `sym` (for values that outlive a borrow of the list).
     pub fn shared(&self, sym: Sym) -> Option<&Arc<str>> {
-        let (block, i) = (sym as usize / BLOCK, sym as usize % BLOCK);
-        match self.full.get(block) {
-            Some(b) => b.get(i),
-            None if block == self.full.len() => self.tail.get(i),
-            None => None,
-        }
+        let (segment, at) = locate(sym as usize);
+        self.segments.get(segment)?.get()?.get(at)?.get()
     }
 
     /// The name of `sym` (empty for a symbol this list never held, which cannot happen for
-    /// bindings built against it or an older version).
+    /// bindings built against it).
     pub fn name(&self, sym: Sym) -> &str {
         self.shared(sym).map_or("", |s| s)
     }
 
-    /// Number of names.
+    /// Number of names appended so far.
     pub fn len(&self) -> usize {
-        self.full.len() * BLOCK + self.tail.len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether there are none.
@@ -57,12 +81,33 @@ impl NameList {
         self.len() == 0
     }
 
-    fn push(&mut self, name: Arc<str>) {
-        self.tail.push(name);
-        if self.tail.len() == BLOCK {
-            let block = std::mem::take(&mut self.tail);
-            self.full.push(block.into());
+    /// Appends `name` as slot `at` if the list holds exactly `at` names; false otherwise (the
+    /// caller's table diverged from this list) or when the list is full.
+    fn append_at(&self, at: usize, name: Arc<str>) -> bool {
+        let _one_writer = self.append.lock().unwrap_or_else(|e| e.into_inner());
+        if self.len.load(Ordering::Acquire) != at {
+            return false;
         }
+        let (segment, i) = locate(at);
+        let Some(slots) = self.segments.get(segment) else {
+            return false;
+        };
+        let slots = slots.get_or_init(|| (0..BASE << segment).map(|_| OnceLock::new()).collect());
+        if slots.get(i).is_none_or(|slot| slot.set(name).is_err()) {
+            return false;
+        }
+        self.len.store(at + 1, Ordering::Release);
+        true
+    }
+
+    /// A new list holding the first `n` names of this one.
+    fn prefix(&self, n: usize) -> Self {
+        let copy = Self::default();
+        for i in 0..n.min(self.len()) {
+            let name = Sym::try_from(i).ok().and_then(|s| self.shared(s)).cloned();
+            copy.append_at(i, name.unwrap_or_else(|| Arc::from("")));
+        }
+        copy
     }
 }
 
@@ -70,10 +115,13 @@ impl NameList {
 /// the table and of every version made from it, so bindings built against an older version
 /// resolve against a newer one. The index is sharded: a write that interns a new name makes a
 /// new version of the table and copies one shard of it (about 500 entries at a million
-/// bindings), where copying the whole index took milliseconds.
+/// bindings), where copying the whole index took milliseconds; the list is shared. Names of
+/// deleted bindings stay until the directory rebuilds the table (`State::compacted` there).
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     list: Arc<NameList>,
+    /// Names this table holds: a prefix of `list`, all of it unless another table extended it.
+    len: usize,
     index: ShardedMap<Interned>,
 }
 
@@ -95,9 +143,14 @@ impl Names {
         }
         // Past four billion names the table would wrap; a directory never gets near that, and
         // the last symbol is reused rather than panicking.
-        let s = Sym::try_from(self.list.len()).unwrap_or(Sym::MAX);
+        let s = Sym::try_from(self.len).unwrap_or(Sym::MAX);
         let name: Arc<str> = Arc::from(name);
-        Arc::make_mut(&mut self.list).push(name.clone());
+        if !self.list.append_at(self.len, name.clone()) {
+            // Another table extended the shared list past this one: continue on a copy.
+            self.list = Arc::new(self.list.prefix(self.len));
+            self.list.append_at(self.len, name.clone());
+        }
+        self.len += 1;
         self.index.insert(Interned(name, s));
         s
     }
@@ -124,12 +177,12 @@ impl Names {
 
     /// Number of names.
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.len
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.len == 0
     }
 }
 
@@ -411,23 +464,40 @@ mod tests {
     }
 
     #[test]
-    fn a_new_version_of_the_table_shares_its_full_blocks() {
+    fn versions_of_the_table_share_one_list_and_a_fork_copies_it() {
         let mut names = Names::default();
-        for i in 0..BLOCK + 10 {
+        for i in 0..BASE + 10 {
             names.intern(&format!("n{i}"));
         }
         let old = names.clone();
-        names.intern("one more");
-        assert!(!Arc::ptr_eq(old.list(), names.list()));
-        assert_eq!(old.list().full.len(), 1);
-        assert!(Arc::ptr_eq(&old.list().full[0], &names.list().full[0]));
+        let base = (BASE + 10) as Sym;
+        assert_eq!(names.intern("one more"), base);
+        // The newer version appended in place: one list for both.
+        assert!(Arc::ptr_eq(old.list(), names.list()));
         assert_eq!(old.len() + 1, names.len());
-        for sym in [0, 5, BLOCK as Sym, (BLOCK + 9) as Sym] {
+        for sym in [0, 5, BASE as Sym, base - 1] {
             assert_eq!(old.name(sym), names.name(sym));
         }
-        assert_eq!(names.name((BLOCK + 10) as Sym), "one more");
-        assert_eq!(old.name((BLOCK + 10) as Sym), "");
-        assert_eq!(names.get("n1030"), Some(1030));
+        assert_eq!(names.name(base), "one more");
+        assert_eq!(old.get("one more"), None);
+        // The old version extended on its own must not overwrite the newer one's name.
+        let mut fork = old.clone();
+        assert_eq!(fork.intern("other"), base);
+        assert!(!Arc::ptr_eq(fork.list(), names.list()));
+        assert_eq!((fork.name(base), names.name(base)), ("other", "one more"));
+        assert_eq!(fork.name(5), "n5");
+        assert_eq!(fork.get("one more"), None);
+    }
+
+    #[test]
+    fn slots_are_located_across_doubling_segments() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(BASE - 1), (0, BASE - 1));
+        assert_eq!(locate(BASE), (1, 0));
+        assert_eq!(locate(3 * BASE - 1), (1, 2 * BASE - 1));
+        assert_eq!(locate(3 * BASE), (2, 0));
+        let last = Sym::MAX as usize;
+        assert!(locate(last).0 < SEGMENTS);
     }
 
     #[test]
@@ -441,6 +511,7 @@ mod tests {
         assert_eq!(names.intern("new"), 50_000);
         assert_eq!((old.get("new"), names.get("new")), (None, Some(50_000)));
         assert!((0..50_000).all(|i| names.get(&format!("n{i}")) == Some(i)));
+        assert!((0..50_000).all(|i| names.name(i) == format!("n{i}")));
         assert_eq!(names.get("n50000"), None);
     }
 
