@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod authz;
 pub mod external;
 mod management;
 mod oauth;
@@ -21,6 +22,7 @@ mod server;
 mod signing;
 mod upstream;
 
+pub use authz::{AuthzSettings, RawAuthz};
 pub use external::RawExternalIssuer;
 pub use management::{DirectorySync, RawDirectory, RawManagement};
 pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
@@ -120,6 +122,8 @@ pub struct RawConfig {
     pub management: RawManagement,
     /// The project directory.
     pub directory: RawDirectory,
+    /// Decisions for an existing ingress.
+    pub authz: RawAuthz,
 }
 
 /// `bootstrap:` section.
@@ -192,6 +196,8 @@ pub struct Settings {
     pub secret_rotation_grace: Duration,
     /// Directory sync: URL, token, interval.
     pub directory_sync: Option<(http::Uri, Option<Secret>, Duration)>,
+    /// Decisions for an existing ingress.
+    pub authz: AuthzSettings,
 }
 
 /// Reads `path` (if any) into the model; a missing explicit file is an error.
@@ -343,6 +349,7 @@ impl RawConfig {
         let external_issuers = external::validate_all(self.external_issuers, skew, &mut errs);
         let (client_keys, secret_rotation_grace) = self.management.validate(&mut errs);
         let directory_sync = self.directory.validate(&mut errs);
+        let authz = self.authz.validate(&mut errs);
 
         if let Some(p) = &secret_pepper
             && p.expose().len() < MIN_SECRET_CHARS
@@ -384,6 +391,7 @@ impl RawConfig {
             return Err(ConfigError::Invalid(errs));
         }
         Ok(Settings {
+            authz,
             directory_sync,
             client_keys,
             secret_rotation_grace,

@@ -29,6 +29,9 @@ pub struct RawServer {
     /// `X-Forwarded-For` (or `Forwarded: for=`) that is not itself trusted; from any other peer
     /// forwarding headers are ignored. Default: none.
     pub trusted_proxies: Vec<String>,
+    /// Serve Envoy's ext_authz gRPC service (`envoy.service.auth.v3.Authorization`) on this
+    /// address (`host:port`); it answers peers in `trusted_proxies` only. Default: off.
+    pub ext_authz_grpc_listen: Option<String>,
 }
 
 /// `server.tls:` section.
@@ -60,6 +63,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// The trusted ingresses' address ranges.
     pub trusted_proxies: Vec<Cidr>,
+    /// Envoy ext_authz gRPC listener.
+    pub ext_authz_grpc_listen: Option<std::net::SocketAddr>,
 }
 
 /// An address range: an address and how many leading bits of it count.
@@ -155,7 +160,17 @@ impl RawServer {
                 Err(e) => errs.push(format!("server.trusted_proxies[{i}]: {e}")),
             }
         }
+        let ext_authz_grpc_listen = sv.ext_authz_grpc_listen.as_deref().and_then(|a| {
+            a.parse()
+                .map_err(|_| {
+                    errs.push(format!(
+                        "server.ext_authz_grpc_listen: `{a}` is not a host:port address"
+                    ))
+                })
+                .ok()
+        });
         ServerSettings {
+            ext_authz_grpc_listen,
             trusted_proxies,
             tls: sv.tls.map(|t| (t.cert_file, t.key_file)),
             max_concurrent_requests,

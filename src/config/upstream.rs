@@ -72,6 +72,18 @@ pub struct IdentityHeaders {
     pub client_type: http::HeaderName,
 }
 
+impl IdentityHeaders {
+    /// The four names.
+    pub fn all(&self) -> [&http::HeaderName; 4] {
+        [
+            &self.user_id,
+            &self.groups,
+            &self.properties,
+            &self.client_type,
+        ]
+    }
+}
+
 impl RawUpstream {
     /// Checks the section; problems go to `errs`.
     pub(super) fn validate(self, errs: &mut Vec<String>) -> UpstreamSettings {

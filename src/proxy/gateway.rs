@@ -88,7 +88,35 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// A request refused on the way (before or after the upstream): its finished response.
-type Refusal = Response<Body>;
+pub(super) type Refusal = Response<Body>;
+
+/// What [`Gateway::decide`] allowed, and what it learnt on the way that serving needs.
+pub(super) struct Allowed {
+    /// The caller; `None` on a public route.
+    pub caller: Option<Caller>,
+    /// The policy input (policy routes and response rules), kept for a response rule.
+    pub input: Option<DecisionInput>,
+    /// The company every target was decided in, when they all name the same one.
+    pub company: Option<Arc<str>>,
+    /// The decision body as JSON, where the policy read one.
+    pub json: Option<serde_json::Value>,
+    /// The query's pairs (where a caller is known).
+    pub query: Vec<(String, String)>,
+    /// The facts a management write was decided on.
+    pub decided: crate::proxy::management::PolicyFacts,
+    /// Whether `input` already holds the request details.
+    pub filled: bool,
+}
+
+/// The identity handed on for `caller` (upstream headers, an ingress's allow answer).
+pub(super) fn identity_of(caller: &Caller) -> Identity {
+    Identity {
+        user_id: caller.id.clone(),
+        groups: caller.groups.clone(),
+        properties: caller.properties_json(),
+        client_type: caller.kind.as_str().to_owned(),
+    }
+}
 
 fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
     ApiError::new(StatusCode::BAD_REQUEST, message).into_response()
@@ -130,11 +158,21 @@ impl Gateway {
         let started = Instant::now();
         let (route_id, result) = self.run(req, conn).await;
         let resp = result.unwrap_or_else(|refused| refused);
-        self.requests.inc(route_id.as_deref(), resp.status());
+        self.count(route_id.as_deref(), resp.status(), started);
+        resp
+    }
+
+    /// Counts one answered request under its route and records its latency.
+    pub(super) fn count(&self, route_id: Option<&str>, status: StatusCode, started: Instant) {
+        self.requests.inc(route_id, status);
         self.metrics
             .request_latency
             .observe(started.elapsed().as_secs_f64());
-        resp
+    }
+
+    /// The largest request body read for a decision.
+    pub(super) fn max_decision_body(&self) -> usize {
+        self.limits.max_decision_body
     }
 
     async fn run(
@@ -142,33 +180,39 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> (Option<Arc<str>>, Result<Response<Body>, Refusal>) {
-        let route = {
-            let segments = match split(req.uri().path()) {
-                Ok(s) => s,
-                Err(e) => return (None, Err(bad_request(e.to_string()))),
-            };
-            match self.routes.find(req.method(), &segments) {
-                Match::Found(route, params) => (route.clone(), params),
-                Match::MethodNotAllowed(allowed) => {
-                    let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-                        .into_response();
-                    let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
-                    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
-                        r.headers_mut().insert(header::ALLOW, v);
-                    }
-                    return (None, Err(r));
-                }
-                Match::NotFound => {
-                    return (
-                        None,
-                        Err(ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response()),
-                    );
-                }
-            }
+        let route = match self.find(req.method(), req.uri().path()) {
+            Ok(found) => found,
+            Err(refused) => return (None, Err(refused)),
         };
         let (route, params) = route;
         let id = route.id.clone();
         (Some(id), self.serve_route(req, conn, route, params).await)
+    }
+
+    /// The route `method` and `path` match, with the path's parameters; 400 for a path the
+    /// rules refuse, 405 (with `Allow`) or 404 when nothing matches.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn find(
+        &self,
+        method: &http::Method,
+        path: &str,
+    ) -> Result<(Arc<Route>, BTreeMap<String, String>), Refusal> {
+        let segments = split(path).map_err(|e| bad_request(e.to_string()))?;
+        match self.routes.find(method, &segments) {
+            Match::Found(route, params) => Ok((route.clone(), params)),
+            Match::MethodNotAllowed(allowed) => {
+                let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    .into_response();
+                let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                    r.headers_mut().insert(header::ALLOW, v);
+                }
+                Err(r)
+            }
+            Match::NotFound => {
+                Err(ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response())
+            }
+        }
     }
 
     async fn serve_route(
@@ -202,15 +246,6 @@ impl Gateway {
                 .into_response());
             }
         }
-        let caller = match route.access {
-            Access::Public => None,
-            _ => Some(
-                self.auth
-                    .authenticate(req.headers(), req.uri().query(), unix_now())
-                    .await
-                    .map_err(|e| e.into_response())?,
-            ),
-        };
         let (parts, body) = req.into_parts();
         let request_id = parts
             .headers
@@ -226,89 +261,42 @@ impl Gateway {
         } else {
             (None, body.boxed())
         };
-
-        // The query is parsed and the input document built only where the policy reads them.
-        let query: Vec<(String, String)> = match (&caller, parts.uri.query()) {
-            (Some(_), Some(q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
-            _ => Vec::new(),
-        };
-        let mut input = match (&caller, &route.access) {
-            (Some(caller), Access::Policy(_)) => Some(self.base_input(&parts, caller, &route)),
-            (Some(caller), _) if route.response.is_some() => {
-                Some(self.base_input(&parts, caller, &route))
-            }
-            _ => None,
-        };
-        // The input's request details are built at most once, and only where a policy runs: on
-        // a decision-cache miss, or for a response rule.
-        let mut filled = false;
-        let mut authorized_company = None;
-        let mut decided = crate::proxy::management::PolicyFacts::default();
-        let mut fill = |i: &mut DecisionInput| {
-            if let (false, Some(c)) = (filled, &caller) {
-                self.fill_details(i, &parts, c, &params, &query);
-                filled = true;
-            }
-        };
-        if let (Access::Policy(checks), Some(caller), Some(input)) =
-            (&route.access, &caller, &mut input)
-        {
-            let json = match &buffered {
-                Some(b) if b.is_empty() => None,
-                Some(b) => Some(
-                    serde_json::from_slice::<serde_json::Value>(b)
-                        .map_err(|_| bad_request("request body is not valid JSON"))?,
-                ),
-                None => None,
+        let Allowed {
+            caller,
+            mut input,
+            company: authorized_company,
+            json,
+            query,
+            decided,
+            filled,
+        } = self
+            .decide(&parts, &route, &params, buffered.as_ref())
+            .await?;
+        if let Some(handler) = &route.local {
+            return match (&self.management, &caller) {
+                (Some(m), Some(caller)) if matches!(route.access, Access::Policy(_)) => {
+                    let snapshot = self.policy.snapshot();
+                    Ok(crate::proxy::management::handle(
+                        &m.manager,
+                        handler,
+                        crate::proxy::management::LocalRequest {
+                            caller,
+                            params: &params,
+                            query: &query,
+                            body: json.as_ref(),
+                            model: snapshot.role_model(),
+                            decided: &decided,
+                        },
+                    )
+                    .await)
+                }
+                // A local route must be decided by the policy and served here, never forwarded.
+                _ => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "management API unavailable",
+                )
+                .into_response()),
             };
-            let view = RequestView {
-                path_params: &params,
-                query: &query,
-                body: json.as_ref(),
-            };
-            if let (Some(handler), Some(m)) = (&route.local, &self.management) {
-                crate::proxy::management::prevalidate(
-                    handler,
-                    json.as_ref(),
-                    self.policy.snapshot().role_model(),
-                )
-                .map_err(|e| e.into_response())?;
-                let facts = crate::proxy::management::policy_facts(
-                    &m.manager,
-                    handler,
-                    &params,
-                    json.as_ref(),
-                )
-                .map_err(|e| e.into_response())?;
-                input.grants = facts.grants.clone();
-                input.target = facts.target.clone();
-                decided = facts;
-            }
-            authorized_company = self.authorize(checks, &view, input, &mut fill).await?;
-            if let (Some(handler), Some(m)) = (&route.local, &self.management) {
-                let snapshot = self.policy.snapshot();
-                return Ok(crate::proxy::management::handle(
-                    &m.manager,
-                    handler,
-                    crate::proxy::management::LocalRequest {
-                        caller,
-                        params: &params,
-                        query: &query,
-                        body: json.as_ref(),
-                        model: snapshot.role_model(),
-                        decided: &decided,
-                    },
-                )
-                .await);
-            }
-        }
-        if route.local.is_some() {
-            // A local route must be decided by the policy and served here, never forwarded.
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "management API unavailable",
-            )
-            .into_response());
         }
 
         let Some(upstream) = &self.upstream else {
@@ -317,20 +305,17 @@ impl Gateway {
                     .into_response(),
             );
         };
-        if let (Some(_), Some(input)) = (&route.response, &mut input) {
-            fill(input);
+        if let (Some(_), Some(input), Some(c), false) =
+            (&route.response, &mut input, &caller, filled)
+        {
+            self.fill_details(input, &parts, c, &params, &query);
         }
         let mut forward = Request::from_parts(parts, body);
         if route.response.is_some() || route.records_project {
             // The answer is parsed: ask for it unencoded.
             forward.headers_mut().remove(header::ACCEPT_ENCODING);
         }
-        let identity = caller.as_ref().map(|c| Identity {
-            user_id: c.id.clone(),
-            groups: c.groups.clone(),
-            properties: c.properties_json(),
-            client_type: c.kind.as_str().to_owned(),
-        });
+        let identity = caller.as_ref().map(identity_of);
         let resp = upstream
             .forward_from(
                 forward,
@@ -359,6 +344,94 @@ impl Gateway {
             }
             _ => Ok(resp),
         }
+    }
+
+    /// Authenticates the caller and decides every check of `route` for the request `parts`
+    /// names, with `body` where the route's decision reads one. Shared by the proxied path and
+    /// the decisions an ingress asks for (`super::authz`), so both decide alike.
+    pub(super) async fn decide(
+        &self,
+        parts: &http::request::Parts,
+        route: &Route,
+        params: &BTreeMap<String, String>,
+        body: Option<&Bytes>,
+    ) -> Result<Allowed, Refusal> {
+        let caller = match route.access {
+            Access::Public => None,
+            _ => Some(
+                self.auth
+                    .authenticate(&parts.headers, parts.uri.query(), unix_now())
+                    .await
+                    .map_err(|e| e.into_response())?,
+            ),
+        };
+        // The query is parsed and the input document built only where the policy reads them.
+        let query: Vec<(String, String)> = match (&caller, parts.uri.query()) {
+            (Some(_), Some(q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+            _ => Vec::new(),
+        };
+        let mut input = match (&caller, &route.access) {
+            (Some(caller), Access::Policy(_)) => Some(self.base_input(parts, caller, route)),
+            (Some(caller), _) if route.response.is_some() => {
+                Some(self.base_input(parts, caller, route))
+            }
+            _ => None,
+        };
+        // The input's request details are built at most once, and only where a policy runs: on
+        // a decision-cache miss, or for a response rule.
+        let mut filled = false;
+        let mut company = None;
+        let mut decided = crate::proxy::management::PolicyFacts::default();
+        let mut json = None;
+        let mut fill = |i: &mut DecisionInput| {
+            if let (false, Some(c)) = (filled, &caller) {
+                self.fill_details(i, parts, c, params, &query);
+                filled = true;
+            }
+        };
+        if let (Access::Policy(checks), Some(_), Some(input)) = (&route.access, &caller, &mut input)
+        {
+            json = match body {
+                Some(b) if !b.is_empty() => Some(
+                    serde_json::from_slice::<serde_json::Value>(b)
+                        .map_err(|_| bad_request("request body is not valid JSON"))?,
+                ),
+                _ => None,
+            };
+            let view = RequestView {
+                path_params: params,
+                query: &query,
+                body: json.as_ref(),
+            };
+            if let (Some(handler), Some(m)) = (&route.local, &self.management) {
+                crate::proxy::management::prevalidate(
+                    handler,
+                    json.as_ref(),
+                    self.policy.snapshot().role_model(),
+                )
+                .map_err(|e| e.into_response())?;
+                let facts = crate::proxy::management::policy_facts(
+                    &m.manager,
+                    handler,
+                    params,
+                    json.as_ref(),
+                )
+                .map_err(|e| e.into_response())?;
+                input.grants = facts.grants.clone();
+                input.target = facts.target.clone();
+                decided = facts;
+            }
+            company = self.authorize(checks, &view, input, &mut fill).await?;
+        }
+        Ok(Allowed {
+            caller,
+            input,
+            company,
+            json,
+            query,
+            decided,
+            filled,
+        })
     }
 
     /// Records the project the Console's 2xx answer describes, in the company the request was

@@ -2,8 +2,12 @@
 //! instead of normalising them, so the path the policy sees is byte for byte the path
 //! forwarded), [`table`] and [`route`] match it against the route table, [`resolve`] finds the
 //! resource ids, [`gateway`] asks the policy and then either forwards through [`upstream`] (with
-//! its connection [`pool`]) or hands a `local` route to the [`management`] handlers.
+//! its connection [`pool`]) or hands a `local` route to the [`management`] handlers. [`authz`]
+//! answers an existing ingress with the same decisions, forwarding nothing, over HTTP and over
+//! Envoy's gRPC [`ext_authz`].
 
+pub mod authz;
+pub mod ext_authz;
 pub mod gateway;
 pub mod management;
 pub mod path;

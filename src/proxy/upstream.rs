@@ -67,6 +67,32 @@ pub struct Identity {
     pub client_type: String,
 }
 
+impl Identity {
+    /// The identity as headers named by `names`: user id, groups ([`groups_header`]),
+    /// properties and client type. Fails only for a value no header can carry (a control
+    /// character in an external issuer's claim).
+    pub fn headers(
+        &self,
+        names: &IdentityHeaders,
+    ) -> Result<[(HeaderName, HeaderValue); 4], header::InvalidHeaderValue> {
+        Ok([
+            (names.user_id.clone(), HeaderValue::from_str(&self.user_id)?),
+            (
+                names.groups.clone(),
+                HeaderValue::from_str(&groups_header(&self.groups))?,
+            ),
+            (
+                names.properties.clone(),
+                HeaderValue::from_str(&self.properties)?,
+            ),
+            (
+                names.client_type.clone(),
+                HeaderValue::from_str(&self.client_type)?,
+            ),
+        ])
+    }
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy `keep-alive` and `proxy-connection`.
 static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -294,12 +320,7 @@ impl Upstream {
         });
         let h = &mut parts.headers;
         strip_hop_by_hop(h);
-        let names = [
-            &self.names.user_id,
-            &self.names.groups,
-            &self.names.properties,
-            &self.names.client_type,
-        ];
+        let names = self.names.all();
         // Inbound identity headers are always dropped; a request rarely carries one, so one pass
         // over the headers present decides, instead of four hashed removals.
         if h.keys().any(|k| names.contains(&k)) {
@@ -331,16 +352,12 @@ impl Upstream {
             HeaderValue::from_str(s).map_err(|_| UpstreamError::Request("header value".to_owned()))
         };
         if let Some(identity) = identity {
-            h.insert(self.names.user_id.clone(), value(&identity.user_id)?);
-            h.insert(
-                self.names.groups.clone(),
-                value(&groups_header(&identity.groups))?,
-            );
-            h.insert(self.names.properties.clone(), value(&identity.properties)?);
-            h.insert(
-                self.names.client_type.clone(),
-                value(&identity.client_type)?,
-            );
+            let set = identity
+                .headers(&self.names)
+                .map_err(|_| UpstreamError::Request("header value".to_owned()))?;
+            for (name, v) in set {
+                h.insert(name, v);
+            }
         }
         // The stack's request-id layer usually put this very value in already.
         if h.get(X_REQUEST_ID).map(HeaderValue::as_bytes) != Some(request_id.as_bytes()) {

@@ -24,15 +24,14 @@ pub(super) async fn serve<S, B>(
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = tower::BoxError,
-        > + Clone
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
         + Send
         + 'static,
+    S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
-    B: hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
 {
     use tower::ServiceExt;
     let graceful = GracefulShutdown::new();

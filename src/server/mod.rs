@@ -97,6 +97,8 @@ fn load_policy(
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound address of the ext_authz gRPC listener, when configured.
+    pub ext_authz_addr: Option<SocketAddr>,
     /// The public base URL.
     pub public_url: String,
     /// Where bootstrap credentials were written on this start, if they were.
@@ -136,6 +138,21 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .await
         .map_err(io("bind listener"))?;
     let addr = listener.local_addr().map_err(io("listener address"))?;
+    let grpc_listener = match settings.server.ext_authz_grpc_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(io("bind ext_authz gRPC listener"))?,
+        ),
+        None => None,
+    };
+    let ext_authz_addr = match &grpc_listener {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(io("ext_authz gRPC listener address"))?,
+        ),
+        None => None,
+    };
     let public_url = settings
         .public_url
         .clone()
@@ -239,10 +256,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => None,
     };
 
-    let gateway = build_gateway(
-        &settings, &issuer_id, &audience, &keys, &manager, &policy, &metrics,
-    )
-    .await?;
+    let gateway = Arc::new(
+        build_gateway(
+            &settings, &issuer_id, &audience, &keys, &manager, &policy, &metrics,
+        )
+        .await?,
+    );
+    let trusted_proxies: Arc<[crate::config::Cidr]> =
+        Arc::from(settings.server.trusted_proxies.clone());
+    let ingress = crate::proxy::authz::IngressMode {
+        names: settings.upstream.identity_headers.clone(),
+        skip_response_rules: settings.authz.skip_response_rules,
+    };
     let tls = match &settings.server.tls {
         Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(StartError::Tls)?),
         None => None,
@@ -253,8 +278,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metadata: metadata::document(&issuer_id, &public_url),
         store: store.clone(),
         metrics,
-        gateway,
-        trusted_proxies: Arc::from(settings.server.trusted_proxies.clone()),
+        gateway: gateway.clone(),
+        authz: settings.authz.enabled.then(|| ingress.clone()),
+        trusted_proxies: trusted_proxies.clone(),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -349,16 +375,25 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         });
     }
     let service = stack::build(app, &settings.server);
-    let task = tokio::spawn(listen::serve(
-        listener,
-        service,
-        tls,
-        settings.server.shutdown_grace,
-        shutdown_rx,
-    ));
+    let grace = settings.server.shutdown_grace;
+    let main = listen::serve(listener, service, tls.clone(), grace, shutdown_rx.clone());
+    let grpc = grpc_listener.map(|l| {
+        let svc = crate::proxy::ext_authz::ExtAuthz::new(gateway, ingress, trusted_proxies);
+        tracing::info!(addr = ?ext_authz_addr, "ext_authz gRPC listening");
+        listen::serve(l, svc.into_service(), tls, grace, shutdown_rx)
+    });
+    let task = tokio::spawn(async move {
+        match grpc {
+            Some(grpc) => {
+                tokio::join!(main, grpc);
+            }
+            None => main.await,
+        }
+    });
     tracing::info!(%addr, %public_url, "iamgate listening");
     Ok(Running {
         addr,
+        ext_authz_addr,
         public_url,
         bootstrap_file,
         accounts,

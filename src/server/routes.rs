@@ -1,9 +1,10 @@
 //! The application behind the stack: the gateway's own endpoints (token endpoint, JWKS, metadata,
-//! health, readiness, metrics) first, then every other request goes to the proxied path
-//! ([`Gateway`]).
+//! health, readiness, metrics, and the decisions for an ingress at `/-/authz`) first, then every
+//! other request goes to the proxied path ([`Gateway`]).
 
 use crate::authn::TokenEndpoint;
 use crate::error::{ApiError, Body, json};
+use crate::proxy::authz;
 use crate::proxy::gateway::{ConnInfo, Gateway};
 use crate::store::Store;
 use crate::token::{KeyRing, metadata};
@@ -26,7 +27,9 @@ pub struct App {
     /// Prometheus metrics.
     pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     /// The proxied request path.
-    pub gateway: Gateway,
+    pub gateway: Arc<Gateway>,
+    /// Decisions for an existing ingress at `/-/authz` (`authz.enabled`).
+    pub authz: Option<crate::proxy::authz::IngressMode>,
     /// The trusted ingresses' address ranges (`server.trusted_proxies`).
     pub trusted_proxies: Arc<[crate::config::Cidr]>,
 }
@@ -95,6 +98,10 @@ impl App {
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 r
             }
+            p if p == authz::PREFIX || p.starts_with("/-/authz/") => match &self.authz {
+                Some(mode) => authz::serve_http(&self.gateway, mode, req, conn.trusted).await,
+                None => self.gateway.handle(req, conn).await,
+            },
             _ => self.gateway.handle(req, conn).await,
         }
     }

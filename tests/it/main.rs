@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod config_example;
 mod external_issuer;
+mod ingress;
 mod keys_and_restart;
 mod management;
 mod policy_matrix;
