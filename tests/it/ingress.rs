@@ -396,8 +396,9 @@ async fn envoy_grpc_ext_authz_allows_with_headers_and_denies_with_status_and_bod
     );
 }
 
-/// A real nginx (Debian's package has `auth_request`) on `port`: `/api/` is decided by iamgate
-/// at `gw` and forwarded to `up` with the identity iamgate answered.
+/// A real nginx (Debian's package has `auth_request`) on `port` running `examples/nginx`:
+/// `/api/` is decided by iamgate at `gw` and forwarded to `up` with the identity iamgate
+/// answered; iamgate's own paths go to iamgate.
 struct Nginx {
     child: std::process::Child,
     _dir: tempfile::TempDir,
@@ -426,43 +427,36 @@ fn start_nginx(port: u16, gw: std::net::SocketAddr, up: std::net::SocketAddr) ->
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
+    // The shipped example, pointed at this test's gateway, upstream and port, with the paths a
+    // process without root needs.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/nginx/nginx.conf"
+    ))
+    .unwrap();
+    for needle in [
+        "server iamgate:8080;",
+        "server console-api:8080;",
+        "listen 80;",
+        "http {",
+    ] {
+        assert!(
+            example.contains(needle),
+            "examples/nginx/nginx.conf lost `{needle}`"
+        );
+    }
     let conf = format!(
-        r#"
-daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};
-    uwsgi_temp_path {d}; scgi_temp_path {d};
-    server {{
-        listen 127.0.0.1:{port};
-        location = /-/iamgate-authz {{
-            internal;
-            proxy_pass http://{gw}/-/authz;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-        }}
-        location /api/ {{
-            auth_request /-/iamgate-authz;
-            auth_request_set $iam_user $upstream_http_miauserid;
-            auth_request_set $iam_groups $upstream_http_miausergroups;
-            auth_request_set $iam_props $upstream_http_miauserproperties;
-            auth_request_set $iam_type $upstream_http_client_type;
-            proxy_set_header miauserid $iam_user;
-            proxy_set_header miausergroups $iam_groups;
-            proxy_set_header miauserproperties $iam_props;
-            proxy_set_header client-type $iam_type;
-            proxy_pass http://{up};
-        }}
-    }}
-}}
-"#
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n{}",
+        example
+            .replace("server iamgate:8080;", &format!("server {gw};"))
+            .replace("server console-api:8080;", &format!("server {up};"))
+            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+            .replace(
+                "http {",
+                &format!(
+                    "http {{\n    access_log off;\n    client_body_temp_path {d}; proxy_temp_path {d};\n    fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};"
+                ),
+            )
     );
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
@@ -519,7 +513,14 @@ async fn nginx_auth_request_in_front_of_a_real_upstream() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bearer = format!("Bearer {token}");
+    // iamgate's own paths reach iamgate through nginx, never the upstream.
     let before = up.hits();
+    let (status, body) = send(Method::GET, "/.well-known/jwks.json", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["keys"].is_array());
+    assert_eq!(up.hits(), before);
     let (status, _) = send(
         Method::GET,
         ITEMS,
