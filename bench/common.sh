@@ -32,4 +32,85 @@ NGINX
     nginx -c "$work/nginx/nginx.conf" &
     nginx_pid=$!
     pids+=($nginx_pid)
+    wait_http "http://127.0.0.1:$UP_PORT/" "$work/nginx/error.log"
+}
+
+# wait_http URL LOG: waits (10 s at most) until URL answers 2xx; otherwise prints LOG and exits.
+wait_http() {
+    for _ in $(seq 1 100); do
+        curl -fs "$1" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "$1 did not come up"; cat "$2"; exit 1
+}
+
+# start_iamgate NAME YAML: a release iamgate with the configuration YAML (data in $work/NAME),
+# waited for until healthy; its process id is in $gw_pid.
+start_iamgate() {
+    printf '%s\n' "$2" "data_dir: $work/$1" >"$work/$1.yaml"
+    ./target/release/iamgate serve --config "$work/$1.yaml" >"$work/$1.log" 2>&1 &
+    gw_pid=$!
+    pids+=($gw_pid)
+    wait_http "http://$(sed -n 's/^listen: //p' "$work/$1.yaml")/-/healthz" "$work/$1.log"
+}
+
+# bootstrap_token NAME BASE: an access token of the bootstrap account of the iamgate started as
+# NAME, from its token endpoint at BASE.
+bootstrap_token() {
+    local creds=$work/$1/bootstrap-credentials.json id secret
+    id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientId'])" "$creds")
+    secret=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientSecret'])" "$creds")
+    curl -fs -u "$id:$secret" -d grant_type=client_credentials "$2/api/m2m/oauth/token" |
+        python3 -c "import json,sys;print(json.load(sys.stdin)['access_token'])"
+}
+
+# wrk_leg NAME URL [SCRIPT]: one wrk run of DURATION seconds at CONNS connections; prints
+# req/s, p50, p99 and non-2xx, and appends req/s to $work/NAME.rps.
+wrk_leg() {
+    local out rps p50 p99 errs
+    out=$(timeout $((DURATION + 30)) wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency ${3:+-s "$3"} "$2")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    errs=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    printf '%-22s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
+    echo "$rps" >>"$work/$1.rps"
+}
+
+# ports_free PORT...: exits when one is taken (a leftover server would be measured instead).
+ports_free() {
+    for port in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "port $port is already in use; stop what listens there first"
+            exit 1
+        fi
+    done
+}
+
+# oha_leg NAME URL [OHA ARGS...]: RATE req/s for DURATION seconds at 64 connections, latency
+# corrected; prints p50/p99 and keeps them in $work/NAME.fixed.
+oha_leg() {
+    local name=$1 url=$2 out
+    shift 2
+    out=$(timeout $((DURATION + 30)) oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction \
+        --no-tui --output-format json "$@" "$url")
+    python3 -c "
+import json, sys
+d = json.loads(sys.argv[2])
+p = d['latencyPercentiles']
+print(f\"{sys.argv[1]:<22} p50 {p['p50']*1e6:8.0f} us   p99 {p['p99']*1e6:8.0f} us   ok {d['summary']['successRate']:.4f}\")
+open(sys.argv[3], 'w').write(f\"{p['p50']} {p['p99']}\")
+" "$name" "$out" "$work/$name.fixed"
+}
+
+# oha_added NAME...: the latency each of NAME adds to the upstream-direct leg.
+oha_added() {
+    python3 - "$work" "$@" <<'PY'
+import sys
+w = sys.argv[1]
+base = [float(x) for x in open(f"{w}/upstream-direct.fixed").read().split()]
+for n in sys.argv[2:]:
+    v = [float(x) for x in open(f"{w}/{n}.fixed").read().split()]
+    print(f"added by {n:<20} p50 {(v[0]-base[0])*1e6:7.0f} us   p99 {(v[1]-base[1])*1e6:7.0f} us")
+PY
 }

@@ -24,14 +24,8 @@ NGX_PORT=${NGX_PORT:-18283}
 HAP_PORT=${HAP_PORT:-18284}
 FLOOR_PORT=${FLOOR_PORT:-18285}
 cargo build --release -q --bin iamgate --example hyper_floor
-for port in "$UP_PORT" "$GW_PORT" "$NGX_PORT" "$HAP_PORT" "$FLOOR_PORT"; do
-    # A leftover server on a port would be measured in place of the one started here.
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "port $port is already in use; stop what listens there first"
-        exit 1
-    fi
-done
 . bench/common.sh
+ports_free "$UP_PORT" "$GW_PORT" "$NGX_PORT" "$HAP_PORT" "$FLOOR_PORT"
 start_nginx 2 "    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; }
     server {
         listen 127.0.0.1:$NGX_PORT;
@@ -42,25 +36,12 @@ start_nginx 2 "    upstream console { server 127.0.0.1:$UP_PORT; keepalive 128; 
         }
     }"
 
-cat >"$work/iamgate.yaml" <<YAML
-listen: 127.0.0.1:$GW_PORT
-data_dir: $work/data
-log: {level: warn}
-upstream: {url: "http://127.0.0.1:$UP_PORT"}
-YAML
-./target/release/iamgate serve --config "$work/iamgate.yaml" >"$work/gw.log" 2>&1 &
-pids+=($!)
 ./target/release/examples/hyper_floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UP_PORT" >"$work/floor.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$GW_PORT/-/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$UP_PORT/" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-creds=$work/data/bootstrap-credentials.json
-id=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientId'])" "$creds")
-secret=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['clientSecret'])" "$creds")
-token=$(curl -fs -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$GW_PORT/api/m2m/oauth/token" |
-    python3 -c "import json,sys;print(json.load(sys.stdin)['access_token'])")
+start_iamgate data "listen: 127.0.0.1:$GW_PORT
+log: {level: warn}
+upstream: {url: \"http://127.0.0.1:$UP_PORT\"}"
+token=$(bootstrap_token data "http://127.0.0.1:$GW_PORT")
 # The bootstrap account holds console.root.view: a policy-decided GET on a company route.
 path=/api/tenants/acme/marketplace/items/item1/versions
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$GW_PORT$path")
@@ -111,24 +92,13 @@ check "$HAP_PORT" "Bearer ${token}x" 401
 check "$GW_PORT" "Bearer $token" 200
 check "$FLOOR_PORT" "" 200
 
-run() { # name url [script]
-    local out
-    out=$(timeout $((DURATION + 30)) wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency ${3:+-s "$3"} "$2")
-    local rps p50 p99 errs
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    errs=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    printf '%-22s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
-    echo "$rps" >>"$work/$1.rps"
-}
 echo "wrk -t2 -c$CONNS -d${DURATION}s, $(nproc) cores, $(date -u +%F)"
 for round in $(seq 1 "$ROUNDS"); do
-    run upstream-direct "http://127.0.0.1:$UP_PORT$path"
-    run nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
-    run haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "$work/auth.lua"
-    run iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "$work/auth.lua"
-    run transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
+    wrk_leg upstream-direct "http://127.0.0.1:$UP_PORT$path"
+    wrk_leg nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
+    wrk_leg haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "$work/auth.lua"
+    wrk_leg iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "$work/auth.lua"
+    wrk_leg transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
 done
 python3 - "$work" <<'PY'
 import sys, statistics
@@ -145,31 +115,12 @@ PY
 # Fixed rate: the latency each proxy adds to the direct upstream at RATE req/s.
 if command -v oha >/dev/null; then
     echo "fixed rate $RATE req/s, ${DURATION}s, 64 connections (oha, latency-corrected)"
-    fixed() { # name url [auth]
-        local out
-        out=$(timeout $((DURATION + 30)) oha -z "${DURATION}s" -q "$RATE" -c 64 --latency-correction \
-            --no-tui --output-format json ${3:+-H "Authorization: $3"} "$2")
-        python3 -c "
-import json, sys
-d = json.loads(sys.argv[2])
-p = d['latencyPercentiles']
-print(f\"{sys.argv[1]:<22} p50 {p['p50']*1e6:8.0f} us   p99 {p['p99']*1e6:8.0f} us   ok {d['summary']['successRate']:.4f}\")
-open(sys.argv[3], 'w').write(f\"{p['p50']} {p['p99']}\")
-" "$1" "$out" "$work/$1.fixed"
-    }
-    fixed upstream-direct "http://127.0.0.1:$UP_PORT$path"
-    fixed nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
-    fixed haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" "Bearer $token"
-    fixed iamgate-authorized "http://127.0.0.1:$GW_PORT$path" "Bearer $token"
-    fixed transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
-    python3 - "$work" <<'PY'
-import sys
-w = sys.argv[1]
-base = [float(x) for x in open(f"{w}/upstream-direct.fixed").read().split()]
-for n in ["nginx-proxy", "haproxy-jwt", "iamgate-authorized", "transport-floor"]:
-    v = [float(x) for x in open(f"{w}/{n}.fixed").read().split()]
-    print(f"added by {n:<20} p50 {(v[0]-base[0])*1e6:7.0f} us   p99 {(v[1]-base[1])*1e6:7.0f} us")
-PY
+    oha_leg upstream-direct "http://127.0.0.1:$UP_PORT$path"
+    oha_leg nginx-proxy "http://127.0.0.1:$NGX_PORT$path"
+    oha_leg haproxy-jwt "http://127.0.0.1:$HAP_PORT$path" -H "Authorization: Bearer $token"
+    oha_leg iamgate-authorized "http://127.0.0.1:$GW_PORT$path" -H "Authorization: Bearer $token"
+    oha_leg transport-floor "http://127.0.0.1:$FLOOR_PORT$path"
+    oha_added nginx-proxy haproxy-jwt iamgate-authorized transport-floor
 else
     echo "(oha not installed: fixed-rate leg skipped; cargo install oha)"
 fi
