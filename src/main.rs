@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print a fresh signed client assertion for private_key_jwt.
     Assertion {
         /// The service account's client id (iss and sub).
@@ -89,6 +94,18 @@ enum AdminCommand {
         /// Public key file (PEM or JWK JSON) for private_key_jwt.
         #[arg(long)]
         public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check what `serve` would load (the configuration with its files and secrets, the route
+    /// table, the policy with its tests, the TLS certificate) without serving; prints every
+    /// problem and exits 1 if there is one. For operators' CI and init containers.
+    Check {
+        /// Config file (YAML); also IAMGATE_CONFIG.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -149,6 +166,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => config_check(config),
         Command::Policy {
             command: PolicyCommand::Test { dir, routes },
         } => policy_test(dir, routes),
@@ -283,36 +303,87 @@ fn create_root_sa(
 }
 
 fn policy_test(dir: PathBuf, routes: Option<PathBuf>) -> Result<()> {
-    use iamgate::proxy::table::Routes;
     let source = iamgate::policy::PolicySource::read(&dir)?;
-    let (file, table) = match &routes {
-        Some(path) => (
-            path.display().to_string(),
-            Routes::from_yaml(
-                &std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-            ),
-        ),
-        None => ("built-in".to_owned(), Routes::default_table()),
-    };
-    let table = table
-        .map_err(|errors| anyhow::anyhow!("route table {file}:\n  - {}", errors.join("\n  - ")))?;
-    // The gate a running gateway applies: tests exist and pass, the policy data is consistent,
-    // the production evaluator agrees, and every permission of the route table exists.
-    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
-    let (report, gated) = iamgate::policy::Snapshot::gate(source);
-    if let Some(report) = &report {
-        for f in &report.failed {
-            println!("FAIL {}: {}", f.name, f.reason);
+    let problems = check_policy(source, routes.as_deref(), true);
+    if !problems.is_empty() {
+        for p in &problems {
+            println!("REFUSED: {p}");
         }
-        println!("{}", report.summary());
-    }
-    let checked = gated.and_then(|s| s.check_named(&table.named_permissions()));
-    if let Err(e) = checked {
-        println!("REFUSED: {e}");
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The gate a running gateway applies to `source` (tests exist and pass, the policy data is
+/// consistent, the production evaluator agrees) and the route table (`routes`, or the built-in
+/// one) against it: every permission it names exists. Returns the problems; with `report`,
+/// prints each failed test and the summary.
+fn check_policy(
+    source: iamgate::policy::PolicySource,
+    routes: Option<&std::path::Path>,
+    report: bool,
+) -> Vec<String> {
+    use iamgate::proxy::table::Routes;
+    let (file, table) = match routes {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .map_err(|e| vec![format!("cannot read it: {e}")])
+                .and_then(|text| Routes::from_yaml(&text)),
+        ),
+        None => ("built-in".to_owned(), Routes::default_table()),
+    };
+    let table = match table {
+        Ok(t) => t,
+        Err(errors) => {
+            return errors
+                .into_iter()
+                .map(|e| format!("route table {file}: {e}"))
+                .collect();
+        }
+    };
+    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
+    let (tests, gated) = iamgate::policy::Snapshot::gate(source);
+    if let (true, Some(tests)) = (report, &tests) {
+        for f in &tests.failed {
+            println!("FAIL {}: {}", f.name, f.reason);
+        }
+        println!("{}", tests.summary());
+    }
+    match gated.and_then(|s| s.check_named(&table.named_permissions())) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+fn config_check(config: Option<PathBuf>) -> Result<()> {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let mut problems = Vec::new();
+    match iamgate::policy::configured_source(settings.policy.dir.as_deref()) {
+        Ok((source, _)) => {
+            problems.extend(check_policy(source, settings.routes_file.as_deref(), false));
+        }
+        Err(e) => problems.push(format!("policy: {e}")),
+    }
+    if let Some((cert, key)) = &settings.server.tls
+        && let Err(e) = iamgate::server::check_tls(cert, key)
+    {
+        problems.push(format!("server.tls: {e}"));
+    }
+    if problems.is_empty() {
+        println!("configuration, route table and policy are valid");
+        return Ok(());
+    }
+    for p in &problems {
+        println!("- {p}");
+    }
+    std::process::exit(1);
 }
 
 fn policy_mutants(dir: PathBuf, threads: usize) -> Result<()> {

@@ -66,6 +66,47 @@ pub enum StartError {
     /// The upstream URL cannot be forwarded to.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// Another `iamgate serve` already serves this SQLite database.
+    #[error(
+        "another iamgate serve is running on {0} (it holds {0}.lock): an SQLite database has one writer; several instances need a postgres database_url"
+    )]
+    AlreadyServing(String),
+}
+
+/// Takes the one-writer lock of an SQLite database: a second server on the same file would keep
+/// its own snapshot of accounts and bindings and never see the first one's writes. The lock is
+/// the operating system's (released when the process exits, however it exits).
+fn lock_sqlite(db: &crate::config::DatabaseSettings) -> Result<Option<std::fs::File>, StartError> {
+    let crate::config::DatabaseSettings::Sqlite(path) = db else {
+        return Ok(None);
+    };
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".lock");
+    let io = |source| StartError::Io {
+        what: format!("open {}", std::path::Path::new(&lock_path).display()),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::AlreadyServing(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
+
+/// Whether the certificate chain and key at these paths make a TLS listener (`config check`).
+pub fn check_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<(), String> {
+    tls::acceptor(cert, key).map(|_| ())
 }
 
 /// Loads the policy (configured folder, `./policies`, or the embedded default), tested before
@@ -117,6 +158,8 @@ pub struct Running {
     pub issuer: Issuer,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// Held while serving (SQLite only).
+    _lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -134,6 +177,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         move |source| StartError::Io { what, source }
     };
     crate::util::create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
+    let lock = lock_sqlite(&settings.database)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(io("bind listener"))?;
@@ -404,6 +448,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         issuer: app_issuer,
         shutdown: shutdown_tx,
         task,
+        _lock: lock,
     })
 }
 

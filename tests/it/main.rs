@@ -13,6 +13,7 @@ mod authz_model;
 mod cli;
 mod cluster;
 mod config_example;
+mod deploy;
 mod external_issuer;
 mod ingress;
 mod keys_and_restart;
