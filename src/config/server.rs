@@ -32,6 +32,9 @@ pub struct RawServer {
     /// Serve Envoy's ext_authz gRPC service (`envoy.service.auth.v3.Authorization`) on this
     /// address (`host:port`); it answers peers in `trusted_proxies` only. Default: off.
     pub ext_authz_grpc_listen: Option<String>,
+    /// Serve `/-/healthz`, `/-/ready` and `/-/metrics` on this address (`host:port`) only, and
+    /// not on the public listener. Default: off (they are on the public listener).
+    pub admin_listen: Option<String>,
 }
 
 /// `server.tls:` section.
@@ -65,6 +68,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Envoy ext_authz gRPC listener.
     pub ext_authz_grpc_listen: Option<std::net::SocketAddr>,
+    /// Operational listener.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// An address range: an address and how many leading bits of it count.
@@ -160,16 +165,22 @@ impl RawServer {
                 Err(e) => errs.push(format!("server.trusted_proxies[{i}]: {e}")),
             }
         }
-        let ext_authz_grpc_listen = sv.ext_authz_grpc_listen.as_deref().and_then(|a| {
-            a.parse()
-                .map_err(|_| {
-                    errs.push(format!(
-                        "server.ext_authz_grpc_listen: `{a}` is not a host:port address"
-                    ))
-                })
-                .ok()
-        });
+        let mut address = |field: &str, value: Option<&str>| {
+            value.and_then(|a| {
+                a.parse()
+                    .map_err(|_| {
+                        errs.push(format!(
+                            "server.{field}: `{a}` is not an address like 0.0.0.0:9090"
+                        ))
+                    })
+                    .ok()
+            })
+        };
+        let ext_authz_grpc_listen =
+            address("ext_authz_grpc_listen", sv.ext_authz_grpc_listen.as_deref());
+        let admin_listen = address("admin_listen", sv.admin_listen.as_deref());
         ServerSettings {
+            admin_listen,
             ext_authz_grpc_listen,
             trusted_proxies,
             tls: sv.tls.map(|t| (t.cert_file, t.key_file)),

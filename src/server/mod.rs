@@ -140,6 +140,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The bound address of the ext_authz gRPC listener, when configured.
     pub ext_authz_addr: Option<SocketAddr>,
+    /// The bound address of the operational listener, when configured.
+    pub admin_addr: Option<SocketAddr>,
     /// The public base URL.
     pub public_url: String,
     /// Where bootstrap credentials were written on this start, if they were.
@@ -188,6 +190,18 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
                 .await
                 .map_err(io("bind ext_authz gRPC listener"))?,
         ),
+        None => None,
+    };
+    let admin_listener = match settings.server.admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(io("bind admin listener"))?,
+        ),
+        None => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(l) => Some(l.local_addr().map_err(io("admin listener address"))?),
         None => None,
     };
     let ext_authz_addr = match &grpc_listener {
@@ -325,6 +339,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         gateway: gateway.clone(),
         authz: settings.authz.enabled.then(|| ingress.clone()),
         trusted_proxies: trusted_proxies.clone(),
+        ops_on_public: admin_listener.is_none(),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -418,26 +433,33 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             }
         });
     }
-    let service = stack::build(app, &settings.server);
     let grace = settings.server.shutdown_grace;
-    let main = listen::serve(listener, service, tls.clone(), grace, shutdown_rx.clone());
-    let grpc = grpc_listener.map(|l| {
+    // Every listener drains on the same shutdown signal; the task ends when all have.
+    let mut listeners = tokio::task::JoinSet::new();
+    if let Some(l) = admin_listener {
+        tracing::info!(addr = ?admin_addr, "operational endpoints listening");
+        let ops = routes::OpsService(app.clone());
+        listeners.spawn(listen::serve(l, ops, None, grace, shutdown_rx.clone()));
+    }
+    if let Some(l) = grpc_listener {
         let svc = crate::proxy::ext_authz::ExtAuthz::new(gateway, ingress, trusted_proxies);
         tracing::info!(addr = ?ext_authz_addr, "ext_authz gRPC listening");
-        listen::serve(l, svc.into_service(), tls, grace, shutdown_rx)
-    });
-    let task = tokio::spawn(async move {
-        match grpc {
-            Some(grpc) => {
-                tokio::join!(main, grpc);
-            }
-            None => main.await,
-        }
-    });
+        listeners.spawn(listen::serve(
+            l,
+            svc.into_service(),
+            tls.clone(),
+            grace,
+            shutdown_rx.clone(),
+        ));
+    }
+    let service = stack::build(app, &settings.server);
+    listeners.spawn(listen::serve(listener, service, tls, grace, shutdown_rx));
+    let task = tokio::spawn(async move { while listeners.join_next().await.is_some() {} });
     tracing::info!(%addr, %public_url, "iamgate listening");
     Ok(Running {
         addr,
         ext_authz_addr,
+        admin_addr,
         public_url,
         bootstrap_file,
         accounts,

@@ -32,6 +32,8 @@ pub struct App {
     pub authz: Option<crate::proxy::authz::IngressMode>,
     /// The trusted ingresses' address ranges (`server.trusted_proxies`).
     pub trusted_proxies: Arc<[crate::config::Cidr]>,
+    /// Health, readiness and metrics on the public listener (no `server.admin_listen`).
+    pub ops_on_public: bool,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -40,7 +42,45 @@ fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> 
     resp
 }
 
+/// The operational endpoints: on the public listener, or on `server.admin_listen` alone.
+pub const OPS_PATHS: [&str; 3] = ["/-/healthz", "/-/ready", "/-/metrics"];
+
+fn get_only() -> Response<Body> {
+    let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
 impl App {
+    /// Serves one of [`OPS_PATHS`] (404 for any other path).
+    pub async fn ops<B>(&self, req: &Request<B>) -> Response<Body> {
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        match req.uri().path() {
+            _ if !get && OPS_PATHS.contains(&req.uri().path()) => get_only(),
+            "/-/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
+            "/-/metrics" => {
+                let mut r = Response::new(crate::error::full(self.metrics.encode()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            }
+            "/-/ready" => match self.store.ping().await {
+                Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness check failed");
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+                        .into_response()
+                }
+            },
+            _ => ApiError::new(StatusCode::NOT_FOUND, "no such endpoint").into_response(),
+        }
+    }
+
     /// Dispatches one request.
     pub async fn route(&self, req: Request<Incoming>, conn: Option<ConnInfo>) -> Response<Body> {
         let mut conn = conn.unwrap_or(ConnInfo {
@@ -67,42 +107,40 @@ impl App {
                     "public, max-age=3600",
                 )
             }
-            "/-/healthz" if get => json(StatusCode::OK, r#"{"status":"ok"}"#),
-            "/-/metrics" if get => {
-                let mut r = Response::new(crate::error::full(self.metrics.encode()));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
-                r
-            }
-            "/-/ready" if get => match self.store.ping().await {
-                Ok(()) => json(StatusCode::OK, r#"{"status":"ready"}"#),
-                Err(e) => {
-                    tracing::warn!(error = %e, "readiness check failed");
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
-                        .into_response()
-                }
-            },
             metadata::JWKS_PATH
             | "/.well-known/oauth-authorization-server"
-            | "/.well-known/openid-configuration"
-            | "/-/healthz"
-            | "/-/metrics"
-            | "/-/ready" => {
-                let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                r
-            }
+            | "/.well-known/openid-configuration" => get_only(),
+            _ if self.ops_on_public && OPS_PATHS.contains(&path) => self.ops(&req).await,
             p if p == authz::PREFIX || p.starts_with("/-/authz/") => match &self.authz {
                 Some(mode) => authz::serve_http(&self.gateway, mode, req, conn.trusted).await,
                 None => self.gateway.handle(req, conn).await,
             },
             _ => self.gateway.handle(req, conn).await,
         }
+    }
+}
+
+/// The operational endpoints alone, for `server.admin_listen`: probes and scrapes reach them on
+/// a port the public Service never exposes.
+#[derive(Clone)]
+pub struct OpsService(pub Arc<App>);
+
+impl tower::Service<Request<Incoming>> for OpsService {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move { Ok(app.ops(&req).await) })
     }
 }

@@ -262,7 +262,15 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_local_address(Some(source));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        self.send(&client, method, path, headers, body.into()).await
+        self.send(&client, &self.base, method, path, headers, body.into())
+            .await
+    }
+
+    /// A request to another listener of this gateway (`server.admin_listen`, say).
+    pub async fn request_at(&self, addr: std::net::SocketAddr, method: Method, path: &str) -> Resp {
+        let base = format!("http://{addr}");
+        self.send(&self.client, &base, method, path, &[], Bytes::new())
+            .await
     }
 
     /// A token request with HTTP Basic credentials from the local address `source`.
@@ -296,13 +304,14 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Resp {
-        self.send(&self.client, method, path, headers, body.into())
+        self.send(&self.client, &self.base, method, path, headers, body.into())
             .await
     }
 
     async fn send(
         &self,
         client: &Client<HttpConnector, Full<Bytes>>,
+        base: &str,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
@@ -310,7 +319,7 @@ impl Gateway {
     ) -> Resp {
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base));
+            .uri(format!("{base}{path}"));
         for (k, v) in headers {
             b = b.header(*k, *v);
         }

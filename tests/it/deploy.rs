@@ -88,3 +88,38 @@ fn config_check_passes_a_good_configuration_and_lists_every_problem_of_a_bad_one
         assert!(out.contains(part), "{part} missing from: {out}");
     }
 }
+
+#[tokio::test]
+async fn with_an_admin_listener_the_operational_endpoints_leave_the_public_one() {
+    let gw = gateway()
+        .with("server: {admin_listen: \"127.0.0.1:0\"}")
+        .start()
+        .await;
+    let admin = gw.running().admin_addr.unwrap();
+    gw.get("/.well-known/jwks.json").await;
+    for path in ["/-/healthz", "/-/ready", "/-/metrics"] {
+        // On the public listener they are paths like any other: unknown routes.
+        assert_eq!(gw.get(path).await.status, 404, "{path}");
+        let r = gw.request_at(admin, http::Method::GET, path).await;
+        assert_eq!(r.status, 200, "{path}");
+        let r = gw.request_at(admin, http::Method::POST, path).await;
+        assert_eq!(r.status, 405, "{path}");
+    }
+    let metrics = gw.request_at(admin, http::Method::GET, "/-/metrics").await;
+    assert!(String::from_utf8_lossy(&metrics.body).contains("iamgate_requests_total"));
+    // Nothing else is served there: not the token endpoint, not the proxied path.
+    for path in [
+        "/api/m2m/oauth/token",
+        "/.well-known/jwks.json",
+        "/api/version",
+    ] {
+        assert_eq!(
+            gw.request_at(admin, http::Method::GET, path).await.status,
+            404
+        );
+    }
+    // Without admin_listen they stay on the public listener.
+    let plain = gateway().start().await;
+    assert_eq!(plain.get("/-/metrics").await.status, 200);
+    assert!(plain.running().admin_addr.is_none());
+}
