@@ -172,6 +172,17 @@ impl Running {
     }
 }
 
+/// Binds `addr`; returns the listener and the address it got.
+async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let io = |source| StartError::Io {
+        what: format!("bind {what} {addr}"),
+        source,
+    };
+    let l = TcpListener::bind(addr).await.map_err(io)?;
+    let bound = l.local_addr().map_err(io)?;
+    Ok((l, bound))
+}
+
 /// Builds every component and starts serving on the configured address.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let io = |what: &str| {
@@ -180,36 +191,20 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     crate::util::create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
     let lock = lock_sqlite(&settings.database)?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(io("bind listener"))?;
-    let addr = listener.local_addr().map_err(io("listener address"))?;
-    let grpc_listener = match settings.server.ext_authz_grpc_listen {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .map_err(io("bind ext_authz gRPC listener"))?,
-        ),
-        None => None,
+    let (listener, addr) = bind(settings.listen, "listener").await?;
+    let (grpc_listener, ext_authz_addr) = match settings.server.ext_authz_grpc_listen {
+        Some(a) => {
+            let (l, addr) = bind(a, "ext_authz gRPC listener").await?;
+            (Some(l), Some(addr))
+        }
+        None => (None, None),
     };
-    let admin_listener = match settings.server.admin_listen {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .map_err(io("bind admin listener"))?,
-        ),
-        None => None,
-    };
-    let admin_addr = match &admin_listener {
-        Some(l) => Some(l.local_addr().map_err(io("admin listener address"))?),
-        None => None,
-    };
-    let ext_authz_addr = match &grpc_listener {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(io("ext_authz gRPC listener address"))?,
-        ),
-        None => None,
+    let (admin_listener, admin_addr) = match settings.server.admin_listen {
+        Some(a) => {
+            let (l, addr) = bind(a, "admin listener").await?;
+            (Some(l), Some(addr))
+        }
+        None => (None, None),
     };
     let public_url = settings
         .public_url
