@@ -39,7 +39,9 @@ impl ReloadStats {
     }
 }
 
-/// A cheap fingerprint of a folder: names, sizes and modification times.
+/// A cheap fingerprint of a folder: names, sizes and modification times, of the files symlinks
+/// lead to (a ConfigMap's files are symlinks through `..data`, which the kubelet swaps to a new
+/// folder: the names stay, what they lead to changes).
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0)];
@@ -48,7 +50,9 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
             continue;
         };
         for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
+            let Ok(meta) = std::fs::metadata(e.path()) else {
+                continue;
+            };
             if meta.is_dir() && depth < 4 {
                 stack.push((e.path(), depth + 1));
             } else {

@@ -158,7 +158,14 @@ fn collect(root: &Path, dir: &Path, depth: u32, out: &mut Vec<String>) -> Result
         if name.starts_with('.') {
             continue;
         }
-        let ft = entry.file_type().map_err(|e| PolicyError::io(&path, e))?;
+        // Followed through symlinks: a ConfigMap mounts each file as a symlink through `..data`
+        // (hidden, like the timestamped folder it points to, so neither is read twice).
+        // A dangling link is a file the kubelet is about to remove after a swap: not there.
+        let ft = match std::fs::metadata(&path) {
+            Ok(meta) => meta.file_type(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(PolicyError::io(&path, e)),
+        };
         if ft.is_dir() && depth < 4 {
             collect(root, &path, depth + 1, out)?;
         } else if ft.is_file() && (name.ends_with(".rego") || name.ends_with(".json")) {

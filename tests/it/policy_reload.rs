@@ -9,6 +9,14 @@ use iamgate::policy::{PolicySource, Snapshot};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A gateway configuration serving the policy folder `dir`, polled every 100 ms.
+fn reload_yaml(dir: &Path) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}, reload_ms: 100}}\n",
+        dir.display()
+    )
+}
+
 fn copy_policies(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap() {
@@ -23,10 +31,7 @@ fn copy_policies(to: &Path) {
 async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_seconds() {
     let pol = tempfile::tempdir().unwrap();
     copy_policies(pol.path());
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}, reload_ms: 100}}\n",
-        pol.path().display()
-    );
+    let yaml = reload_yaml(pol.path());
     let gw = gateway().yaml(&yaml).start().await;
     let engine = gw.running().policy.clone();
     let stats = gw.running().policy_stats.clone();
@@ -244,10 +249,7 @@ fn without_permission(data: &mut serde_json::Value, permission: &str) {
 #[tokio::test]
 async fn policy_data_naming_unknown_permissions_is_refused_at_start_reload_and_test() {
     let pol = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nlog: {{level: error}}\npolicy: {{dir: {}, reload_ms: 100}}\n",
-        pol.path().display()
-    );
+    let yaml = reload_yaml(pol.path());
     let policy_test = |routes: Option<&Path>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"));
         cmd.args(["policy", "test"]).arg(pol.path());
@@ -339,4 +341,83 @@ async fn policy_data_naming_unknown_permissions_is_refused_at_start_reload_and_t
     assert_eq!(engine.revision(), original);
     assert!(engine.decide(&deploy_input("maintainer"), 1).await.allow);
     gw.stop().await;
+}
+
+/// Lays `files` out the way the kubelet mounts a ConfigMap: the files in a timestamped hidden
+/// folder, `..data` a symlink to it, and each name a symlink through `..data`. Called again, it
+/// swaps `..data` atomically to a new folder and removes the old one, as the kubelet does.
+fn kubelet_mount(dir: &Path, generation: u32, files: &[(String, String)]) {
+    use std::os::unix::fs::symlink;
+    let real = format!("..2026_12_01_00_00_0{generation}.000000001");
+    std::fs::create_dir_all(dir.join(&real)).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(&real).join(name), text).unwrap();
+    }
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    symlink(&real, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for (name, _) in files {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_kubelet_style_configmap_swap_goes_live_and_a_failing_one_does_not() {
+    let shipped: Vec<(String, String)> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+    let with_authz = |f: &dyn Fn(&str) -> String| -> Vec<(String, String)> {
+        shipped
+            .iter()
+            .map(|(n, t)| (n.clone(), if n == "authz.rego" { f(t) } else { t.clone() }))
+            .collect()
+    };
+    let pol = tempfile::tempdir().unwrap();
+    kubelet_mount(pol.path(), 1, &shipped);
+    let yaml = reload_yaml(pol.path());
+    let gw = gateway().yaml(&yaml).start().await;
+    let engine = gw.running().policy.clone();
+    let stats = gw.running().policy_stats.clone();
+    let original = engine.revision();
+    assert!(engine.decide(&deploy_input("maintainer"), 1).await.allow);
+
+    // A new revision (one more comment) swapped in goes live.
+    kubelet_mount(
+        pol.path(),
+        2,
+        &with_authz(&|t| format!("{t}\n# revision two\n")),
+    );
+    wait_for(|| stats.applied.get() >= 1, "swapped policy applied").await;
+    let second = engine.revision();
+    assert_ne!(second, original);
+    // One whose tests fail is refused: the running policy stays.
+    let failing = |t: &str| {
+        t.replace(
+            "\t\t\"company\": \"console.company.project.environment.\",\n",
+            "",
+        )
+    };
+    assert_ne!(
+        failing(&shipped.iter().find(|(n, _)| n == "authz.rego").unwrap().1),
+        shipped.iter().find(|(n, _)| n == "authz.rego").unwrap().1,
+        "mutation must apply"
+    );
+    kubelet_mount(pol.path(), 3, &with_authz(&failing));
+    wait_for(|| stats.rejected.get() >= 1, "failing swap rejected").await;
+    assert_eq!(engine.revision(), second);
+    assert!(engine.decide(&deploy_input("maintainer"), 2).await.allow);
 }
