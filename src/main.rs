@@ -371,8 +371,8 @@ fn config_check(config: Option<PathBuf>) -> Result<()> {
         }
         Err(e) => problems.push(format!("policy: {e}")),
     }
-    if let Some((cert, key)) = &settings.server.tls
-        && let Err(e) = iamgate::server::check_tls(cert, key)
+    if let Some(tls) = &settings.server.tls
+        && let Err(e) = iamgate::server::check_tls(&tls.cert_file, &tls.key_file)
     {
         problems.push(format!("server.tls: {e}"));
     }

@@ -27,7 +27,7 @@ pub use external::RawExternalIssuer;
 pub use management::{DirectorySync, RawDirectory, RawManagement};
 pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
 pub use policy::{CacheSettings, PolicySettings, RawPolicy, RawPolicyCache};
-pub use server::{Cidr, RawServer, RawTls, ServerSettings};
+pub use server::{Cidr, RawServer, RawTls, ServerSettings, TlsSettings};
 pub use signing::{KeyFileSettings, RawKeyFile, RawSigning, SigningSettings};
 pub use upstream::{IdentityHeaders, RawIdentityHeaders, RawUpstream, UpstreamSettings};
 

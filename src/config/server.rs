@@ -45,13 +45,27 @@ pub struct RawTls {
     pub cert_file: PathBuf,
     /// PEM private key.
     pub key_file: PathBuf,
+    /// Seconds between checks of the two files; a renewed pair is served to new connections.
+    /// Default 10.
+    pub reload_secs: Option<u64>,
+}
+
+/// The listener's certificate.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Interval of the reload check.
+    pub reload: Duration,
 }
 
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     /// TLS certificate and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls: Option<TlsSettings>,
     /// Concurrency limit.
     pub max_concurrent_requests: usize,
     /// Request timeout.
@@ -165,6 +179,17 @@ impl RawServer {
                 Err(e) => errs.push(format!("server.trusted_proxies[{i}]: {e}")),
             }
         }
+        let tls = sv.tls.map(|t| TlsSettings {
+            reload: secs_in(
+                "server.tls.reload_secs",
+                t.reload_secs,
+                10,
+                1..=86_400,
+                errs,
+            ),
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+        });
         let mut address = |field: &str, value: Option<&str>| {
             value.and_then(|a| {
                 a.parse()
@@ -183,7 +208,7 @@ impl RawServer {
             admin_listen,
             ext_authz_grpc_listen,
             trusted_proxies,
-            tls: sv.tls.map(|t| (t.cert_file, t.key_file)),
+            tls,
             max_concurrent_requests,
             request_timeout,
             max_body_bytes,

@@ -321,9 +321,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         names: settings.upstream.identity_headers.clone(),
         skip_response_rules: settings.authz.skip_response_rules,
     };
-    let tls = match &settings.server.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key).map_err(StartError::Tls)?),
-        None => None,
+    let (tls, certs) = match &settings.server.tls {
+        Some(t) => {
+            let (acceptor, certs) =
+                tls::acceptor(&t.cert_file, &t.key_file).map_err(StartError::Tls)?;
+            (Some(acceptor), Some((certs, t.reload)))
+        }
+        None => (None, None),
     };
     let app = Arc::new(App {
         token,
@@ -338,6 +342,20 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some((certs, every)) = certs {
+        crate::util::spawn_periodic(every, shutdown_rx.clone(), false, move || {
+            let certs = certs.clone();
+            async move {
+                match certs.reload_if_changed() {
+                    Ok(true) => tracing::info!("tls certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tls certificate not reloaded; serving the previous one")
+                    }
+                }
+            }
+        });
+    }
     crate::iam::spawn_login_flusher(
         last_logins,
         store.clone(),

@@ -19,9 +19,17 @@ const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-tls-cer
 const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-tls-key.pem");
 
 fn client(h2: bool) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>> {
+    client_trusting(CERT, h2)
+}
+
+/// A client that trusts only the certificate in `cert`.
+fn client_trusting(
+    cert: &str,
+    h2: bool,
+) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>> {
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from_pem_file(CERT).unwrap())
+        .add(CertificateDer::from_pem_file(cert).unwrap())
         .unwrap();
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -170,4 +178,61 @@ async fn an_https_upstream_is_reached_over_tls_with_a_configured_ca() {
     let r = c.get("/api/version").await;
     assert_eq!(r.status, 502);
     assert_eq!(up.hits(), before);
+}
+
+const RENEWED_CERT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/test-tls-cert-renewed.pem"
+);
+const RENEWED_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/test-tls-key-renewed.pem"
+);
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(CERT, &cert).unwrap();
+    std::fs::copy(KEY, &key).unwrap();
+    let gw = gateway()
+        .with(&format!(
+            "server:\n  tls: {{cert_file: {}, key_file: {}, reload_secs: 1}}",
+            cert.display(),
+            key.display()
+        ))
+        .start()
+        .await;
+    let url = format!("https://localhost:{}/-/healthz", gw.running().addr.port());
+    let answers = |trusted: &'static str| {
+        let url = url.clone();
+        async move {
+            // A fresh client: a fresh connection, and a fresh handshake.
+            let r = tokio::time::timeout(
+                WAIT,
+                client_trusting(trusted, false)
+                    .request(Request::get(url).body(Empty::new()).unwrap()),
+            )
+            .await
+            .expect("request timed out");
+            r.map(|r| r.status().as_u16()).ok()
+        }
+    };
+    assert_eq!(answers(CERT).await, Some(200));
+    assert_eq!(answers(RENEWED_CERT).await, None);
+    // A half-renewed pair (new certificate, old key) is not served: the old pair stays.
+    std::fs::copy(RENEWED_CERT, &cert).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(answers(CERT).await, Some(200));
+    // The key follows: new connections get the renewed certificate.
+    std::fs::copy(RENEWED_KEY, &key).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while answers(RENEWED_CERT).await != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(answers(CERT).await, None);
 }
