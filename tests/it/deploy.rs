@@ -123,3 +123,136 @@ async fn with_an_admin_listener_the_operational_endpoints_leave_the_public_one()
     assert_eq!(plain.get("/-/metrics").await.status, 200);
     assert!(plain.running().admin_addr.is_none());
 }
+
+fn manifest(name: &str) -> serde_json::Value {
+    let path = format!("{}/deploy/kubernetes/{name}", env!("CARGO_MANIFEST_DIR"));
+    yaml_serde::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_policies_configmap_is_the_policy_folder() {
+    let map = manifest("postgres/policies.yaml");
+    let data = map["data"].as_object().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rego") || n.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut keys: Vec<String> = data.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, files, "stale: run deploy/kubernetes/policies.sh");
+    for f in files {
+        assert_eq!(
+            data[&f].as_str().unwrap(),
+            std::fs::read_to_string(dir.join(&f)).unwrap(),
+            "{f} is stale: run deploy/kubernetes/policies.sh"
+        );
+    }
+}
+
+#[tokio::test]
+async fn iamgate_runs_on_the_configmaps_config_and_answers_every_probe_the_manifests_name() {
+    let config = manifest("postgres/config.yaml");
+    let yaml = config["data"]["iamgate.yaml"].as_str().unwrap().to_owned();
+    let raw: serde_json::Value = yaml_serde::from_str(&yaml).unwrap();
+    let deployment = manifest("postgres/deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let ports: std::collections::HashMap<&str, u64> = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mounts: std::collections::HashMap<&str, &str> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["mountPath"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let port_of = |addr: &serde_json::Value| -> u64 {
+        addr.as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // The ports, files and timings the manifests name are the ones the configuration uses.
+    assert_eq!(port_of(&raw["listen"]), ports["http"]);
+    assert_eq!(port_of(&raw["server"]["admin_listen"]), ports["ops"]);
+    assert_eq!(
+        container["args"][1].as_str().unwrap(),
+        format!("{}/iamgate.yaml", mounts["config"])
+    );
+    assert_eq!(raw["policy"]["dir"], mounts["policies"]);
+    assert_eq!(raw["data_dir"], mounts["data"]);
+    for key in ["database_url_file", "secret_pepper_file"] {
+        assert!(
+            raw[key].as_str().unwrap().starts_with(mounts["secrets"]),
+            "{key}"
+        );
+    }
+    let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    let grace = raw["server"]["shutdown_grace_secs"].as_u64().unwrap();
+    assert!(
+        pre_stop + grace < pod["terminationGracePeriodSeconds"].as_u64().unwrap(),
+        "preStop + shutdown_grace_secs must fit in terminationGracePeriodSeconds"
+    );
+    for (file, port) in [
+        ("postgres/service.yaml", "http"),
+        ("postgres/service-ops.yaml", "ops"),
+    ] {
+        assert_eq!(manifest(file)["spec"]["ports"][0]["targetPort"], port);
+    }
+
+    // Run it on that configuration, with what the volumes would hold: the policies ConfigMap's
+    // files, a pepper file; listeners on free loopback ports; the test's database.
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    for (name, text) in manifest("postgres/policies.yaml")["data"]
+        .as_object()
+        .unwrap()
+    {
+        std::fs::write(policies.join(name), text.as_str().unwrap()).unwrap();
+    }
+    let pepper = dir.path().join("pepper");
+    std::fs::write(&pepper, common::TEST_PEPPER).unwrap();
+    let mut run = raw.clone();
+    run["listen"] = "127.0.0.1:0".into();
+    run["server"]["admin_listen"] = "127.0.0.1:0".into();
+    run["policy"]["dir"] = policies.display().to_string().into();
+    run["secret_pepper_file"] = pepper.display().to_string().into();
+    run.as_object_mut().unwrap().remove("database_url_file");
+    let gw = gateway()
+        .yaml(&serde_json::to_string(&run).unwrap())
+        .start()
+        .await;
+    let listener = |port: &str| match port {
+        "http" => gw.running().addr,
+        "ops" => gw.running().admin_addr.unwrap(),
+        other => panic!("a probe names port {other}"),
+    };
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        let get = &container[probe]["httpGet"];
+        let (path, port) = (get["path"].as_str().unwrap(), get["port"].as_str().unwrap());
+        let r = gw.request_at(listener(port), http::Method::GET, path).await;
+        assert_eq!(r.status, 200, "{probe} {path} on {port}");
+    }
+}
