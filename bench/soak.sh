@@ -30,13 +30,8 @@ PGPORT=${PGPORT:-55460}
 case "$MODE" in soak | faults | all) ;; *) echo "usage: $0 [soak|faults|all]" >&2; exit 2 ;; esac
 cargo build --release -q --bin iamgate
 bin=$PWD/target/release/iamgate
-for port in "$UP_PORT" "$GW_PORT" "$PGPORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "port $port is already in use; stop what listens there first"
-        exit 1
-    fi
-done
 . bench/common.sh
+ports_free "$UP_PORT" "$GW_PORT" "$PGPORT"
 pgstate=/tmp/iamgate-pgsoak
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
       PGTEST_STATE=$pgstate .ci/postgres.sh stop; rm -rf "$work"' EXIT
@@ -58,11 +53,7 @@ YAML
     "$bin" serve --config "$work/$1.yaml" >>"$work/$1.log" 2>&1 &
     gw_pid=$!
     pids+=("$gw_pid")
-    for _ in $(seq 1 100); do
-        curl -fs "$base/-/ready" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "the gateway did not become ready"; cat "$work/$1.log"; exit 1
+    wait_http "$base/-/ready" "$work/$1.log"
 }
 stop_gw() { kill -9 "$gw_pid" 2>/dev/null || true; wait "$gw_pid" 2>/dev/null || true; }
 # TERM lets a master process stop its workers; the fault run's single process is killed with -9.
