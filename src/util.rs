@@ -115,6 +115,14 @@ pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A file's size and modification time, through symlinks (a mounted Secret or ConfigMap swaps
+/// its files behind `..data`); `None` when it cannot be read. Reload checks compare these
+/// instead of reading the file every time.
+pub fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
 /// Reads at most `max` bytes of `path`; a longer file is an error (`InvalidData`), so that a
 /// path to a device or a huge file cannot exhaust memory.
 pub fn read_bounded(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {

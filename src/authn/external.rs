@@ -131,6 +131,9 @@ impl ExternalIssuer {
             client,
             settings,
         });
+        if let JwksSource::File(path) = &issuer.settings.jwks {
+            issuer.watch_file(path.clone());
+        }
         match issuer.fetch().await {
             Ok(keys) => issuer.keys.store(Arc::new(keys)),
             Err(e) => {
@@ -158,6 +161,40 @@ impl ExternalIssuer {
             }
         }
         issuer
+    }
+
+    /// Re-reads a JWKS file whenever it changes (checked every `refresh_min`), so that a key
+    /// removed from it stops verifying tokens without a restart; an unknown `kid` alone would
+    /// only ever add keys. A file that does not parse keeps the current keys. Ends when the
+    /// issuer is dropped.
+    fn watch_file(self: &Arc<Self>, path: std::path::PathBuf) {
+        let weak = Arc::downgrade(self);
+        // `refresh_min_secs: 0` (refresh on every unknown kid) must not spin this loop.
+        let every = self
+            .settings
+            .refresh_min
+            .max(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut seen = crate::util::file_stamp(&path);
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(issuer) = weak.upgrade() else { return };
+                let now = crate::util::file_stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                match issuer.fetch().await {
+                    Ok(keys) => {
+                        issuer.keys.store(Arc::new(keys));
+                        seen = now;
+                        tracing::info!(issuer = %issuer.settings.issuer, "issuer keys reloaded from their file");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "issuer key file changed but does not load; keeping the current keys")
+                    }
+                }
+            }
+        });
     }
 
     /// The configured `iss`.

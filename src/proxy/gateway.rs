@@ -68,21 +68,27 @@ pub struct Management {
 /// The proxied request path.
 pub struct Gateway {
     management: Option<Management>,
-    routes: Arc<Routes>,
+    table: arc_swap::ArcSwap<Table>,
     auth: BearerAuth,
     directory: Directory,
     policy: Arc<PolicyEngine>,
     upstream: Option<Upstream>,
     limits: GatewayLimits,
     metrics: Arc<Metrics>,
-    requests: RequestCounters,
     decisions: DecisionCounters,
+}
+
+/// The route table in service and its request counters: replaced together when the route file
+/// changes, read once per request.
+struct Table {
+    routes: Arc<Routes>,
+    requests: RequestCounters,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("routes", &self.routes.len())
+            .field("routes", &self.table.load().routes.len())
             .finish_non_exhaustive()
     }
 }
@@ -135,9 +141,11 @@ impl Gateway {
     ) -> Self {
         Self {
             management: None,
-            requests: metrics.request_counters(routes.ids()),
+            table: arc_swap::ArcSwap::from_pointee(Table {
+                requests: metrics.request_counters(routes.ids()),
+                routes,
+            }),
             decisions: metrics.decision_counters(),
-            routes,
             auth,
             directory,
             policy,
@@ -145,6 +153,15 @@ impl Gateway {
             limits,
             metrics,
         }
+    }
+
+    /// Puts a new route table in service (the route file changed); requests already matched
+    /// finish on the old one.
+    pub fn replace_routes(&self, routes: Arc<Routes>) {
+        self.table.store(Arc::new(Table {
+            requests: self.metrics.request_counters(routes.ids()),
+            routes,
+        }));
     }
 
     /// Serves the routes the table marks `local` with this management API.
@@ -164,7 +181,7 @@ impl Gateway {
 
     /// Counts one answered request under its route and records its latency.
     pub(super) fn count(&self, route_id: Option<&str>, status: StatusCode, started: Instant) {
-        self.requests.inc(route_id, status);
+        self.table.load().requests.inc(route_id, status);
         self.metrics
             .request_latency
             .observe(started.elapsed().as_secs_f64());
@@ -198,7 +215,7 @@ impl Gateway {
         path: &str,
     ) -> Result<(Arc<Route>, BTreeMap<String, String>), Refusal> {
         let segments = split(path).map_err(|e| bad_request(e.to_string()))?;
-        match self.routes.find(method, &segments) {
+        match self.table.load().routes.find(method, &segments) {
             Match::Found(route, params) => Ok((route.clone(), params)),
             Match::MethodNotAllowed(allowed) => {
                 let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

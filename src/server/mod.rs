@@ -342,6 +342,33 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(path) = settings.routes_file.clone() {
+        // Polled with the policy folder. A file that does not load is logged once per change
+        // and the table in service stays.
+        let (gateway, policy) = (gateway.clone(), policy.clone());
+        let mut seen = crate::util::file_stamp(&path);
+        crate::util::spawn_periodic(
+            settings.policy.reload,
+            shutdown_rx.clone(),
+            false,
+            move || {
+                let now = crate::util::file_stamp(&path);
+                if now != seen {
+                    seen = now;
+                    match load_routes(Some(&path), &policy) {
+                        Ok(routes) => {
+                            tracing::info!(routes = routes.len(), "route file reloaded");
+                            gateway.replace_routes(Arc::new(routes));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "route file changed but does not load; the table in service stays")
+                        }
+                    }
+                }
+                std::future::ready(())
+            },
+        );
+    }
     if let Some((certs, every)) = certs {
         crate::util::spawn_periodic(every, shutdown_rx.clone(), false, move || {
             let certs = certs.clone();
@@ -487,21 +514,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     })
 }
 
-/// Builds the proxied request path: route table, bearer authentication (ours and external
-/// issuers), upstream client.
-#[allow(clippy::too_many_arguments)]
-async fn build_gateway(
-    settings: &Settings,
-    issuer_id: &str,
-    audience: &str,
-    keys: &KeyRing,
-    manager: &crate::iam::manage::Manager,
-    policy: &Arc<crate::policy::PolicyEngine>,
-    metrics: &Arc<crate::telemetry::metrics::Metrics>,
-) -> Result<crate::proxy::gateway::Gateway, StartError> {
-    let (accounts, directory) = (manager.accounts(), manager.directory());
+/// The route table of `file` (or the built-in one), checked against the policy: a route naming
+/// a permission the policy does not define would deny everyone, silently. At start and when the
+/// file changes.
+fn load_routes(
+    file: Option<&std::path::Path>,
+    policy: &crate::policy::PolicyEngine,
+) -> Result<crate::proxy::table::Routes, StartError> {
     use crate::proxy::table::Routes;
-    let routes = match &settings.routes_file {
+    let routes = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| StartError::Io {
                 what: format!("read route file {}", path.display()),
@@ -517,8 +538,24 @@ async fn build_gateway(
             errors,
         })?,
     };
-    // A route naming a permission the policy does not define would deny everyone, silently.
     policy.require_permissions(routes.named_permissions())?;
+    Ok(routes)
+}
+
+/// Builds the proxied request path: route table, bearer authentication (ours and external
+/// issuers), upstream client.
+#[allow(clippy::too_many_arguments)]
+async fn build_gateway(
+    settings: &Settings,
+    issuer_id: &str,
+    audience: &str,
+    keys: &KeyRing,
+    manager: &crate::iam::manage::Manager,
+    policy: &Arc<crate::policy::PolicyEngine>,
+    metrics: &Arc<crate::telemetry::metrics::Metrics>,
+) -> Result<crate::proxy::gateway::Gateway, StartError> {
+    let (accounts, directory) = (manager.accounts(), manager.directory());
+    let routes = load_routes(settings.routes_file.as_deref(), policy)?;
     let up = &settings.upstream;
     let connector = crate::net::connector(up.connect_timeout, up.ca_file.as_deref())
         .map_err(StartError::Tls)?;

@@ -16,10 +16,7 @@ use std::time::SystemTime;
 type Stamp = [Option<(u64, SystemTime)>; 2];
 
 fn stamp(cert: &Path, key: &Path) -> Stamp {
-    [cert, key].map(|p| {
-        let m = std::fs::metadata(p).ok()?;
-        Some((m.len(), m.modified().ok()?))
-    })
+    [cert, key].map(crate::util::file_stamp)
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -1,20 +1,46 @@
 //! Runs the Python suite (`tests/python`), where Authlib, a widely used third-party OAuth client,
-//! obtains tokens from a real `iamgate serve` process with both authentication methods.
-//! `.ci/setup` creates the virtualenv; without it this test fails and says so.
+//! obtains tokens from a real `iamgate serve` process with both authentication methods. The
+//! virtualenv it runs in is created here when missing (or when the pinned requirements changed),
+//! so that `cargo test` on a fresh machine needs nothing run before it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// The virtualenv's pytest, after creating the virtualenv and installing the pinned requirements
+/// if `.venv/.requirements` does not hold the current ones. Under a file lock: several test
+/// processes may start at once.
+fn venv(root: &Path) -> PathBuf {
+    let lock = std::fs::File::create(std::env::temp_dir().join("iamgate-venv.lock")).unwrap();
+    lock.lock().unwrap();
+    let requirements = std::fs::read_to_string(root.join("tests/python/requirements.txt")).unwrap();
+    let marker = root.join(".venv/.requirements");
+    let pytest = root.join(".venv/bin/pytest");
+    if pytest.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(&requirements) {
+        return pytest;
+    }
+    let run = |cmd: &mut Command| {
+        let status = cmd.current_dir(root).status().unwrap();
+        assert!(status.success(), "{cmd:?} failed: {status}");
+    };
+    if !root.join(".venv/bin/pip").exists() {
+        run(Command::new("python3").args(["-m", "venv", ".venv"]));
+    }
+    run(Command::new(root.join(".venv/bin/pip")).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "-r",
+        "tests/python/requirements.txt",
+    ]));
+    std::fs::write(&marker, requirements).unwrap();
+    pytest
+}
 
 #[test]
 fn authlib_client_gets_tokens_with_both_methods() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let pytest = root.join(".venv/bin/pytest");
-    assert!(
-        pytest.exists(),
-        "{} is missing: run .ci/setup once to create the Python virtualenv",
-        pytest.display()
-    );
+    let pytest = venv(root);
     let mut child = Command::new(&pytest)
         .args(["-q", "-p", "no:cacheprovider", "tests/python"])
         .current_dir(root)

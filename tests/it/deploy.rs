@@ -256,3 +256,52 @@ async fn iamgate_runs_on_the_configmaps_config_and_answers_every_probe_the_manif
         assert_eq!(r.status, 200, "{probe} {path} on {port}");
     }
 }
+
+#[tokio::test]
+async fn a_changed_route_file_goes_live_and_a_broken_one_keeps_the_table_in_service() {
+    let up = common::upstream::TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.yaml");
+    let table = |extra: &str| {
+        format!(
+            "routes:\n  - {{id: version, method: GET, path: /api/version, access: public}}\n{extra}"
+        )
+    };
+    std::fs::write(&file, table("")).unwrap();
+    let gw = gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "routes_file: {}\npolicy: {{reload_ms: 100}}",
+            file.display()
+        ))
+        .start()
+        .await;
+    assert_eq!(gw.get("/api/version").await.status, 200);
+    assert_eq!(gw.get("/api/extra").await.status, 404);
+    std::fs::write(
+        &file,
+        table("  - {id: extra, method: GET, path: /api/extra, access: public}\n"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while gw.get("/api/extra").await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new route never went live"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Broken files: not YAML, and a route naming a permission the policy lacks. Neither goes
+    // live; the table in service keeps answering.
+    for broken in [
+        "routes: [{{{".to_owned(),
+        table(
+            "  - {id: nope, method: GET, path: \"/api/nope/{x}\", permission: console.nothing.at.all, company: \"path:x\"}\n",
+        ),
+    ] {
+        std::fs::write(&file, broken).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert_eq!(gw.get("/api/extra").await.status, 200);
+        assert_eq!(gw.get("/api/nope").await.status, 404);
+    }
+}

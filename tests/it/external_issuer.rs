@@ -125,6 +125,41 @@ async fn users_of_a_jwks_file_issuer_are_authorized_by_their_groups() {
 }
 
 #[tokio::test]
+async fn a_changed_jwks_file_is_reloaded_and_a_removed_key_stops_verifying() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    let (k1, k2) = (TestKey::new("k1"), TestKey::new("k2"));
+    std::fs::write(&file, jwks(&[&k1]).to_string()).unwrap();
+    // A long refresh interval: only the file watch can pick the change up in time.
+    let (gw, path) = file_issuer_gateway(&up, &file, ", refresh_min_secs: 1").await;
+    let token = |k: &TestKey, sub: &str| user_token(k, sub, &["devs"], "console", 600);
+    assert_eq!(gw.get_as(&path, &token(&k1, "alice")).await.status, 200);
+    // The issuer rotates k1 out (k1 compromised): a token k1 signs from now on is refused.
+    std::fs::write(&file, jwks(&[&k2]).to_string()).unwrap();
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        if gw
+            .get_as(&path, &token(&k1, &format!("mallory{n}")))
+            .await
+            .status
+            == 401
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "k1 still verifies");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(gw.get_as(&path, &token(&k2, "bob")).await.status, 200);
+    // A file that does not parse keeps the keys in service.
+    std::fs::write(&file, "{not json").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(gw.get_as(&path, &token(&k2, "carol")).await.status, 200);
+}
+
+#[tokio::test]
 async fn jwks_urls_are_fetched_and_refreshes_are_rate_limited() {
     let idp = TestUpstream::start().await;
     let up = TestUpstream::start().await;
