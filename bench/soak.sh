@@ -26,7 +26,8 @@ KILLS=${KILLS:-5}
 STORE=${STORE:-sqlite}
 UP_PORT=${UP_PORT:-18381}
 GW_PORT=${GW_PORT:-18382}
-PGPORT=${PGPORT:-55460}
+# Below the ephemeral range: a connection of the run itself may hold a port above it.
+PGPORT=${PGPORT:-25460}
 case "$MODE" in soak | faults | all) ;; *) echo "usage: $0 [soak|faults|all]" >&2; exit 2 ;; esac
 cargo build --release -q --bin iamgate
 bin=$PWD/target/release/iamgate
