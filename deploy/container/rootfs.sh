@@ -8,11 +8,13 @@ set -euo pipefail
 out=${1:?OUT}
 bin=${2:?BINARY}
 here=$(dirname "$0")
-# A dynamically linked binary would not start in an empty root.
-if ldd "$bin" >/dev/null 2>&1; then
+# A binary that needs shared libraries would not start in an empty root.
+if readelf -d "$bin" | grep -q NEEDED; then
     echo "$bin is dynamically linked; build it for x86_64-unknown-linux-musl" >&2
     exit 1
 fi
+# The root itself must be traversable by the runtime user (a fresh temporary folder is 0700).
+chmod 0755 "$out"
 install -D -m 0755 "$bin" "$out/usr/local/bin/iamgate"
 install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$out/etc/ssl/certs/ca-certificates.crt"
 install -D -m 0644 "$here/iamgate.yaml" "$out/etc/iamgate/iamgate.yaml"

@@ -19,8 +19,10 @@ actual=$(cd "$root" && find . -type f | sed 's|^\./||' | sort)
 [ "$actual" = "$expected" ] || { echo "unexpected files in the root:"; echo "$actual"; exit 1; }
 [ ! -e "$root/bin/sh" ] || { echo "a shell in the root"; exit 1; }
 [ "$(stat -c %u "$root/var/lib/iamgate")" = 65532 ] || { echo "data directory not owned by 65532"; exit 1; }
+chroot=$(command -v chroot)
+# Nothing from this environment reaches it but the two settings.
 env -i IAMGATE_CONFIG=/etc/iamgate/iamgate.yaml IAMGATE_LISTEN=127.0.0.1:$PORT \
-    chroot --userspec=65532:65532 "$root" /usr/local/bin/iamgate serve >"$root.log" 2>&1 &
+    "$chroot" --userspec=65532:65532 "$root" /usr/local/bin/iamgate serve >"$root.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
     curl -fs "http://127.0.0.1:$PORT/-/healthz" >/dev/null 2>&1 && break
