@@ -7,7 +7,8 @@
 #                          an account, set its project and environment roles, remove them,
 #                          delete it). Samples RSS and open files every SAMPLE_SECS and fails on
 #                          any error, on RSS growth of 5 % or more after WARMUP_MINUTES, or on
-#                          any growth in open files. STORE=postgres soaks on a throwaway cluster.
+#                          any growth in open files. STORE=postgres soaks on a throwaway cluster;
+#                          EXTRA_YAML adds configuration (EXTRA_YAML='policy: {cache: {capacity: 10000}}').
 #   bench/soak.sh faults   kill -9 of the gateway during management writes, KILLS times on
 #                          SQLite and again on PostgreSQL, each restart followed by a check that
 #                          every acknowledged write is there and nothing is half-written
@@ -50,6 +51,7 @@ log: {level: warn}
 upstream: {url: "http://127.0.0.1:$UP_PORT"}
 ${2:+database_url: "$2"}
 ${2:+secret_pepper: soak-test-pepper-0123456789}
+${EXTRA_YAML:-}
 YAML
     "$bin" serve --config "$work/$1.yaml" >>"$work/$1.log" 2>&1 &
     gw_pid=$!
