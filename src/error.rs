@@ -75,20 +75,25 @@ impl ApiError {
         }
     }
 
-    /// The response.
-    pub fn into_response(self) -> Response<Body> {
+    /// The JSON body: `statusCode`, `error`, `message` and, when set, `reason`.
+    pub fn body(&self) -> String {
         let mut body = serde_json::json!({
             "statusCode": self.status.as_u16(),
             "error": self.status.canonical_reason().unwrap_or("Error"),
             "message": self.message,
         });
-        if let (Some(reason), Some(obj)) = (self.reason, body.as_object_mut()) {
+        if let (Some(reason), Some(obj)) = (&self.reason, body.as_object_mut()) {
             obj.insert(
                 "reason".to_owned(),
-                serde_json::Value::from(reason.into_owned()),
+                serde_json::Value::from(reason.as_ref()),
             );
         }
-        json(self.status, body.to_string())
+        body.to_string()
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Body> {
+        json(self.status, self.body())
     }
 }
 

@@ -116,11 +116,45 @@ pub fn make_private(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// A file's size and modification time, through symlinks (a mounted Secret or ConfigMap swaps
-/// its files behind `..data`); `None` when it cannot be read. Reload checks compare these
-/// instead of reading the file every time.
-pub fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime)> {
+/// its files behind `..data`); `None` when it cannot be read.
+type FileStamp = Option<(u64, std::time::SystemTime)>;
+
+fn file_stamp(path: &std::path::Path) -> FileStamp {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.len(), meta.modified().ok()?))
+}
+
+/// The one change check of the files reloaded while serving (TLS certificate and key, route
+/// file, JWKS files): their stamps, compared with the ones last marked seen, instead of reading
+/// the files on every look. The caller decides when a change counts as seen: after a
+/// successful load (a broken file is tried again next time) or at once.
+#[derive(Debug)]
+pub struct FileWatch {
+    paths: Vec<std::path::PathBuf>,
+    seen: Vec<FileStamp>,
+}
+
+/// The stamps [`FileWatch::changed`] found, to hand back to [`FileWatch::mark_seen`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct FileStamps(Vec<FileStamp>);
+
+impl FileWatch {
+    /// Watches `paths`, their current state counting as seen.
+    pub fn new(paths: Vec<std::path::PathBuf>) -> Self {
+        let seen = paths.iter().map(|p| file_stamp(p)).collect();
+        Self { paths, seen }
+    }
+
+    /// The files' stamps now, if any differs from the ones last marked seen.
+    pub fn changed(&self) -> Option<FileStamps> {
+        let now: Vec<FileStamp> = self.paths.iter().map(|p| file_stamp(p)).collect();
+        (now != self.seen).then_some(FileStamps(now))
+    }
+
+    /// Marks `stamps` (from [`changed`](Self::changed)) as seen.
+    pub fn mark_seen(&mut self, stamps: FileStamps) {
+        self.seen = stamps.0;
+    }
 }
 
 /// Reads at most `max` bytes of `path`; a longer file is an error (`InvalidData`), so that a

@@ -175,18 +175,17 @@ impl ExternalIssuer {
             .refresh_min
             .max(std::time::Duration::from_secs(1));
         tokio::spawn(async move {
-            let mut seen = crate::util::file_stamp(&path);
+            let mut watch = crate::util::FileWatch::new(vec![path]);
             loop {
                 tokio::time::sleep(every).await;
                 let Some(issuer) = weak.upgrade() else { return };
-                let now = crate::util::file_stamp(&path);
-                if now == seen {
+                let Some(now) = watch.changed() else {
                     continue;
-                }
+                };
                 match issuer.fetch().await {
                     Ok(keys) => {
                         issuer.keys.store(Arc::new(keys));
-                        seen = now;
+                        watch.mark_seen(now);
                         tracing::info!(issuer = %issuer.settings.issuer, "issuer keys reloaded from their file");
                     }
                     Err(e) => {

@@ -25,6 +25,12 @@ use std::time::Instant;
 /// The decision endpoint's path, and the prefix of the original path in Envoy's HTTP mode.
 pub const PREFIX: &str = "/-/authz";
 
+/// Whether `path` is the decision endpoint (`/-/authz`, or an original path after it).
+pub fn is_decision_path(path: &str) -> bool {
+    path.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Set by Envoy when it sent only the first part of the body (`with_request_body`).
 const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
 
@@ -63,6 +69,44 @@ pub enum OriginalBody {
     TooLarge,
 }
 
+impl OriginalBody {
+    /// The body an ingress sent: cut short if it says so (Envoy marks a body cut at its buffer
+    /// with `x-envoy-auth-partial-body: true`), none, the bytes read, or `TooLarge` when `read`
+    /// is `None` (over the cap, or broken off).
+    pub(super) fn of(headers: &HeaderMap, read: Option<Bytes>) -> Self {
+        let partial = headers
+            .get(PARTIAL_BODY)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        match read {
+            _ if partial => Self::Partial,
+            None => Self::TooLarge,
+            Some(b) if b.is_empty() => Self::Absent,
+            Some(b) => Self::Full(b),
+        }
+    }
+}
+
+/// The original request's path and query: origin-form only (no absolute URI, no `*`).
+#[allow(clippy::result_large_err)]
+pub(super) fn origin_form(target: &str) -> Result<PathAndQuery, Refusal> {
+    target
+        .parse()
+        .ok()
+        .filter(|p: &PathAndQuery| p.path().starts_with('/'))
+        .ok_or_else(|| deny("bad_original_request", "the original URI is not a path"))
+}
+
+/// The original request's method.
+#[allow(clippy::result_large_err)]
+pub(super) fn method_named(method: &str) -> Result<Method, Refusal> {
+    Method::from_bytes(method.as_bytes()).map_err(|_| {
+        deny(
+            "bad_original_request",
+            "the original method is not a method",
+        )
+    })
+}
+
 /// The request an ingress asks about.
 #[derive(Debug)]
 pub struct Original {
@@ -70,7 +114,7 @@ pub struct Original {
     pub method: Method,
     /// Its path and query, as the client sent them.
     pub target: PathAndQuery,
-    /// Its headers (credentials included), without the naming headers.
+    /// Its headers (credentials included); the naming headers are dropped before deciding.
     pub headers: HeaderMap,
     /// Its body.
     pub body: OriginalBody,
@@ -160,18 +204,13 @@ pub(super) async fn denial(refusal: Refusal) -> Verdict {
     } else {
         reason_for(parts.status)
     };
-    let body = ApiError::new(status, message)
-        .with_reason(reason)
-        .into_response()
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
     Verdict::Deny {
         status,
         challenge,
-        body,
+        body: ApiError::new(status, message)
+            .with_reason(reason)
+            .body()
+            .into(),
     }
 }
 
@@ -261,6 +300,10 @@ impl Gateway {
         parts.method = original.method;
         parts.uri = original.target.into();
         parts.headers = original.headers;
+        // The headers that named the request are not part of it (whichever door it came by).
+        for n in &NAMING {
+            parts.headers.remove(n);
+        }
         let result = self
             .decide(&parts, &route, &params, body.as_ref())
             .await
@@ -285,9 +328,13 @@ fn allow(mode: &IngressMode, identity: Option<&super::upstream::Identity>) -> Ve
         Some(Err(_)) => Verdict::Deny {
             status: StatusCode::FORBIDDEN,
             challenge: None,
-            body: Bytes::from_static(
-                br#"{"error":"Forbidden","message":"the identity cannot be carried in headers","reason":"identity_unrepresentable","statusCode":403}"#,
-            ),
+            body: ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the identity cannot be carried in headers",
+            )
+            .with_reason("identity_unrepresentable")
+            .body()
+            .into(),
         },
     }
 }
@@ -339,29 +386,13 @@ fn name_original(parts: &http::request::Parts) -> Result<(Method, PathAndQuery),
             "the request names more than one original request",
         ));
     }
-    let target: PathAndQuery = target
-        .parse()
-        .ok()
-        .filter(|p: &PathAndQuery| p.path().starts_with('/'))
-        .ok_or_else(|| deny("bad_original_request", "the original URI is not a path"))?;
+    let target = origin_form(target)?;
     // Without a method header, the subrequest's own method (nginx's auth_request keeps it).
     let method = match methods.first() {
-        Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| {
-            deny(
-                "bad_original_request",
-                "the original method is not a method",
-            )
-        })?,
+        Some(m) => method_named(m)?,
         None => parts.method.clone(),
     };
     Ok((method, target))
-}
-
-/// Drops the headers that name the original request: they are not part of it.
-pub(super) fn remove_naming(headers: &mut HeaderMap) {
-    for n in &NAMING {
-        headers.remove(n);
-    }
 }
 
 /// Serves one request to `/-/authz`.
@@ -375,14 +406,12 @@ pub async fn serve_http(
         let (parts, body) = req.into_parts();
         match name_original(&parts) {
             Ok((method, target)) => {
-                let body = read_body(&parts.headers, body, gateway.max_decision_body()).await;
-                let mut headers = parts.headers;
-                remove_naming(&mut headers);
+                let read = gateway.read_decision_body(&parts.headers, body).await.ok();
                 let original = Original {
                     method,
                     target,
-                    headers,
-                    body,
+                    body: OriginalBody::of(&parts.headers, read),
+                    headers: parts.headers,
                 };
                 gateway.decide_original(mode, original).await
             }
@@ -396,28 +425,6 @@ pub async fn serve_http(
         .await
     };
     render_http(verdict)
-}
-
-/// The body sent with a decision request, read up to `cap`.
-async fn read_body(headers: &HeaderMap, body: Incoming, cap: usize) -> OriginalBody {
-    if headers
-        .get(PARTIAL_BODY)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
-    {
-        return OriginalBody::Partial;
-    }
-    match Limited::new(body, cap).collect().await {
-        Ok(c) => {
-            let b = c.to_bytes();
-            if b.is_empty() {
-                OriginalBody::Absent
-            } else {
-                OriginalBody::Full(b)
-            }
-        }
-        // Over the cap, or broken off: nothing to decide on.
-        Err(_) => OriginalBody::TooLarge,
-    }
 }
 
 fn render_http(verdict: Verdict) -> Response<Body> {

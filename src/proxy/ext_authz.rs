@@ -13,8 +13,8 @@ use envoy_types::ext_authz::v3::pb::{
     HeaderValue as PbHeader, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode};
 use std::sync::Arc;
 
 /// gRPC status codes of a `CheckResponse` (google.rpc.Code).
@@ -70,7 +70,7 @@ impl Authorization for ExtAuthz {
             ))
             .await
         } else {
-            match original_of(request.get_ref(), self.gateway.max_decision_body()) {
+            match original_of(request.get_ref()) {
                 Ok(original) => self.gateway.decide_original(&self.mode, original).await,
                 Err(refusal) => denial(refusal).await,
             }
@@ -84,7 +84,7 @@ impl Authorization for ExtAuthz {
 /// out. The body from `raw_body` or `body`; Envoy marks a cut one with
 /// `x-envoy-auth-partial-body: true`.
 #[allow(clippy::result_large_err)]
-fn original_of(check: &CheckRequest, cap: usize) -> Result<Original, Refusal> {
+fn original_of(check: &CheckRequest) -> Result<Original, Refusal> {
     let bad = |what: &'static str| deny("bad_original_request", what);
     let http = check
         .attributes
@@ -92,14 +92,8 @@ fn original_of(check: &CheckRequest, cap: usize) -> Result<Original, Refusal> {
         .and_then(|a| a.request.as_ref())
         .and_then(|r| r.http.as_ref())
         .ok_or_else(|| bad("the check names no HTTP request"))?;
-    let method = Method::from_bytes(http.method.as_bytes())
-        .map_err(|_| bad("the original method is not a method"))?;
-    let target: http::uri::PathAndQuery = http
-        .path
-        .parse()
-        .ok()
-        .filter(|p: &http::uri::PathAndQuery| p.path().starts_with('/'))
-        .ok_or_else(|| bad("the original URI is not a path"))?;
+    let method = super::authz::method_named(&http.method)?;
+    let target = super::authz::origin_form(&http.path)?;
     let mut headers = HeaderMap::new();
     let mut add = |k: &str, v: &[u8]| {
         if let (Ok(n), Ok(v)) = (
@@ -126,21 +120,12 @@ fn original_of(check: &CheckRequest, cap: usize) -> Result<Original, Refusal> {
             }
         }
     }
-    let partial = headers
-        .get("x-envoy-auth-partial-body")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
     let bytes = if http.raw_body.is_empty() {
         Bytes::copy_from_slice(http.body.as_bytes())
     } else {
         Bytes::copy_from_slice(&http.raw_body)
     };
-    let body = match (partial, bytes.len()) {
-        (true, _) => OriginalBody::Partial,
-        (false, 0) => OriginalBody::Absent,
-        (false, n) if n > cap => OriginalBody::TooLarge,
-        (false, _) => OriginalBody::Full(bytes),
-    };
-    super::authz::remove_naming(&mut headers);
+    let body = OriginalBody::of(&headers, Some(bytes));
     Ok(Original {
         method,
         target,

@@ -498,7 +498,9 @@ impl Gateway {
         Response::from_parts(parts, full(bytes))
     }
 
-    async fn read_decision_body(
+    /// Reads a body the decision needs, up to `server.max_decision_body_bytes` (413 beyond, a
+    /// declared length first); 400 when it cannot be read.
+    pub(super) async fn read_decision_body(
         &self,
         headers: &http::HeaderMap,
         body: Incoming,

@@ -183,6 +183,20 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<(TcpListener, SocketAddr),
     Ok((l, bound))
 }
 
+/// [`bind`] for a listener that is configured or not.
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    what: &str,
+) -> Result<(Option<TcpListener>, Option<SocketAddr>), StartError> {
+    Ok(match addr {
+        Some(a) => {
+            let (l, bound) = bind(a, what).await?;
+            (Some(l), Some(bound))
+        }
+        None => (None, None),
+    })
+}
+
 /// Builds every component and starts serving on the configured address.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let io = |what: &str| {
@@ -192,20 +206,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     crate::util::create_private_dir(&settings.data_dir).map_err(io("create data dir"))?;
     let lock = lock_sqlite(&settings.database)?;
     let (listener, addr) = bind(settings.listen, "listener").await?;
-    let (grpc_listener, ext_authz_addr) = match settings.server.ext_authz_grpc_listen {
-        Some(a) => {
-            let (l, addr) = bind(a, "ext_authz gRPC listener").await?;
-            (Some(l), Some(addr))
-        }
-        None => (None, None),
-    };
-    let (admin_listener, admin_addr) = match settings.server.admin_listen {
-        Some(a) => {
-            let (l, addr) = bind(a, "admin listener").await?;
-            (Some(l), Some(addr))
-        }
-        None => (None, None),
-    };
+    let (grpc_listener, ext_authz_addr) = bind_optional(
+        settings.server.ext_authz_grpc_listen,
+        "ext_authz gRPC listener",
+    )
+    .await?;
+    let (admin_listener, admin_addr) =
+        bind_optional(settings.server.admin_listen, "admin listener").await?;
     let public_url = settings
         .public_url
         .clone()
@@ -346,15 +353,14 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         // Polled with the policy folder. A file that does not load is logged once per change
         // and the table in service stays.
         let (gateway, policy) = (gateway.clone(), policy.clone());
-        let mut seen = crate::util::file_stamp(&path);
+        let mut watch = crate::util::FileWatch::new(vec![path.clone()]);
         crate::util::spawn_periodic(
             settings.policy.reload,
             shutdown_rx.clone(),
             false,
             move || {
-                let now = crate::util::file_stamp(&path);
-                if now != seen {
-                    seen = now;
+                if let Some(now) = watch.changed() {
+                    watch.mark_seen(now);
                     match load_routes(Some(&path), &policy) {
                         Ok(routes) => {
                             tracing::info!(routes = routes.len(), "route file reloaded");

@@ -111,7 +111,7 @@ impl App {
             | "/.well-known/oauth-authorization-server"
             | "/.well-known/openid-configuration" => get_only(),
             _ if self.ops_on_public && OPS_PATHS.contains(&path) => self.ops(&req).await,
-            p if p == authz::PREFIX || p.starts_with("/-/authz/") => match &self.authz {
+            p if authz::is_decision_path(p) => match &self.authz {
                 Some(mode) => authz::serve_http(&self.gateway, mode, req, conn.trusted).await,
                 None => self.gateway.handle(req, conn).await,
             },

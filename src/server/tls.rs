@@ -3,6 +3,7 @@
 //! its files change (cert-manager renews them in place; a Secret volume swaps them through a
 //! `..data` link), so new connections get the renewed one without a restart.
 
+use crate::util::FileWatch;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -10,14 +11,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-/// Sizes and modification times of the certificate and key files, through links.
-type Stamp = [Option<(u64, SystemTime)>; 2];
-
-fn stamp(cert: &Path, key: &Path) -> Stamp {
-    [cert, key].map(crate::util::file_stamp)
-}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -51,7 +44,7 @@ pub struct CertStore {
     cert: PathBuf,
     key: PathBuf,
     current: arc_swap::ArcSwap<CertifiedKey>,
-    seen: Mutex<Stamp>,
+    watch: Mutex<FileWatch>,
 }
 
 impl ResolvesServerCert for CertStore {
@@ -65,14 +58,13 @@ impl CertStore {
     /// (half written, or a key that does not match) leaves the current certificate in service
     /// and is tried again next time. Returns whether a new certificate went live.
     pub fn reload_if_changed(&self) -> Result<bool, String> {
-        let now = stamp(&self.cert, &self.key);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if *seen == now {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(now) = watch.changed() else {
             return Ok(false);
-        }
+        };
         let loaded = load(&self.cert, &self.key)?;
         self.current.store(Arc::new(loaded));
-        *seen = now;
+        watch.mark_seen(now);
         Ok(true)
     }
 }
@@ -83,12 +75,12 @@ pub fn acceptor(
     cert: &Path,
     key: &Path,
 ) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertStore>), String> {
-    let seen = stamp(cert, key);
+    let watch = FileWatch::new(vec![cert.to_path_buf(), key.to_path_buf()]);
     let store = Arc::new(CertStore {
         current: arc_swap::ArcSwap::from_pointee(load(cert, key)?),
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
-        seen: Mutex::new(seen),
+        watch: Mutex::new(watch),
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
