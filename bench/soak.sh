@@ -30,7 +30,8 @@ GW_PORT=${GW_PORT:-18382}
 # Below the ephemeral range: a connection of the run itself may hold a port above it.
 PGPORT=${PGPORT:-25460}
 case "$MODE" in soak | faults | all) ;; *) echo "usage: $0 [soak|faults|all]" >&2; exit 2 ;; esac
-cargo build --release -q --bin iamgate
+# CARGO_FLAGS=--no-default-features soaks on the system allocator (for heap profilers).
+cargo build --release -q --bin iamgate ${CARGO_FLAGS:-}
 bin=$PWD/target/release/iamgate
 . bench/common.sh
 ports_free "$UP_PORT" "$GW_PORT" "$PGPORT"

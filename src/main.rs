@@ -1,5 +1,6 @@
 //! The `iamgate` command line: a thin shell over the library.
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

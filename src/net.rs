@@ -105,6 +105,58 @@ pub async fn fetch_bounded(
         .map_err(|_| "fetch timed out".to_owned())?
 }
 
+/// The largest collector answer read after an export.
+const MAX_EXPORT_ANSWER: usize = 64 * 1024;
+
+/// [`HttpClient`] for the trace exporter, which sends from a thread of its own outside the
+/// runtime: each send is spawned onto the runtime the client was made on and awaited from
+/// there, so the pooled client (and its TLS) serves the exporter as it serves everything else.
+#[derive(Debug, Clone)]
+pub struct ExportClient {
+    client: HttpClient,
+    runtime: tokio::runtime::Handle,
+    timeout: Duration,
+}
+
+impl ExportClient {
+    /// Sends through `client` on the current runtime (call from inside it), each send given
+    /// up after `timeout`: the exporter's thread waits for it.
+    pub fn new(client: HttpClient, timeout: Duration) -> Self {
+        Self {
+            client,
+            runtime: tokio::runtime::Handle::current(),
+            timeout,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExportClient {
+    async fn send_bytes(
+        &self,
+        request: Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (client, timeout) = (self.client.clone(), self.timeout);
+        let (parts, body) = request.into_parts();
+        let request = Request::from_parts(parts, crate::error::full(body));
+        let sent = self.runtime.spawn(async move {
+            let exchange = async {
+                let resp = client.request(request).await?;
+                let (parts, body) = resp.into_parts();
+                let body = http_body_util::Limited::new(body, MAX_EXPORT_ANSWER)
+                    .collect()
+                    .await?
+                    .to_bytes();
+                Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| "export to the collector timed out")?
+        });
+        sent.await?
+    }
+}
+
 /// Where a request came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {

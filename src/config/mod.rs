@@ -20,6 +20,7 @@ mod oauth;
 mod policy;
 mod server;
 mod signing;
+mod telemetry;
 mod upstream;
 
 pub use authz::{AuthzSettings, RawAuthz};
@@ -29,6 +30,7 @@ pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
 pub use policy::{CacheSettings, PolicySettings, RawPolicy, RawPolicyCache};
 pub use server::{Cidr, RawServer, RawTls, ServerSettings, TlsSettings};
 pub use signing::{KeyFileSettings, RawKeyFile, RawSigning, SigningSettings};
+pub use telemetry::{OtlpSettings, RawTelemetry, TelemetrySettings};
 pub use upstream::{IdentityHeaders, RawIdentityHeaders, RawUpstream, UpstreamSettings};
 
 #[cfg(test)]
@@ -124,6 +126,8 @@ pub struct RawConfig {
     pub directory: RawDirectory,
     /// Decisions for an existing ingress.
     pub authz: RawAuthz,
+    /// Distributed tracing.
+    pub telemetry: RawTelemetry,
 }
 
 /// `bootstrap:` section.
@@ -198,6 +202,8 @@ pub struct Settings {
     pub directory_sync: Option<(http::Uri, Option<Secret>, Duration)>,
     /// Decisions for an existing ingress.
     pub authz: AuthzSettings,
+    /// Distributed tracing.
+    pub telemetry: TelemetrySettings,
 }
 
 /// Reads `path` (if any) into the model; a missing explicit file is an error.
@@ -270,6 +276,14 @@ impl RawConfig {
         }
         if let Some(v) = env.var("IAMGATE_UPSTREAM") {
             self.upstream.url = Some(v);
+        }
+        // The OpenTelemetry operator and most platforms name the collector and the service in
+        // these standard variables.
+        if let Some(v) = env.var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = Some(v);
+        }
+        if let Some(v) = env.var("OTEL_SERVICE_NAME") {
+            self.telemetry.service_name = Some(v);
         }
     }
 
@@ -350,6 +364,7 @@ impl RawConfig {
         let (client_keys, secret_rotation_grace) = self.management.validate(&mut errs);
         let directory_sync = self.directory.validate(&mut errs);
         let authz = self.authz.validate(&mut errs);
+        let telemetry = self.telemetry.validate(&mut errs);
 
         if let Some(p) = &secret_pepper
             && p.expose().len() < MIN_SECRET_CHARS
@@ -392,6 +407,7 @@ impl RawConfig {
         }
         Ok(Settings {
             authz,
+            telemetry,
             directory_sync,
             client_keys,
             secret_rotation_grace,

@@ -14,6 +14,7 @@
 use super::gateway::{Gateway, Refusal, identity_of};
 use super::upstream::IdentityHeaders;
 use crate::error::{ApiError, Body, full};
+use crate::telemetry::trace::RequestTrace;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -118,6 +119,8 @@ pub struct Original {
     pub headers: HeaderMap,
     /// Its body.
     pub body: OriginalBody,
+    /// The decision's server span, when tracing is on.
+    pub trace: Option<RequestTrace>,
 }
 
 /// The answer to an ingress.
@@ -297,6 +300,10 @@ impl Gateway {
             }
         };
         let mut parts = Request::new(()).into_parts().0;
+        if let Some(t) = original.trace {
+            t.set("iamgate.original.route", route.id.to_string());
+            parts.extensions.insert(t);
+        }
         parts.method = original.method;
         parts.uri = original.target.into();
         parts.headers = original.headers;
@@ -411,6 +418,7 @@ pub async fn serve_http(
                     method,
                     target,
                     body: OriginalBody::of(&parts.headers, read),
+                    trace: parts.extensions.get::<RequestTrace>().cloned(),
                     headers: parts.headers,
                 };
                 gateway.decide_original(mode, original).await

@@ -7,14 +7,15 @@
 use super::authz::{IngressMode, Original, OriginalBody, Verdict, denial, deny};
 use super::gateway::{ConnInfo, Gateway, Refusal};
 use crate::config::Cidr;
+use crate::telemetry::trace::Tracing;
 use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue as PbHeader, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
 use std::sync::Arc;
 
 /// gRPC status codes of a `CheckResponse` (google.rpc.Code).
@@ -23,12 +24,16 @@ const PERMISSION_DENIED: i32 = 7;
 const UNAVAILABLE: i32 = 14;
 const UNAUTHENTICATED: i32 = 16;
 
+/// The gRPC method a check arrives on, naming its server span.
+const CHECK_METHOD: &str = "/envoy.service.auth.v3.Authorization/Check";
+
 /// The `Authorization` service.
 #[derive(Clone)]
 pub struct ExtAuthz {
     gateway: Arc<Gateway>,
     mode: IngressMode,
     trusted: Arc<[Cidr]>,
+    traces: Tracing,
 }
 
 impl std::fmt::Debug for ExtAuthz {
@@ -38,12 +43,19 @@ impl std::fmt::Debug for ExtAuthz {
 }
 
 impl ExtAuthz {
-    /// The service deciding with `gateway`, answering the peers in `trusted`.
-    pub fn new(gateway: Arc<Gateway>, mode: IngressMode, trusted: Arc<[Cidr]>) -> Self {
+    /// The service deciding with `gateway`, answering the peers in `trusted`, each check a
+    /// server span of `traces` (continuing the trace context of the request Envoy describes).
+    pub fn new(
+        gateway: Arc<Gateway>,
+        mode: IngressMode,
+        trusted: Arc<[Cidr]>,
+        traces: Tracing,
+    ) -> Self {
         Self {
             gateway,
             mode,
             trusted,
+            traces,
         }
     }
 
@@ -71,7 +83,20 @@ impl Authorization for ExtAuthz {
             .await
         } else {
             match original_of(request.get_ref()) {
-                Ok(original) => self.gateway.decide_original(&self.mode, original).await,
+                Ok(mut original) => {
+                    original.trace =
+                        self.traces
+                            .start(&Method::POST, CHECK_METHOD, &original.headers);
+                    if let Some(t) = &original.trace {
+                        t.set_route(&Method::POST, CHECK_METHOD);
+                    }
+                    let trace = original.trace.clone();
+                    let verdict = self.gateway.decide_original(&self.mode, original).await;
+                    if let Some(t) = trace {
+                        t.finish(verdict.status());
+                    }
+                    verdict
+                }
                 Err(refusal) => denial(refusal).await,
             }
         };
@@ -131,6 +156,7 @@ fn original_of(check: &CheckRequest) -> Result<Original, Refusal> {
         target,
         headers,
         body,
+        trace: None,
     })
 }
 

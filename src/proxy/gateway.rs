@@ -20,6 +20,7 @@ use crate::policy::input::{
     DecisionInput, RequestInput, ResourceInput, RouteInput, UserInput, interned,
 };
 use crate::telemetry::metrics::{DecisionCounters, Metrics, RequestCounters};
+use crate::telemetry::trace::{RequestTrace, SpanKind};
 use crate::util::unix_now;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -202,6 +203,9 @@ impl Gateway {
             Err(refused) => return (None, Err(refused)),
         };
         let (route, params) = route;
+        if let Some(t) = req.extensions().get::<RequestTrace>() {
+            t.set_route(req.method(), &route.id);
+        }
         let id = route.id.clone();
         (Some(id), self.serve_route(req, conn, route, params).await)
     }
@@ -373,14 +377,26 @@ impl Gateway {
         params: &BTreeMap<String, String>,
         body: Option<&Bytes>,
     ) -> Result<Allowed, Refusal> {
+        let trace = parts.extensions.get::<RequestTrace>();
         let caller = match route.access {
             Access::Public => None,
-            _ => Some(
-                self.auth
+            _ => {
+                let span = trace.map(|t| t.child("authenticate", SpanKind::Internal));
+                let caller = self
+                    .auth
                     .authenticate(&parts.headers, parts.uri.query(), unix_now())
-                    .await
-                    .map_err(|e| e.into_response())?,
-            ),
+                    .await;
+                if let Some(span) = &span {
+                    match &caller {
+                        Ok(c) => {
+                            span.set("iamgate.caller.kind", c.kind.as_str());
+                            span.set("iamgate.caller.id", c.id.clone());
+                        }
+                        Err(_) => span.fail("unauthenticated"),
+                    }
+                }
+                Some(caller.map_err(|e| e.into_response())?)
+            }
         };
         // The query is parsed and the input document built only where the policy reads them.
         let query: Vec<(String, String)> = match (&caller, parts.uri.query()) {
@@ -438,7 +454,18 @@ impl Gateway {
                 input.target = facts.target.clone();
                 decided = facts;
             }
-            company = self.authorize(checks, &view, input, &mut fill).await?;
+            let span = trace.map(|t| t.child("authorize", SpanKind::Internal));
+            let decided = self.authorize(checks, &view, input, &mut fill).await;
+            if let Some(span) = &span {
+                span.set("iamgate.decision.allow", decided.is_ok());
+                if let Err(refused) = &decided {
+                    span.set(
+                        "http.response.status_code",
+                        i64::from(refused.status().as_u16()),
+                    );
+                }
+            }
+            company = decided?;
         }
         Ok(Allowed {
             caller,

@@ -8,6 +8,7 @@
 
 use super::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE, Pool};
 use crate::error::{ApiError, Body};
+use crate::telemetry::trace::{RequestTrace, SpanKind};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
@@ -381,12 +382,33 @@ impl Upstream {
         }
         parts.uri = self.target(parts.uri.path_and_query())?;
         parts.version = http::Version::HTTP_11;
+        // With tracing on, the upstream continues the trace under this call's own span; with it
+        // off, a client's `traceparent` passes through untouched, as through any proxy.
+        let span = parts
+            .extensions
+            .get::<RequestTrace>()
+            .map(|t| t.child("upstream", SpanKind::Client));
+        if let Some(span) = &span {
+            span.inject(&mut parts.headers);
+            span.set("http.request.method", parts.method.as_str().to_owned());
+            span.set(
+                "server.address",
+                String::from_utf8_lossy(self.host.as_bytes()).into_owned(),
+            );
+        }
         let upstream_req = Request::from_parts(parts, body);
         let resp = tokio::time::timeout(self.response_timeout, self.pool.send(upstream_req))
             .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let (mut parts, body) = resp.into_parts();
+            .map_err(|_| UpstreamError::Timeout)
+            .and_then(|r| r.map_err(|e| UpstreamError::Unavailable(e.to_string())));
+        if let Some(span) = &span {
+            match &resp {
+                Ok(r) => span.set("http.response.status_code", i64::from(r.status().as_u16())),
+                Err(UpstreamError::Timeout) => span.fail("timeout"),
+                Err(_) => span.fail("unavailable"),
+            }
+        }
+        let (mut parts, body) = resp?.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, body))
     }

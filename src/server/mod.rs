@@ -66,6 +66,9 @@ pub enum StartError {
     /// The upstream URL cannot be forwarded to.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// The trace exporter could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::trace::TraceError),
     /// Another `iamgate serve` already serves this SQLite database.
     #[error(
         "another iamgate serve is running on {0} (it holds {0}.lock): an SQLite database has one writer; several instances need a postgres database_url"
@@ -168,7 +171,8 @@ impl Running {
     /// Stops accepting, drains in-flight requests (bounded by `grace`), flushes state.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(grace + Duration::from_secs(1), self.task).await;
+        // Draining takes up to `grace`, flushing the last spans up to five seconds more.
+        let _ = tokio::time::timeout(grace + Duration::from_secs(6), self.task).await;
     }
 }
 
@@ -336,7 +340,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         }
         None => (None, None),
     };
+    let traces = match &settings.telemetry.otlp {
+        Some(otlp) => {
+            let client = crate::net::http_client(
+                crate::net::connector(
+                    settings.upstream.connect_timeout,
+                    settings.upstream.ca_file.as_deref(),
+                )
+                .map_err(StartError::Tls)?,
+            );
+            let client = crate::net::ExportClient::new(client, otlp.export_timeout);
+            tracing::info!(endpoint = %otlp.endpoint, sample_ratio = otlp.sample_ratio, "exporting traces over OTLP/HTTP");
+            crate::telemetry::trace::Tracing::otlp(otlp, client)?
+        }
+        None => crate::telemetry::trace::Tracing::off(),
+    };
     let app = Arc::new(App {
+        traces: traces.clone(),
         token,
         keys: keys.clone(),
         metadata: metadata::document(&issuer_id, &public_url),
@@ -488,7 +508,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         listeners.spawn(listen::serve(l, ops, None, grace, shutdown_rx.clone()));
     }
     if let Some(l) = grpc_listener {
-        let svc = crate::proxy::ext_authz::ExtAuthz::new(gateway, ingress, trusted_proxies);
+        let svc = crate::proxy::ext_authz::ExtAuthz::new(
+            gateway,
+            ingress,
+            trusted_proxies,
+            traces.clone(),
+        );
         tracing::info!(addr = ?ext_authz_addr, "ext_authz gRPC listening");
         listeners.spawn(listen::serve(
             l,
@@ -500,7 +525,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     }
     let service = stack::build(app, &settings.server);
     listeners.spawn(listen::serve(listener, service, tls, grace, shutdown_rx));
-    let task = tokio::spawn(async move { while listeners.join_next().await.is_some() {} });
+    let task = tokio::spawn(async move {
+        while listeners.join_next().await.is_some() {}
+        // The spans of the requests just drained go out before the process ends.
+        traces.shutdown(Duration::from_secs(5)).await;
+    });
     tracing::info!(%addr, %public_url, "iamgate listening");
     Ok(Running {
         addr,

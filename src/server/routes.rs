@@ -7,6 +7,7 @@ use crate::error::{ApiError, Body, json};
 use crate::proxy::authz;
 use crate::proxy::gateway::{ConnInfo, Gateway};
 use crate::store::Store;
+use crate::telemetry::trace::RequestTrace;
 use crate::token::{KeyRing, metadata};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -34,6 +35,8 @@ pub struct App {
     pub trusted_proxies: Arc<[crate::config::Cidr]>,
     /// Health, readiness and metrics on the public listener (no `server.admin_listen`).
     pub ops_on_public: bool,
+    /// Distributed tracing (off unless `telemetry.otlp_endpoint` is set).
+    pub traces: crate::telemetry::trace::Tracing,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -93,6 +96,22 @@ impl App {
         (conn.client, conn.trusted) = (origin.client, origin.peer_trusted);
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        if let Some(t) = req.extensions().get::<RequestTrace>() {
+            t.set_client(conn.client);
+            // The gateway's own endpoints name their span by their path (a fixed set); a
+            // proxied request's span is named by its route once one matches.
+            let own = [
+                metadata::TOKEN_PATH,
+                metadata::JWKS_PATH,
+                "/.well-known/oauth-authorization-server",
+                "/.well-known/openid-configuration",
+            ];
+            if own.contains(&path) || OPS_PATHS.contains(&path) {
+                t.set_route(req.method(), path);
+            } else if authz::is_decision_path(path) && self.authz.is_some() {
+                t.set_route(req.method(), "/-/authz");
+            }
+        }
         match path {
             metadata::TOKEN_PATH => self.token.handle(req, conn.client).await,
             metadata::JWKS_PATH if get => cacheable(

@@ -11,8 +11,10 @@
 //!    keep streaming past it: a 100 MB download is not cut);
 //! 6. body limit: a declared `Content-Length` over `max_body_bytes` gets 413 before anything is
 //!    read;
-//! 7. the application: with DEBUG logging on, one span per request carrying method, path and
-//!    request id, and a record of its status and latency (see [`AppService`]); then the
+//! 7. the application: with tracing on, the request's server span (continuing the caller's
+//!    `traceparent`) and a log span carrying its trace id; with DEBUG logging on, one span per
+//!    request carrying method, path and request id, and a record of its status and latency
+//!    (see [`AppService`]); then the
 //!    gateway's own endpoints, authentication, route match and resource resolution,
 //!    authorization, header rewrite and the proxy (`crate::proxy::gateway`).
 
@@ -47,32 +49,54 @@ impl Service<Request<Incoming>> for AppService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
         let app = self.0.clone();
         let conn = req.extensions().get::<ConnInfo>().copied();
-        // The request span and its records exist only with DEBUG on: tower-http's trace layer
-        // took timestamps and wrapped every response body even when nothing was logged, about
-        // 6% of a proxied request's instructions.
-        if !tracing::enabled!(target: "iamgate::request", tracing::Level::DEBUG) {
+        let trace = app
+            .traces
+            .start(req.method(), req.uri().path(), req.headers());
+        // The request span and its records exist only with DEBUG on or tracing on: tower-http's
+        // trace layer took timestamps and wrapped every response body even when nothing was
+        // logged, about 6% of a proxied request's instructions.
+        let debug = tracing::enabled!(target: "iamgate::request", tracing::Level::DEBUG);
+        if trace.is_none() && !debug {
             return Box::pin(async move { Ok(app.route(req, conn).await) });
         }
-        let id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let span = tracing::debug_span!(target: "iamgate::request", "request", method = %req.method(), path = %req.uri().path(), request_id = %id);
+        let span = if debug {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::debug_span!(target: "iamgate::request", "request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty)
+        } else {
+            // At ERROR level so that the span is enabled whatever level the log runs at: every
+            // record a request writes (a WARN about its upstream, its decision at INFO) carries
+            // the trace id.
+            tracing::error_span!(target: "iamgate::request", "request", trace_id = tracing::field::Empty)
+        };
+        if let Some(t) = &trace {
+            span.record("trace_id", t.trace_id());
+            req.extensions_mut().insert(t.clone());
+        }
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
-                tracing::debug!(target: "iamgate::request", "started processing request");
+                if debug {
+                    tracing::debug!(target: "iamgate::request", "started processing request");
+                }
                 let resp = app.route(req, conn).await;
-                tracing::debug!(
-                    target: "iamgate::request",
-                    status = resp.status().as_u16(),
-                    latency_us = started.elapsed().as_micros() as u64,
-                    "finished processing request"
-                );
+                if let Some(t) = &trace {
+                    t.finish(resp.status());
+                }
+                if debug {
+                    tracing::debug!(
+                        target: "iamgate::request",
+                        status = resp.status().as_u16(),
+                        latency_us = started.elapsed().as_micros() as u64,
+                        "finished processing request"
+                    );
+                }
                 Ok(resp)
             }
             .instrument(span),

@@ -1,9 +1,10 @@
-//! Telemetry: structured logging set up once at start-up, the [`decision_log`], and Prometheus
-//! [`metrics`]. Logs are JSON by default so a log
+//! Telemetry: structured logging set up once at start-up, the [`decision_log`], Prometheus
+//! [`metrics`], and OpenTelemetry [`trace`]s. Logs are JSON by default so a log
 //! pipeline can index them; fields that could carry secrets are never recorded in the first place.
 
 pub mod decision_log;
 pub mod metrics;
+pub mod trace;
 
 use tracing::Level;
 use tracing_subscriber::layer::SubscriberExt;

@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+pub mod otlp;
 pub mod upstream;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -28,6 +29,38 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Serves `handle` (HTTP/1.1 and h2c) on a fresh loopback port until the runtime ends: the
+/// accept loop of every real server the tests stand up.
+pub async fn serve_loopback<F, Fut, B>(handle: F) -> std::net::SocketAddr
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let answer = handle(req);
+                    async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
 
 /// Builder for a test gateway.
 pub struct GatewayBuilder {

@@ -27,6 +27,7 @@ mod routes;
 mod schema;
 mod server;
 mod stack;
+mod telemetry;
 mod tls;
 mod token_endpoint;
 mod upstream;

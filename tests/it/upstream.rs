@@ -4,8 +4,6 @@
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use iamgate::error::full;
 use iamgate::proxy::upstream::{Identity, IdentityHeaders, Upstream};
 use std::net::SocketAddr;
@@ -13,44 +11,30 @@ use std::time::Duration;
 
 /// Echoes method, path, headers and body as JSON; `/slow` waits 2 s first.
 async fn start_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                    if req.uri().path().ends_with("/slow") {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                    let method = req.method().to_string();
-                    let path = req.uri().to_string();
-                    let headers: serde_json::Map<String, serde_json::Value> = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
-                        .collect();
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let out = serde_json::json!({
-                        "method": method, "path": path, "headers": headers,
-                        "body": String::from_utf8_lossy(&body),
-                    });
-                    let mut resp = Response::new(Full::new(Bytes::from(out.to_string())));
-                    resp.headers_mut()
-                        .insert("keep-alive", "timeout=5".parse().unwrap());
-                    resp.headers_mut()
-                        .insert("x-upstream", "1".parse().unwrap());
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    crate::common::serve_loopback(|req: Request<hyper::body::Incoming>| async move {
+        if req.uri().path().ends_with("/slow") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-    });
-    addr
+        let method = req.method().to_string();
+        let path = req.uri().to_string();
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+            .collect();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let out = serde_json::json!({
+            "method": method, "path": path, "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        });
+        let mut resp = Response::new(Full::new(Bytes::from(out.to_string())));
+        resp.headers_mut()
+            .insert("keep-alive", "timeout=5".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-upstream", "1".parse().unwrap());
+        resp
+    })
+    .await
 }
 
 fn upstream(addr: SocketAddr, prefix: &str, forward_auth: bool) -> Upstream {
