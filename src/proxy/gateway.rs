@@ -377,7 +377,11 @@ impl Gateway {
         params: &BTreeMap<String, String>,
         body: Option<&Bytes>,
     ) -> Result<Allowed, Refusal> {
-        let trace = parts.extensions.get::<RequestTrace>();
+        // Authentication and the decision get spans of their own only in a sampled trace.
+        let trace = parts
+            .extensions
+            .get::<RequestTrace>()
+            .filter(|t| t.is_recording());
         let caller = match route.access {
             Access::Public => None,
             _ => {

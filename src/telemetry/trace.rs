@@ -14,7 +14,9 @@ use crate::config::OtlpSettings;
 use http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
 pub use opentelemetry::trace::SpanKind;
-use opentelemetry::trace::{Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
@@ -113,18 +115,21 @@ impl Tracing {
         let on = self.on.as_ref()?;
         let parent =
             TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
-        let span = on
+        let mut span = on
             .tracer
-            .span_builder(method.as_str().to_owned())
+            .span_builder(method_name(method))
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("http.request.method", method.as_str().to_owned()),
-                KeyValue::new("url.path", path.to_owned()),
-            ])
             .start_with_context(&on.tracer, &parent);
+        // A trace that is not sampled records nothing: its attributes are not even built.
+        let recording = span.is_recording();
+        if recording {
+            span.set_attribute(KeyValue::new("http.request.method", method_name(method)));
+            span.set_attribute(KeyValue::new("url.path", path.to_owned()));
+        }
         Some(RequestTrace {
             cx: parent.with_span(span),
             tracer: on.tracer.clone(),
+            recording,
         })
     }
 
@@ -146,11 +151,32 @@ impl Tracing {
     }
 }
 
+/// A method's name without an allocation for the standard ones.
+fn method_name(m: &http::Method) -> std::borrow::Cow<'static, str> {
+    use http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    const NAMES: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    match known.iter().position(|k| k == m) {
+        Some(i) => std::borrow::Cow::Borrowed(NAMES[i]),
+        None => std::borrow::Cow::Owned(m.as_str().to_owned()),
+    }
+}
+
 /// One request's server span, in its request's extensions while the request is served.
 #[derive(Clone)]
 pub struct RequestTrace {
     cx: Context,
     tracer: SdkTracer,
+    /// The trace is sampled: spans record and are exported.
+    recording: bool,
 }
 
 impl std::fmt::Debug for RequestTrace {
@@ -174,26 +200,42 @@ impl RequestTrace {
     /// Names the route the request matched: the span is renamed `METHOD route` (a bounded set
     /// of names, unlike paths).
     pub fn set_route(&self, method: &http::Method, route: &str) {
-        let span = self.cx.span();
-        span.update_name(format!("{method} {route}"));
-        span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        if self.recording {
+            let span = self.cx.span();
+            span.update_name(format!("{method} {route}"));
+            span.set_attribute(KeyValue::new("http.route", route.to_owned()));
+        }
+    }
+
+    /// Whether the trace is sampled (its spans record and are exported).
+    pub fn is_recording(&self) -> bool {
+        self.recording
     }
 
     /// Adds an attribute to the server span.
     pub fn set(&self, key: &'static str, value: impl Into<opentelemetry::Value>) {
-        self.cx.span().set_attribute(KeyValue::new(key, value));
+        if self.recording {
+            self.cx.span().set_attribute(KeyValue::new(key, value));
+        }
     }
 
     /// Records the client's address (after trusted proxies are taken into account).
     pub fn set_client(&self, client: std::net::IpAddr) {
-        self.cx
-            .span()
-            .set_attribute(KeyValue::new("client.address", client.to_string()));
+        if self.recording {
+            self.set("client.address", client.to_string());
+        }
     }
 
     /// A child span `name` of the server span (kind internal, or client for the upstream call);
-    /// it ends when [`Child::end`] is called or it is dropped.
+    /// it ends when [`Child::end`] is called or it is dropped. In a trace that is not sampled no
+    /// span is made: the child stands for the server span, whose id then goes upstream.
     pub fn child(&self, name: &'static str, kind: SpanKind) -> Child {
+        if !self.recording {
+            return Child {
+                cx: self.cx.clone(),
+                own: false,
+            };
+        }
         let span = self
             .tracer
             .span_builder(name)
@@ -201,6 +243,7 @@ impl RequestTrace {
             .start_with_context(&self.tracer, &self.cx);
         Child {
             cx: self.cx.with_span(span),
+            own: true,
         }
     }
 
@@ -221,17 +264,23 @@ impl RequestTrace {
 /// A child span in progress.
 pub struct Child {
     cx: Context,
+    /// The span is this child's own (not the server span standing in for it).
+    own: bool,
 }
 
 impl Child {
     /// Adds an attribute.
     pub fn set(&self, key: &'static str, value: impl Into<opentelemetry::Value>) {
-        self.cx.span().set_attribute(KeyValue::new(key, value));
+        if self.own {
+            self.cx.span().set_attribute(KeyValue::new(key, value));
+        }
     }
 
     /// Marks the span failed, with a short reason (never a secret: callers pass error kinds).
     pub fn fail(&self, reason: impl Into<std::borrow::Cow<'static, str>>) {
-        self.cx.span().set_status(Status::error(reason));
+        if self.own {
+            self.cx.span().set_status(Status::error(reason));
+        }
     }
 
     /// Writes `traceparent` (and the caller's `tracestate`) naming this span as the parent, for
@@ -244,14 +293,14 @@ impl Child {
     }
 
     /// Ends the span now.
-    pub fn end(self) {
-        self.cx.span().end();
-    }
+    pub fn end(self) {}
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
-        // Ending twice is a no-op; a span dropped on an early return still ends.
-        self.cx.span().end();
+        // A span dropped on an early return still ends; the server span is not a child's to end.
+        if self.own {
+            self.cx.span().end();
+        }
     }
 }
