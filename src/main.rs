@@ -121,6 +121,14 @@ enum PolicyCommand {
         /// in the policy's data. Defaults to the built-in table.
         #[arg(long)]
         routes: Option<PathBuf>,
+        /// Also report which lines of the policy the tests evaluate, per file, and every line
+        /// they do not reach (`file:line`); `# coverage-exempt: <reason>` exempts a line.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail when the tests cover less than this share of the policy's lines (percent;
+        /// implies --coverage).
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
     },
     /// Evaluate the decision for an input document (JSON, see policies/README.md).
     Eval {
@@ -144,6 +152,22 @@ enum PolicyCommand {
         /// Parallel checks.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+    },
+    /// Decide the decisions recorded in a decision log (kept with `log.decision_inputs`) again
+    /// with a candidate policy and report every one that changes, grouped by route and change.
+    /// Exit 0 when nothing changes, 1 when something does.
+    Replay {
+        /// The log: JSON lines as `iamgate serve` writes them (other lines are ignored), or `-`
+        /// for standard input.
+        #[arg(long)]
+        log: PathBuf,
+        /// The candidate policy folder (it must pass the gate a running gateway applies).
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+        /// Which changes fail: `any` (default), `outcome` (an allow or deny flips) or `grant`
+        /// (a deny becomes an allow).
+        #[arg(long, default_value = "any", value_parser = ["any", "outcome", "grant"])]
+        fail_on: String,
     },
 }
 
@@ -171,11 +195,20 @@ fn main() -> Result<()> {
             command: ConfigCommand::Check { config },
         } => config_check(config),
         Command::Policy {
-            command: PolicyCommand::Test { dir, routes },
-        } => policy_test(dir, routes),
+            command:
+                PolicyCommand::Test {
+                    dir,
+                    routes,
+                    coverage,
+                    min_coverage,
+                },
+        } => policy_test(dir, routes, coverage, min_coverage),
         Command::Policy {
             command: PolicyCommand::Mutants { dir, threads },
         } => policy_mutants(dir, threads),
+        Command::Policy {
+            command: PolicyCommand::Replay { log, dir, fail_on },
+        } => policy_replay(log, dir, &fail_on),
         Command::Policy {
             command:
                 PolicyCommand::Eval {
@@ -303,9 +336,29 @@ fn create_root_sa(
     })
 }
 
-fn policy_test(dir: PathBuf, routes: Option<PathBuf>) -> Result<()> {
+fn policy_test(
+    dir: PathBuf,
+    routes: Option<PathBuf>,
+    coverage: bool,
+    min_coverage: Option<f64>,
+) -> Result<()> {
     let source = iamgate::policy::PolicySource::read(&dir)?;
-    let problems = check_policy(source, routes.as_deref(), true);
+    let measured = if coverage || min_coverage.is_some() {
+        let c = iamgate::policy::coverage::measure(&source)?;
+        print!("{}", c.render(&source));
+        Some(c)
+    } else {
+        None
+    };
+    let mut problems = check_policy(source, routes.as_deref(), true);
+    if let (Some(c), Some(min)) = (&measured, min_coverage)
+        && c.percent() < min
+    {
+        problems.push(format!(
+            "coverage {:.1}% is below the required {min}%",
+            c.percent()
+        ));
+    }
     if !problems.is_empty() {
         for p in &problems {
             println!("REFUSED: {p}");
@@ -437,6 +490,31 @@ fn policy_eval(input: PathBuf, dir: PathBuf, explain: bool) -> Result<()> {
         out["explain"] = snapshot.explain(&doc)?;
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn policy_replay(log: PathBuf, dir: PathBuf, fail_on: &str) -> Result<()> {
+    use iamgate::policy::replay::{ChangeKind, replay};
+    iamgate::policy::engine::set_decision_timeout(Duration::from_secs(5));
+    let source = iamgate::policy::PolicySource::read(&dir)?;
+    let candidate = iamgate::policy::Snapshot::compile_tested(source)
+        .with_context(|| format!("the candidate policy {} is refused", dir.display()))?;
+    let report = if log.as_os_str() == "-" {
+        replay(std::io::stdin().lock(), &candidate)?
+    } else {
+        let file =
+            std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
+        replay(std::io::BufReader::new(file), &candidate)?
+    };
+    print!("{}", report.render());
+    let failing = match fail_on {
+        "grant" => report.count(ChangeKind::Grant),
+        "outcome" => report.count(ChangeKind::Grant) + report.count(ChangeKind::Revoke),
+        _ => report.changed(),
+    };
+    if failing > 0 {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -148,6 +148,12 @@ pub struct RawLog {
     pub format: Option<String>,
     /// A tracing filter, e.g. `info` or `iamgate=debug`. Default `info`.
     pub level: Option<String>,
+    /// Keep each decision's input document (credentials masked) in its decision-log record,
+    /// for `iamgate policy replay`. Default false.
+    pub decision_inputs: Option<bool>,
+    /// The share of decisions (0.0 to 1.0) whose input is kept, with `decision_inputs`.
+    /// Default 1.0.
+    pub decision_sample: Option<f64>,
 }
 
 /// Where accounts and keys persist.
@@ -184,6 +190,8 @@ pub struct Settings {
     pub log_json: bool,
     /// Tracing filter.
     pub log_level: String,
+    /// The share of decisions whose input the decision log keeps (0: none).
+    pub decision_inputs: f64,
     /// Policy engine.
     pub policy: PolicySettings,
     /// Upstream.
@@ -397,6 +405,17 @@ impl RawConfig {
                 true
             }
         };
+        let decision_sample = self.log.decision_sample.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&decision_sample) {
+            errs.push(format!(
+                "log.decision_sample: {decision_sample} is outside 0.0..=1.0"
+            ));
+        }
+        let decision_inputs = if self.log.decision_inputs == Some(true) {
+            decision_sample
+        } else {
+            0.0
+        };
         let log_level = self.log.level.unwrap_or_else(|| "info".to_owned());
         if !is_log_filter(&log_level) {
             errs.push(format!("log.level: `{log_level}` is not a tracing filter"));
@@ -426,6 +445,7 @@ impl RawConfig {
             last_login_flush: flush,
             log_json,
             log_level,
+            decision_inputs,
             policy,
         })
     }

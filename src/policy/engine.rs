@@ -546,9 +546,11 @@ struct CacheKey {
 
 pub use crate::config::CacheSettings;
 
-/// Writes the decision log record of one decision.
-fn log_decision(input: &DecisionInput, d: &Decision, cached: bool) {
+/// Writes the decision log record of one decision, with its input document when `keep` (the
+/// input as the policy saw it, credentials already masked).
+fn log_decision(input: &DecisionInput, d: &Decision, cached: bool, keep: bool) {
     let r = &input.resource;
+    let kept = keep.then(|| serde_json::to_string(input).ok()).flatten();
     crate::telemetry::decision_log::record(&crate::telemetry::decision_log::DecisionRecord {
         subject: &input.user.id,
         subject_type: &input.user.kind,
@@ -564,7 +566,30 @@ fn log_decision(input: &DecisionInput, d: &Decision, cached: bool) {
         reason: &d.reason,
         revision: &d.revision,
         cached,
+        input: kept.as_deref(),
     });
+}
+
+/// Which decisions keep their input in the log (`log.decision_inputs`, `log.decision_sample`):
+/// a share of them, spread evenly over the decisions (a golden-ratio sequence over a counter,
+/// so no random source on the request path).
+#[derive(Debug)]
+struct InputSample {
+    share: f64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl InputSample {
+    fn next(&self) -> bool {
+        if self.share >= 1.0 {
+            return true;
+        }
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The top 53 bits of n times the golden ratio are a low-discrepancy sequence in [0, 1).
+        #[allow(clippy::cast_precision_loss)]
+        let at = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        at < self.share
+    }
 }
 
 /// Keys hold request-chosen strings, so the hasher is seeded per process; foldhash's quality
@@ -579,6 +604,7 @@ pub struct PolicyEngine {
     named: ArcSwap<Vec<(String, String)>>,
     cache: Option<DecisionCache>,
     interpreter: bool,
+    inputs: Option<InputSample>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -619,7 +645,23 @@ impl PolicyEngine {
                     .time_to_live(c.ttl)
                     .build_with_hasher(foldhash::quality::RandomState::default())
             }),
+            inputs: None,
         }
+    }
+
+    /// Keeps the input document of `share` (0 to 1) of the decisions in their log records, for
+    /// `iamgate policy replay`.
+    pub fn with_decision_inputs(mut self, share: f64) -> Self {
+        self.inputs = (share > 0.0).then(|| InputSample {
+            share,
+            seen: std::sync::atomic::AtomicU64::new(0),
+        });
+        self
+    }
+
+    /// Whether this decision's record keeps its input.
+    fn keeps_input(&self) -> bool {
+        self.inputs.as_ref().is_some_and(InputSample::next)
     }
 
     /// The snapshot in service.
@@ -663,7 +705,10 @@ impl PolicyEngine {
     pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
         let snapshot = self.current.load_full();
         match self.cached(&snapshot, input, directory_version).await {
-            Ok(d) => d,
+            Ok(d) => {
+                log_decision(input, &d, true, self.keeps_input());
+                d
+            }
             Err(key) => self.fresh(&snapshot, input, key).await,
         }
     }
@@ -680,7 +725,15 @@ impl PolicyEngine {
     ) -> Decision {
         let snapshot = self.current.load_full();
         match self.cached(&snapshot, input, directory_version).await {
-            Ok(d) => d,
+            Ok(d) => {
+                // A kept input must be the whole document the policy would read.
+                let keep = self.keeps_input();
+                if keep {
+                    fill(input);
+                }
+                log_decision(input, &d, true, keep);
+                d
+            }
             Err(key) => {
                 fill(input);
                 self.fresh(&snapshot, input, key).await
@@ -688,7 +741,7 @@ impl PolicyEngine {
         }
     }
 
-    /// The cached decision for `input` (logged), or the key a fresh one is to be cached under
+    /// The cached decision for `input` (not logged yet), or the key a fresh one is to be cached under
     /// (`None`: not cacheable, as for rule routes or without a cache).
     async fn cached(
         &self,
@@ -719,15 +772,11 @@ impl PolicyEngine {
             target: input.target.clone(),
         };
         match cache.get(&key).await {
-            Some((allow, reason)) => {
-                let d = Decision {
-                    allow,
-                    reason,
-                    revision: snapshot.revision.clone(),
-                };
-                log_decision(input, &d, true);
-                Ok(d)
-            }
+            Some((allow, reason)) => Ok(Decision {
+                allow,
+                reason,
+                revision: snapshot.revision.clone(),
+            }),
             None => Err(Some(key)),
         }
     }
@@ -740,7 +789,7 @@ impl PolicyEngine {
         key: Option<CacheKey>,
     ) -> Decision {
         let d = snapshot.decide(input);
-        log_decision(input, &d, false);
+        log_decision(input, &d, false, self.keeps_input());
         // Errors are not cached: a transient timeout must not stick.
         if let (Some(cache), Some(key)) = (&self.cache, key)
             && !matches!(&*d.reason, "policy_error" | "policy_timeout")

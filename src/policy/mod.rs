@@ -7,11 +7,13 @@
 //! [`testing`] runner and swaps only when all pass. A deny is a [`engine::Decision`], not an
 //! error; evaluation errors and timeouts become denies too (fail closed).
 
+pub mod coverage;
 pub mod data;
 pub mod engine;
 pub mod input;
 pub mod mutation;
 pub mod reload;
+pub mod replay;
 pub mod source;
 pub mod testing;
 

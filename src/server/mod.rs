@@ -116,6 +116,7 @@ pub fn check_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<(), St
 /// use. Returns the engine and the folder to watch, if any.
 fn load_policy(
     settings: &crate::config::PolicySettings,
+    decision_inputs: f64,
 ) -> Result<(Arc<crate::policy::PolicyEngine>, Option<PathBuf>), StartError> {
     use crate::policy::{PolicyEngine, Snapshot};
     crate::policy::engine::set_decision_timeout(settings.decision_timeout);
@@ -127,11 +128,10 @@ fn load_policy(
         "policy loaded"
     );
     Ok((
-        Arc::new(PolicyEngine::new(
-            snapshot,
-            settings.cache,
-            settings.interpreter,
-        )),
+        Arc::new(
+            PolicyEngine::new(snapshot, settings.cache, settings.interpreter)
+                .with_decision_inputs(decision_inputs),
+        ),
         dir,
     ))
 }
@@ -228,7 +228,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .unwrap_or_else(|| public_url.clone());
     let token_endpoint_url = format!("{public_url}{}", metadata::TOKEN_PATH);
 
-    let (policy, policy_dir) = load_policy(&settings.policy)?;
+    let (policy, policy_dir) = load_policy(&settings.policy, settings.decision_inputs)?;
     let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
     let policy_stats = Arc::new(crate::policy::reload::ReloadStats::new(&metrics));
 

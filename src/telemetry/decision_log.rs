@@ -1,8 +1,9 @@
 //! The decision log: one structured record per policy decision (target `iamgate::decision`),
 //! with subject, route, method, path, resource, permission, outcome, reason, policy revision and
-//! whether the cache answered. The policy engine fills a [`DecisionRecord`] after each decision;
-//! this module only writes it. Credentials never reach it: the record has no field for headers,
-//! tokens or bodies.
+//! whether the cache answered; with `log.decision_inputs`, the input document too (for
+//! `iamgate policy replay`). The policy engine fills a [`DecisionRecord`] after each decision;
+//! this module only writes it. Credentials never reach it: the record's own fields hold none,
+//! and the input document's credential headers are masked before the policy ever sees them.
 
 /// What is logged of one decision.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,8 @@ pub struct DecisionRecord<'a> {
     pub revision: &'a str,
     /// Whether the decision cache answered.
     pub cached: bool,
+    /// The input document as JSON (credentials masked), when `log.decision_inputs` keeps it.
+    pub input: Option<&'a str>,
 }
 
 /// Emits the record of one decision.
@@ -55,6 +58,7 @@ pub fn record(r: &DecisionRecord<'_>) {
         reason = r.reason,
         revision = r.revision,
         cached = r.cached,
+        input = r.input,
         "decision"
     );
 }

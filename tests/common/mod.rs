@@ -9,6 +9,7 @@
 )]
 
 pub mod otlp;
+pub mod serve;
 pub mod upstream;
 
 use aws_lc_rs::rand::SystemRandom;

@@ -21,6 +21,7 @@ mod management;
 mod policy_matrix;
 mod policy_rego;
 mod policy_reload;
+mod policy_workflow;
 mod process;
 mod proxy;
 mod routes;

@@ -11,72 +11,19 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Proc {
-    child: Child,
-    addr: String,
-    /// Every line the process wrote to stderr so far.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::serve::{Proc, spawn_in};
 
 /// Starts `iamgate serve` against `upstream` and waits for its listening line.
 fn spawn(upstream: &str) -> Proc {
-    spawn_in(tempfile::tempdir().unwrap(), upstream, "info", "")
-}
-
-/// Starts `iamgate serve` in `dir` with the log filter `level` and `extra` configuration.
-fn spawn_in(dir: tempfile::TempDir, upstream: &str, level: &str, extra: &str) -> Proc {
-    let cfg = dir.path().join("iamgate.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\nlog: {{format: json, level: {level}}}\nupstream: {{url: {upstream}, response_timeout_ms: 5000}}\nserver: {{shutdown_grace_secs: 10}}\n{extra}",
-            dir.path().join("data").display()
-        ),
+    spawn_in(
+        tempfile::tempdir().unwrap(),
+        upstream,
+        "format: json, level: info",
+        "",
     )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iamgate"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
-    let lines = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            if line.contains("iamgate listening")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(a) = v["addr"].as_str()
-            {
-                let _ = tx.send(a.to_owned());
-            }
-            lines.lock().unwrap().push(line);
-        }
-    });
-    let addr = rx.recv_timeout(WAIT).expect("gateway did not start");
-    Proc {
-        child,
-        addr,
-        log,
-        dir,
-    }
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -230,7 +177,7 @@ async fn at_trace_level_on_postgres_no_secret_or_statement_parameter_is_logged()
     let gw = spawn_in(
         dir,
         &up.url(),
-        "trace",
+        "format: json, level: trace",
         &format!(
             "database_url: \"{db}\"\nsecret_pepper: {}\n",
             common::TEST_PEPPER

@@ -1,0 +1,230 @@
+//! The security team's workflow, end to end through the real binary: the tests' coverage of the
+//! policy (a rule added without a test shows up by line), and a candidate policy replayed on the
+//! decisions a running gateway recorded, reporting exactly the decisions the change would turn.
+
+use crate::common::serve::spawn_in;
+use crate::common::upstream::TestUpstream;
+use http::Method;
+use std::path::{Path, PathBuf};
+
+/// A copy of the shipped policy folder in `into`.
+fn copy_policies(into: &Path) -> PathBuf {
+    let dir = into.join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/policies")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+fn iamgate(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn coverage_names_every_line_no_test_reaches_and_can_gate_on_a_minimum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_policies(tmp.path());
+    let d = dir.to_str().unwrap();
+    let (code, shipped) = iamgate(&["policy", "test", "--coverage", d]);
+    assert_eq!(code, 0, "{shipped}");
+    assert!(shipped.contains("coverage: 100.0%"), "{shipped}");
+
+    // A rule added without a test: its body line is named.
+    let authz = dir.join("authz.rego");
+    let mut text = std::fs::read_to_string(&authz).unwrap();
+    let line = text.lines().count() + 3;
+    text.push_str("\nuntested_rule if {\n\tinput.request.method == \"TRACE\"\n}\n");
+    std::fs::write(&authz, text).unwrap();
+    let (code, out) = iamgate(&["policy", "test", "--coverage", d]);
+    assert_eq!(code, 0, "coverage alone does not fail: {out}");
+    assert!(
+        out.contains(&format!(
+            "not covered: authz.rego:{line}  input.request.method == \"TRACE\""
+        )),
+        "{out}"
+    );
+    let (code, out) = iamgate(&["policy", "test", "--min-coverage", "100", d]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("is below the required 100%"), "{out}");
+}
+
+/// Denies `route` to root accounts in the policy at `dir` (the bootstrap account's only way in).
+fn deny_route_to_root(dir: &Path, route: &str) {
+    let authz = dir.join("authz.rego");
+    let text = std::fs::read_to_string(&authz).unwrap();
+    let root_rule = "route_allowed if {\n\tsome p in root_candidates\n\tholds_root(p)\n}";
+    assert!(text.contains(root_rule), "the policy's root rule moved");
+    std::fs::write(
+        &authz,
+        text.replace(
+            root_rule,
+            &format!(
+                "route_allowed if {{\n\tsome p in root_candidates\n\tholds_root(p)\n\tinput.route.id != \"{route}\"\n}}"
+            ),
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn replay_reports_exactly_the_decisions_a_policy_change_would_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = copy_policies(tmp.path());
+    let up = TestUpstream::start().await;
+    let gw = spawn_in(
+        tempfile::tempdir().unwrap(),
+        &up.url(),
+        "format: json, level: info, decision_inputs: true",
+        &format!("policy: {{dir: \"{}\"}}\n", live.display()),
+    );
+    let token = gw.bootstrap_token().await;
+    let bearer = format!("Bearer {token}");
+    let turned = "/api/tenants/acme/marketplace/items/item1/versions";
+    let kept = "/api/tenants/acme/audit-logs";
+    for path in [turned, turned, turned, kept, kept] {
+        let (status, body) = gw
+            .send(Method::GET, path, &[("authorization", &bearer)], "")
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let lines: Vec<String> = gw.log.lock().unwrap().clone();
+    drop(gw);
+    let decisions: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "iamgate::decision")
+        .collect();
+    assert_eq!(decisions.len(), 5, "{lines:#?}");
+    let route = |path: &str| {
+        decisions
+            .iter()
+            .find(|d| d["path"] == path)
+            .and_then(|d| d["route"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let (turned_route, kept_route) = (route(turned), route(kept));
+    assert_ne!(turned_route, kept_route);
+    for d in &decisions {
+        assert!(d["input"].is_string(), "the input is kept: {d}");
+        assert!(!d.to_string().contains(&token), "the token reached the log");
+    }
+    let log = tmp.path().join("decisions.log");
+    // Other log lines (start-up, text) are ignored by the replay.
+    std::fs::write(&log, format!("not json\n{}\n", lines.join("\n"))).unwrap();
+    let log = log.to_str().unwrap();
+
+    let (code, out) = iamgate(&[
+        "policy",
+        "replay",
+        "--log",
+        log,
+        "--dir",
+        live.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "an unchanged policy changes nothing: {out}");
+    assert!(out.contains("5 replayed"), "{out}");
+    assert!(out.contains("0 changed"), "{out}");
+
+    let candidate_home = tempfile::tempdir().unwrap();
+    let candidate = copy_policies(candidate_home.path());
+    deny_route_to_root(&candidate, &turned_route);
+    let c = candidate.to_str().unwrap();
+    let (code, out) = iamgate(&["policy", "replay", "--log", log, "--dir", c]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "     3 revoke  {turned_route}: granted -> permission_denied"
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&kept_route),
+        "only the turned route changes: {out}"
+    );
+    assert!(
+        out.contains("3 changed (0 grant, 3 revoke, 0 reason)"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("e.g. GET {turned}")), "{out}");
+    // Only a deny turning into an allow fails `--fail-on grant`.
+    let (code, out) = iamgate(&[
+        "policy",
+        "replay",
+        "--log",
+        log,
+        "--dir",
+        c,
+        "--fail-on",
+        "grant",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    // `--fail-on outcome` fails on the revocations.
+    let (code, out) = iamgate(&[
+        "policy",
+        "replay",
+        "--log",
+        log,
+        "--dir",
+        c,
+        "--fail-on",
+        "outcome",
+    ]);
+    assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn records_without_their_input_are_counted_and_skipped_never_guessed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let live = copy_policies(tmp.path());
+    let log = tmp.path().join("old.log");
+    std::fs::write(
+        &log,
+        concat!(
+            r#"{"target":"iamgate::decision","route":"r","allow":true,"reason":"granted","path":"/x"}"#,
+            "\n",
+            r#"{"target":"iamgate::decision","route":"r","allow":"yes"}"#,
+            "\n",
+            r#"{"target":"iamgate::decision","route":"r","allow":true,"reason":"granted","input":"{not json"}"#,
+            "\n",
+            r#"{"target":"iamgate::request","message":"other"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let (code, out) = iamgate(&[
+        "policy",
+        "replay",
+        "--log",
+        log.to_str().unwrap(),
+        "--dir",
+        live.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "3 decision records: 0 replayed, 1 without their input (skipped), 2 unreadable"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("unreadable record at line 2: no allow"),
+        "{out}"
+    );
+    assert!(out.contains("unreadable record at line 3: input:"), "{out}");
+}
