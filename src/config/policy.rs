@@ -1,4 +1,5 @@
-//! `policy:`: the policy folder, its reload, the decision time limit, evaluator and cache.
+//! `policy:`: the policy folder, its reload, the decision time limit, evaluator and cache, and a
+//! shadow folder.
 
 use super::secs_in;
 use serde::Deserialize;
@@ -19,6 +20,9 @@ pub struct RawPolicy {
     pub evaluator: Option<String>,
     /// Decision cache.
     pub cache: RawPolicyCache,
+    /// A candidate policy folder decided beside the live one on every request and never
+    /// enforced; its disagreements are counted and logged. Unset (default): none.
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// `policy.cache:` section.
@@ -46,6 +50,8 @@ pub struct PolicySettings {
     pub cache: Option<CacheSettings>,
     /// Evaluate with regorus' interpreter instead of its register VM.
     pub interpreter: bool,
+    /// The shadow policy's folder.
+    pub shadow_dir: Option<PathBuf>,
 }
 
 /// Decision-cache settings.
@@ -95,8 +101,17 @@ impl RawPolicy {
                 false
             }
         };
+        if let Some(d) = &self.shadow_dir
+            && self.dir.as_ref() == Some(d)
+        {
+            errs.push(
+                "policy.shadow_dir: is the live policy folder; a shadow is a candidate beside it"
+                    .to_owned(),
+            );
+        }
         PolicySettings {
             interpreter,
+            shadow_dir: self.shadow_dir,
             dir: self.dir,
             reload: Duration::from_millis(reload_ms),
             decision_timeout: Duration::from_millis(timeout_ms),

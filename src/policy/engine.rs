@@ -11,8 +11,10 @@ pub use super::data::{RoleInfo, RoleModel};
 use super::input::{DecisionInput, GrantInput, ResourceInput, TargetInput};
 use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
-use arc_swap::ArcSwap;
+use crate::telemetry::metrics::ShadowLabels;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use moka::future::Cache;
+use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -605,6 +607,10 @@ pub struct PolicyEngine {
     cache: Option<DecisionCache>,
     interpreter: bool,
     inputs: Option<InputSample>,
+    /// A candidate decided beside the live policy and never enforced (`policy.shadow_dir`).
+    shadow: ArcSwapOption<Snapshot>,
+    /// Where the shadow's disagreements are counted.
+    disagreements: Option<prometheus_client::metrics::family::Family<ShadowLabels, Counter>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -646,7 +652,80 @@ impl PolicyEngine {
                     .build_with_hasher(foldhash::quality::RandomState::default())
             }),
             inputs: None,
+            shadow: ArcSwapOption::empty(),
+            disagreements: None,
         }
+    }
+
+    /// Decides every request with `shadow` too, after the live decision and off the response's
+    /// path, counting each disagreement in `disagreements` and logging it; never enforced.
+    pub fn with_shadow(
+        self,
+        shadow: Snapshot,
+        disagreements: prometheus_client::metrics::family::Family<ShadowLabels, Counter>,
+    ) -> Self {
+        self.shadow
+            .store(Some(Arc::new(self.for_evaluator(shadow))));
+        Self {
+            disagreements: Some(disagreements),
+            ..self
+        }
+    }
+
+    /// Replaces the shadow policy (a shadow folder changed and passed the gate).
+    pub fn swap_shadow(&self, shadow: Snapshot) {
+        self.shadow
+            .store(Some(Arc::new(self.for_evaluator(shadow))));
+    }
+
+    /// The shadow policy's revision, when there is one.
+    pub fn shadow_revision(&self) -> Option<Arc<str>> {
+        self.shadow.load().as_ref().map(|s| s.revision.clone())
+    }
+
+    fn for_evaluator(&self, snapshot: Snapshot) -> Snapshot {
+        if self.interpreter {
+            snapshot.interpreter_only()
+        } else {
+            snapshot
+        }
+    }
+
+    /// Decides the whole `input` with the shadow policy on another task and reports a
+    /// disagreement with `live`. The live answer is already decided: the shadow never delays it.
+    fn shadow_decide(&self, input: &DecisionInput, live: &Decision) {
+        let (Some(shadow), Some(counter)) = (self.shadow.load_full(), &self.disagreements) else {
+            return;
+        };
+        let (input, counter, live) = (input.clone(), counter.clone(), live.clone());
+        tokio::spawn(async move {
+            let d = shadow.decide(&input);
+            if d.allow == live.allow {
+                return;
+            }
+            let outcome = |allow: bool| if allow { "allow" } else { "deny" };
+            counter
+                .get_or_create(&ShadowLabels {
+                    route: input.route.id.to_string(),
+                    live: outcome(live.allow),
+                    shadow: outcome(d.allow),
+                })
+                .inc();
+            tracing::info!(
+                target: "iamgate::shadow",
+                subject = &*input.user.id,
+                method = &*input.request.method,
+                path = &*input.request.path,
+                route = &*input.route.id,
+                live_allow = live.allow,
+                live_reason = &*live.reason,
+                live_revision = &*live.revision,
+                shadow_allow = d.allow,
+                shadow_reason = &*d.reason,
+                shadow_revision = &*d.revision,
+                "shadow policy disagrees"
+            );
+        });
     }
 
     /// Keeps the input document of `share` (0 to 1) of the decisions in their log records, for
@@ -689,12 +768,7 @@ impl PolicyEngine {
 
     /// Puts a new snapshot in service and drops cached decisions of the old one.
     pub fn swap(&self, snapshot: Snapshot) {
-        let snapshot = if self.interpreter {
-            snapshot.interpreter_only()
-        } else {
-            snapshot
-        };
-        self.current.store(Arc::new(snapshot));
+        self.current.store(Arc::new(self.for_evaluator(snapshot)));
         if let Some(c) = &self.cache {
             c.invalidate_all();
         }
@@ -704,13 +778,15 @@ impl PolicyEngine {
     /// record. `directory_version` changes whenever accounts, bindings or the directory change.
     pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
         let snapshot = self.current.load_full();
-        match self.cached(&snapshot, input, directory_version).await {
+        let d = match self.cached(&snapshot, input, directory_version).await {
             Ok(d) => {
                 log_decision(input, &d, true, self.keeps_input());
                 d
             }
             Err(key) => self.fresh(&snapshot, input, key).await,
-        }
+        };
+        self.shadow_decide(input, &d);
+        d
     }
 
     /// As [`decide`](Self::decide) for an input whose request details (everything outside the
@@ -723,6 +799,11 @@ impl PolicyEngine {
         directory_version: u64,
         fill: impl FnOnce(&mut DecisionInput),
     ) -> Decision {
+        if self.disagreements.is_some() && self.shadow.load().is_some() {
+            // The shadow decides the whole input: build it now.
+            fill(input);
+            return self.decide(input, directory_version).await;
+        }
         let snapshot = self.current.load_full();
         match self.cached(&snapshot, input, directory_version).await {
             Ok(d) => {
@@ -797,5 +878,31 @@ impl PolicyEngine {
             cache.insert(key, (d.allow, d.reason.clone())).await;
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_input_sample_keeps_the_configured_share_spread_evenly() {
+        let sample = |share| InputSample {
+            share,
+            seen: std::sync::atomic::AtomicU64::new(0),
+        };
+        let all = sample(1.0);
+        assert!((0..100).all(|_| all.next()));
+        let quarter = sample(0.25);
+        let kept: Vec<bool> = (0..1000).map(|_| quarter.next()).collect();
+        let n = kept.iter().filter(|k| **k).count();
+        assert!((240..=260).contains(&n), "{n} of 1000");
+        // Evenly: every window of 100 decisions keeps about a quarter.
+        for w in kept.chunks(100) {
+            let k = w.iter().filter(|k| **k).count();
+            assert!((20..=30).contains(&k), "{k} of 100");
+        }
+        let none = sample(0.0);
+        assert!((0..100).all(|_| !none.next()));
     }
 }

@@ -1,6 +1,7 @@
 //! Hot reload: the policy folder is polled; a change is read, compiled and tested, and swapped
 //! in only when every `test_*` rule passes. A broken change leaves the running policy deciding,
-//! is logged with its reason and counted.
+//! is logged with its reason and counted. A shadow folder (`policy.shadow_dir`) is watched the
+//! same way and feeds the shadow slot.
 
 use super::engine::{PolicyEngine, Snapshot};
 use super::source::PolicySource;
@@ -23,8 +24,17 @@ pub struct ReloadStats {
 }
 
 impl ReloadStats {
-    /// Counters shared with the process metrics.
+    /// Counters shared with the process metrics (`applied`, `rejected`).
     pub fn new(metrics: &Metrics) -> Self {
+        Self::labelled(metrics, "applied", "rejected")
+    }
+
+    /// Counters of the shadow folder's reloads (`shadow_applied`, `shadow_rejected`).
+    pub fn for_shadow(metrics: &Metrics) -> Self {
+        Self::labelled(metrics, "shadow_applied", "shadow_rejected")
+    }
+
+    fn labelled(metrics: &Metrics, applied: &'static str, rejected: &'static str) -> Self {
         let counter = |result| {
             metrics
                 .policy_reloads
@@ -32,8 +42,8 @@ impl ReloadStats {
                 .clone()
         };
         Self {
-            applied: counter("applied"),
-            rejected: counter("rejected"),
+            applied: counter(applied),
+            rejected: counter(rejected),
             last_error: Mutex::new(None),
         }
     }
@@ -64,30 +74,56 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-/// Tries to load `dir` into `engine`; returns whether a new revision was applied.
-pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bool {
+/// Which policy a folder feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The policy that decides.
+    Live,
+    /// The candidate decided beside it and never enforced (`policy.shadow_dir`).
+    Shadow,
+}
+
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Live => "policy",
+            Self::Shadow => "shadow policy",
+        }
+    }
+}
+
+/// Tries to load `dir` into `engine`'s `slot`; returns whether a new revision was applied. Both
+/// slots pass the same gate: tests, the evaluators' agreement, the route table's permissions.
+pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats, slot: Slot) -> bool {
+    let running = match slot {
+        Slot::Live => Some(engine.revision()),
+        Slot::Shadow => engine.shadow_revision(),
+    };
     let result = PolicySource::read(dir).and_then(|source| {
-        if *source.revision == *engine.revision() {
+        if running.as_deref() == Some(&*source.revision) {
             return Ok(None);
         }
         let snapshot = Snapshot::compile_tested(source)?;
         engine.check_named(&snapshot)?;
         Ok(Some(snapshot))
     });
+    let what = slot.name();
     match result {
         Ok(None) => false,
         Ok(Some(snapshot)) => {
-            tracing::info!(revision = %snapshot.revision(), "policy reloaded");
-            // Bookkeeping first: whoever sees the new revision also sees it counted.
+            tracing::info!(revision = %snapshot.revision(), "{what} reloaded");
             stats.applied.inc();
             if let Ok(mut e) = stats.last_error.lock() {
                 *e = None;
             }
-            engine.swap(snapshot);
+            match slot {
+                Slot::Live => engine.swap(snapshot),
+                Slot::Shadow => engine.swap_shadow(snapshot),
+            }
             true
         }
         Err(e) => {
-            tracing::error!(error = %e, running = %engine.revision(), "policy change rejected; the running policy stays in service");
+            tracing::error!(error = %e, running = running.as_deref().unwrap_or(""), "{what} change rejected; the running one stays in service");
             stats.rejected.inc();
             if let Ok(mut last) = stats.last_error.lock() {
                 *last = Some(e.to_string());
@@ -101,6 +137,7 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats) -> bo
 pub fn spawn(
     engine: Arc<PolicyEngine>,
     dir: PathBuf,
+    slot: Slot,
     every: Duration,
     stats: Arc<ReloadStats>,
     shutdown: watch::Receiver<bool>,
@@ -117,7 +154,8 @@ pub fn spawn(
                 _ => return,
             }
             // Compiling and testing is CPU work: keep it off the request threads' queue.
-            let _ = tokio::task::spawn_blocking(move || reload_once(&engine, &dir, &stats)).await;
+            let _ =
+                tokio::task::spawn_blocking(move || reload_once(&engine, &dir, &stats, slot)).await;
         }
     });
 }

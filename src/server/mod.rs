@@ -117,6 +117,7 @@ pub fn check_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<(), St
 fn load_policy(
     settings: &crate::config::PolicySettings,
     decision_inputs: f64,
+    metrics: &crate::telemetry::metrics::Metrics,
 ) -> Result<(Arc<crate::policy::PolicyEngine>, Option<PathBuf>), StartError> {
     use crate::policy::{PolicyEngine, Snapshot};
     crate::policy::engine::set_decision_timeout(settings.decision_timeout);
@@ -127,13 +128,15 @@ fn load_policy(
         source = %dir.as_deref().map_or("embedded".into(), |d| d.display().to_string()),
         "policy loaded"
     );
-    Ok((
-        Arc::new(
-            PolicyEngine::new(snapshot, settings.cache, settings.interpreter)
-                .with_decision_inputs(decision_inputs),
-        ),
-        dir,
-    ))
+    let mut engine = PolicyEngine::new(snapshot, settings.cache, settings.interpreter)
+        .with_decision_inputs(decision_inputs);
+    if let Some(shadow_dir) = &settings.shadow_dir {
+        // Gated like the live policy: a shadow that could never go live says nothing.
+        let shadow = Snapshot::compile_tested(crate::policy::PolicySource::read(shadow_dir)?)?;
+        tracing::info!(revision = %shadow.revision(), source = %shadow_dir.display(), "shadow policy loaded: decided beside the live one, never enforced");
+        engine = engine.with_shadow(shadow, metrics.shadow_disagreements.clone());
+    }
+    Ok((Arc::new(engine), dir))
 }
 
 /// A running server.
@@ -228,9 +231,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         .unwrap_or_else(|| public_url.clone());
     let token_endpoint_url = format!("{public_url}{}", metadata::TOKEN_PATH);
 
-    let (policy, policy_dir) = load_policy(&settings.policy, settings.decision_inputs)?;
     let metrics = Arc::new(crate::telemetry::metrics::Metrics::new());
+    let (policy, policy_dir) = load_policy(&settings.policy, settings.decision_inputs, &metrics)?;
     let policy_stats = Arc::new(crate::policy::reload::ReloadStats::new(&metrics));
+    let shadow_stats = Arc::new(crate::policy::reload::ReloadStats::for_shadow(&metrics));
 
     let store = crate::store::open(&settings.database).await?;
     let pepper = crate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)
@@ -427,8 +431,19 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         crate::policy::reload::spawn(
             policy.clone(),
             dir,
+            crate::policy::reload::Slot::Live,
             settings.policy.reload,
             policy_stats.clone(),
+            shutdown_rx.clone(),
+        );
+    }
+    if let Some(dir) = settings.policy.shadow_dir.clone() {
+        crate::policy::reload::spawn(
+            policy.clone(),
+            dir,
+            crate::policy::reload::Slot::Shadow,
+            settings.policy.reload,
+            shadow_stats,
             shutdown_rx.clone(),
         );
     }

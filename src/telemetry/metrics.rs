@@ -42,6 +42,17 @@ pub struct DecisionLabels {
     pub result: &'static str,
 }
 
+/// Labels of a disagreement between the live and the shadow policy.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// Route id.
+    pub route: String,
+    /// The live policy's outcome, `allow` or `deny`.
+    pub live: &'static str,
+    /// The shadow policy's outcome.
+    pub shadow: &'static str,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -57,6 +68,8 @@ pub struct Metrics {
     pub request_latency: Histogram,
     /// Policy decisions by result.
     pub decisions: Family<DecisionLabels, Counter>,
+    /// Decisions the shadow policy made otherwise than the live one.
+    pub shadow_disagreements: Family<ShadowLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,7 +122,14 @@ impl Metrics {
         );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register("decisions", "Policy decisions by result", decisions.clone());
+        let shadow_disagreements = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "shadow_disagreements",
+            "Decisions where the shadow policy (policy.shadow_dir) disagreed with the live one",
+            shadow_disagreements.clone(),
+        );
         Self {
+            shadow_disagreements,
             registry,
             token_requests,
             token_latency,

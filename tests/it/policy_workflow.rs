@@ -228,3 +228,80 @@ fn records_without_their_input_are_counted_and_skipped_never_guessed() {
     );
     assert!(out.contains("unreadable record at line 3: input:"), "{out}");
 }
+
+#[tokio::test]
+async fn a_shadow_policy_that_disagrees_never_changes_an_answer_and_is_counted() {
+    let (live_home, shadow_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (live, shadow) = (
+        copy_policies(live_home.path()),
+        copy_policies(shadow_home.path()),
+    );
+    let up = TestUpstream::start().await;
+    let gw = crate::common::gateway()
+        .upstream(&up.url())
+        .with(&format!(
+            "policy: {{dir: \"{}\", shadow_dir: \"{}\", reload_ms: 100}}",
+            live.display(),
+            shadow.display()
+        ))
+        .start()
+        .await;
+    let (_, token) = gw.root_sa(&["console.root.view"]).await;
+    let metrics = || async { String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap() };
+    let turned = "/api/tenants/acme/marketplace/items/item1/versions";
+    let kept = "/api/marketplace/categories";
+    assert_eq!(gw.get_as(turned, &token).await.status, 200);
+    // The route id of the turned path, as the request metrics name it.
+    let text = metrics().await;
+    let route = text
+        .lines()
+        .find(|l| l.starts_with("iamgate_requests_total{") && l.contains("status=\"2xx\""))
+        .and_then(|l| l.split("route=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no request metric: {text}"))
+        .to_owned();
+    assert_eq!(gw.get_as(kept, &token).await.status, 200);
+    assert!(
+        !metrics()
+            .await
+            .contains("iamgate_shadow_disagreements_total{"),
+        "the same policy never disagrees"
+    );
+
+    // The shadow now denies the turned route; the live answers stay.
+    deny_route_to_root(&shadow, &route);
+    let policy = &gw.running().policy;
+    let deadline = std::time::Instant::now() + crate::common::WAIT;
+    while policy.shadow_revision() == Some(policy.revision()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shadow folder was not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let hits = up.hits();
+    for path in [turned, turned, turned, kept] {
+        assert_eq!(gw.get_as(path, &token).await.status, 200, "{path}");
+    }
+    assert_eq!(
+        up.hits(),
+        hits + 4,
+        "the live policy answered every request"
+    );
+    let want = format!(
+        "iamgate_shadow_disagreements_total{{route=\"{route}\",live=\"allow\",shadow=\"deny\"}} 3"
+    );
+    loop {
+        let text = metrics().await;
+        if text.contains(&want) {
+            assert_eq!(
+                text.matches("iamgate_shadow_disagreements_total{").count(),
+                1,
+                "only the turned route disagrees: {text}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{want} not in {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
