@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Import role bindings kept elsewhere, straight into the store (audited, one transaction).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Print a fresh signed client assertion for private_key_jwt.
     Assertion {
         /// The service account's client id (iss and sub).
@@ -172,6 +177,15 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum ImportCommand {
+    /// The Console's Rönd collections as exported (a JSON array, or one document per line):
+    /// every document is checked first and one bad document aborts with its position and field,
+    /// writing nothing; then every binding is written in one transaction with an audit record.
+    /// Running the same import again changes nothing.
+    Rond(RondArgs),
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Generate an RSA-2048 key pair for a private_key_jwt client: writes the private key PEM
     /// and prints the public JWK (with kid) and PEM.
@@ -209,6 +223,9 @@ fn main() -> Result<()> {
         Command::Policy {
             command: PolicyCommand::Replay { log, dir, fail_on },
         } => policy_replay(log, dir, &fail_on),
+        Command::Import {
+            command: ImportCommand::Rond(args),
+        } => import_rond(args),
         Command::Policy {
             command:
                 PolicyCommand::Eval {
@@ -332,6 +349,110 @@ fn create_root_sa(
             )
             .await?;
         println!("{}", serde_json::to_string_pretty(&created)?);
+        Ok(())
+    })
+}
+
+/// `iamgate import rond`'s arguments.
+#[derive(clap::Args)]
+struct RondArgs {
+    /// The roles collection (`roleId`, `name`, `permissions`).
+    #[arg(long)]
+    roles: PathBuf,
+    /// The bindings collection (`bindingId`, `subjects`, `groups`, `roles`, `permissions`,
+    /// `resource`).
+    #[arg(long)]
+    bindings: PathBuf,
+    /// Rename a Rönd role to one of the policy's roles (repeatable).
+    #[arg(long = "role-map", value_name = "OLD=NEW")]
+    role_map: Vec<String>,
+    /// The configured external issuer whose users and groups the bindings name (default: the
+    /// only one configured).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Print what would be added, changed and left alone; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Config file (YAML); also IAMGATE_CONFIG.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn import_rond(args: RondArgs) -> Result<()> {
+    use iamgate::iam::import::{Context, documents, read_bindings, read_roles};
+    let settings = load_settings(args.config)?;
+    let configured: Vec<String> = settings
+        .external_issuers
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let issuer = match (args.issuer, configured.as_slice()) {
+        (Some(i), _) if configured.contains(&i) => Some(i),
+        (Some(i), _) => bail!(
+            "--issuer `{i}` is not a configured external issuer (configured: {})",
+            configured.join(", ")
+        ),
+        (None, [only]) => Some(only.clone()),
+        (None, _) => None,
+    };
+    let mut role_map = std::collections::HashMap::new();
+    for m in &args.role_map {
+        match m.split_once('=') {
+            Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+                if role_map.insert(old.to_owned(), new.to_owned()).is_some() {
+                    bail!("--role-map: `{old}` is mapped twice");
+                }
+            }
+            _ => bail!("--role-map `{m}`: expected OLD=NEW"),
+        }
+    }
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    let (roles_name, bindings_name) = (
+        args.roles.display().to_string(),
+        args.bindings.display().to_string(),
+    );
+    let role_docs = documents(&roles_name, &read(&args.roles)?)?;
+    let binding_docs = documents(&bindings_name, &read(&args.bindings)?)?;
+    let rond_roles = read_roles(&roles_name, &role_docs)?;
+    let dry_run = args.dry_run;
+    runtime()?.block_on(async move {
+        let store: Arc<dyn Store> = iamgate::store::open(&settings.database).await?;
+        let pepper =
+            iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
+        let (source, _) = iamgate::policy::configured_source(settings.policy.dir.as_deref())?;
+        let data = iamgate::policy::data::PolicyData::of_source(&source)?;
+        let accounts =
+            iamgate::iam::Accounts::load(store.clone(), Arc::new(SecretHasher::new(&pepper)))
+                .await?;
+        let directory = iamgate::iam::directory::Directory::load(store).await?;
+        let company_of_project = |p: &str| {
+            directory
+                .project(p)
+                .map(|project| project.company_id.clone())
+        };
+        let cx = Context {
+            model: &data.model,
+            permissions: data.permissions.as_ref(),
+            role_map: &role_map,
+            issuer: issuer.as_deref(),
+            accounts: accounts.snapshot(),
+            company_of_project: &company_of_project,
+        };
+        let (bindings, skipped) = read_bindings(&bindings_name, &binding_docs, &rond_roles, &cx)?;
+        let manager = iamgate::iam::manage::Manager::new(accounts.clone(), directory.clone(), 0);
+        let summary = manager
+            .import_bindings("cli", bindings, dry_run, unix_now())
+            .await?;
+        let out = serde_json::json!({
+            "dryRun": dry_run,
+            "added": summary.added,
+            "changed": summary.changed,
+            "unchanged": summary.unchanged,
+            "skipped": skipped,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
         Ok(())
     })
 }

@@ -181,6 +181,17 @@ impl From<StoreError> for ManageError {
 /// `Err` refuses the write.
 pub type Still<'a> = Option<&'a (dyn Fn(&Manager) -> Result<(), ManageError> + Send + Sync)>;
 
+/// What an import added and changed (binding ids), and how many it left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Bindings that did not exist.
+    pub added: Vec<String>,
+    /// Bindings whose stored form differed.
+    pub changed: Vec<String>,
+    /// Bindings already stored as imported.
+    pub unchanged: usize,
+}
+
 /// The IAM write path.
 #[derive(Clone)]
 pub struct Manager {
@@ -843,6 +854,52 @@ impl Manager {
             now,
         ));
         self.commit(writes, vec![]).await
+    }
+
+    /// Writes imported `bindings` (see [`super::import`]) in one audited transaction: each is
+    /// added, or replaces the binding of its id when that differs; one equal to what is stored
+    /// is left alone, so importing the same documents again changes nothing. With `dry_run`,
+    /// nothing is written. Returns what was (or would be) added and changed.
+    pub async fn import_bindings(
+        &self,
+        actor: &str,
+        bindings: Vec<Binding>,
+        dry_run: bool,
+        now: i64,
+    ) -> Result<ImportSummary, ManageError> {
+        let _guard = self.lock(None).await?;
+        let mut summary = ImportSummary::default();
+        let mut before = Vec::new();
+        let mut changes = Vec::new();
+        for b in bindings {
+            match self.directory.binding(&b.binding_id) {
+                Some(existing) if existing == b => summary.unchanged += 1,
+                Some(existing) => {
+                    summary.changed.push(b.binding_id.clone());
+                    before.push(existing);
+                    changes.push(IamChange::PutBinding(b));
+                }
+                None => {
+                    summary.added.push(b.binding_id.clone());
+                    changes.push(IamChange::PutBinding(b));
+                }
+            }
+        }
+        if dry_run || changes.is_empty() {
+            return Ok(summary);
+        }
+        let after = changes_json(&changes);
+        let mut writes: Vec<Write> = changes.into_iter().map(Write::Iam).collect();
+        writes.push(audit(
+            actor,
+            "bindings.import",
+            "rond",
+            Some(json!(before)),
+            Some(after),
+            now,
+        ));
+        self.commit(writes, vec![]).await?;
+        Ok(summary)
     }
 
     /// Removes every binding of a user or group in a company.

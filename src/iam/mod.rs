@@ -9,6 +9,7 @@
 pub mod account;
 pub mod directory;
 pub mod follow;
+pub mod import;
 pub mod manage;
 pub mod sync;
 

@@ -206,6 +206,19 @@ pub fn cli(data_dir: &std::path::Path) -> std::process::Command {
 
 /// Runs a command to completion, failing the test (with its stderr) unless it succeeded;
 /// returns its trimmed stdout.
+/// Runs `cmd`; its exit code (-1 when killed) and its stdout and stderr together.
+pub fn outcome(cmd: &mut std::process::Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().unwrap();
     assert!(

@@ -15,6 +15,7 @@ mod cluster;
 mod config_example;
 mod deploy;
 mod external_issuer;
+mod import;
 mod ingress;
 mod keys_and_restart;
 mod management;

@@ -21,18 +21,7 @@ fn copy_policies(into: &Path) -> PathBuf {
 }
 
 fn iamgate(args: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    crate::common::outcome(std::process::Command::new(env!("CARGO_BIN_EXE_iamgate")).args(args))
 }
 
 #[test]
