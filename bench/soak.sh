@@ -157,7 +157,9 @@ soak() {
             rss=$(awk '/^VmRSS/ {print $2}' "/proc/$gw_pid/status")
             fds=$(find "/proc/$gw_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
             more=$(awk '/^(RssAnon|RssFile|Threads):/ {printf " %s", $2}' "/proc/$gw_pid/status")
-            echo "$(($(date +%s) - start)) $rss $fds$more"
+            # Transparent huge pages: khugepaged can fill a region minutes after start.
+            thp=$(awk '/^AnonHugePages:/ {print $2}' "/proc/$gw_pid/smaps_rollup" 2>/dev/null || true)
+            echo "$(($(date +%s) - start)) $rss $fds$more ${thp:-0}"
             sleep "$SAMPLE_SECS"
         done
     ) >"$work/samples.txt" &
@@ -165,6 +167,9 @@ soak() {
     timeout $((MINUTES * 60 + 60)) wrk -t2 -c"$conns" -d"${MINUTES}m" --timeout 5s -s "$work/half.lua" \
         --latency "$base" >"$work/soak.txt" || true
     kill "$sampler" 2>/dev/null || true
+    # SAMPLES_OUT=FILE keeps the samples: seconds, RSS, open files, RssAnon, RssFile, threads,
+    # AnonHugePages (KiB).
+    [ -n "${SAMPLES_OUT:-}" ] && cp "$work/samples.txt" "$SAMPLES_OUT"
     grep -E "Requests/sec|Latency  |50%|99%|Socket errors|answers" "$work/soak.txt" || true
     python3 - "$work/soak.txt" "$work/samples.txt" "$((WARMUP_MINUTES * 60))" "$SAMPLE_SECS" <<'PY' || failed=1
 import re, sys

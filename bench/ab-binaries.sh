@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Two iamgate binaries against each other on the proxied, policy-decided GET (bootstrap account,
+# company route, nginx as the upstream), in alternating rounds so the machine's speed phases
+# fall on both alike: ROUNDS rounds of DURATION seconds each at CONNS connections (wrk -t2).
+# Prints each leg's req/s and p99 and the ratio of the medians (B / A).
+#   bench/ab-binaries.sh A_BINARY B_BINARY
+#   e.g. A = the default build (mimalloc), B = cargo build --release --no-default-features
+# Needs: wrk, nginx, curl, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { echo "usage: $0 A_BINARY B_BINARY" >&2; exit 2; }
+A=$(realpath "$1")
+B=$(realpath "$2")
+UP_PORT=${UP_PORT:-18401}
+GW_PORT=${GW_PORT:-18402}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+. bench/common.sh
+ports_free "$UP_PORT" "$GW_PORT"
+start_nginx 1
+path=/api/tenants/acme/marketplace/items/item1/versions
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/signing.pem" 2>/dev/null
+
+# leg NAME BINARY ROUND: a fresh gateway from BINARY, one wrk run, stopped.
+leg() {
+    local dir=$work/$1-$3
+    mkdir -p "$dir"
+    cat >"$dir.yaml" <<YAML
+listen: 127.0.0.1:$GW_PORT
+data_dir: $dir/data
+log: {level: warn}
+upstream: {url: "http://127.0.0.1:$UP_PORT"}
+signing: {keys: [{path: $work/signing.pem, status: active}]}
+YAML
+    "$2" serve --config "$dir.yaml" >"$dir.log" 2>&1 &
+    local pid=$!
+    pids+=($pid)
+    wait_http "http://127.0.0.1:$GW_PORT/-/healthz" "$dir.log"
+    local token
+    token=$(bootstrap_token "$1-$3/data" "http://127.0.0.1:$GW_PORT")
+    printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$dir/auth.lua"
+    wrk_leg "$1" "http://127.0.0.1:$GW_PORT$path" "$dir/auth.lua"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+echo "A=$A"
+echo "B=$B"
+for r in $(seq 1 "$ROUNDS"); do
+    leg A "$A" "$r"
+    leg B "$B" "$r"
+done
+python3 - "$work" <<'PY'
+import statistics, sys
+m = {n: statistics.median(float(x) for x in open(f"{sys.argv[1]}/{n}.rps")) for n in ("A", "B")}
+print(f"medians: A {m['A']:.0f} req/s, B {m['B']:.0f} req/s; B / A = {m['B'] / m['A']:.3f}")
+PY
