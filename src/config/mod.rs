@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod authz;
+mod console;
 pub mod external;
 mod management;
 mod oauth;
@@ -24,6 +25,7 @@ mod telemetry;
 mod upstream;
 
 pub use authz::{AuthzSettings, RawAuthz};
+pub use console::RawConsole;
 pub use external::RawExternalIssuer;
 pub use management::{DirectorySync, RawDirectory, RawManagement};
 pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
@@ -128,6 +130,8 @@ pub struct RawConfig {
     pub authz: RawAuthz,
     /// Distributed tracing.
     pub telemetry: RawTelemetry,
+    /// The web console.
+    pub console: RawConsole,
 }
 
 /// `bootstrap:` section.
@@ -212,6 +216,8 @@ pub struct Settings {
     pub authz: AuthzSettings,
     /// Distributed tracing.
     pub telemetry: TelemetrySettings,
+    /// The web console is served at `/console/`.
+    pub console: bool,
 }
 
 /// Reads `path` (if any) into the model; a missing explicit file is an error.
@@ -373,6 +379,7 @@ impl RawConfig {
         let directory_sync = self.directory.validate(&mut errs);
         let authz = self.authz.validate(&mut errs);
         let telemetry = self.telemetry.validate(&mut errs);
+        let console = self.console.validate();
 
         if let Some(p) = &secret_pepper
             && p.expose().len() < MIN_SECRET_CHARS
@@ -427,6 +434,7 @@ impl RawConfig {
         Ok(Settings {
             authz,
             telemetry,
+            console,
             directory_sync,
             client_keys,
             secret_rotation_grace,

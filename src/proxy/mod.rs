@@ -7,6 +7,7 @@
 //! Envoy's gRPC [`ext_authz`].
 
 pub mod authz;
+pub mod console;
 pub mod ext_authz;
 pub mod gateway;
 pub mod management;

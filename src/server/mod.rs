@@ -360,6 +360,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None => crate::telemetry::trace::Tracing::off(),
     };
     let app = Arc::new(App {
+        console: settings.console,
         traces: traces.clone(),
         token,
         keys: keys.clone(),

@@ -4,8 +4,8 @@
 
 use crate::authn::TokenEndpoint;
 use crate::error::{ApiError, Body, json};
-use crate::proxy::authz;
 use crate::proxy::gateway::{ConnInfo, Gateway};
+use crate::proxy::{authz, console};
 use crate::store::Store;
 use crate::telemetry::trace::RequestTrace;
 use crate::token::{KeyRing, metadata};
@@ -37,6 +37,8 @@ pub struct App {
     pub ops_on_public: bool,
     /// Distributed tracing (off unless `telemetry.otlp_endpoint` is set).
     pub traces: crate::telemetry::trace::Tracing,
+    /// The web console is served at `/console/`.
+    pub console: bool,
 }
 
 fn cacheable(mut resp: Response<Body>, max_age: &'static str) -> Response<Body> {
@@ -130,6 +132,7 @@ impl App {
             | "/.well-known/oauth-authorization-server"
             | "/.well-known/openid-configuration" => get_only(),
             _ if self.ops_on_public && OPS_PATHS.contains(&path) => self.ops(&req).await,
+            p if self.console && console::is_console_path(p) => console::serve(&req),
             p if authz::is_decision_path(p) => match &self.authz {
                 Some(mode) => authz::serve_http(&self.gateway, mode, req, conn.trusted).await,
                 None => self.gateway.handle(req, conn).await,

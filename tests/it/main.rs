@@ -13,6 +13,7 @@ mod authz_model;
 mod cli;
 mod cluster;
 mod config_example;
+mod console;
 mod deploy;
 mod external_issuer;
 mod import;
