@@ -1,7 +1,8 @@
-//! Runs the Python suite (`tests/python`), where Authlib, a widely used third-party OAuth client,
-//! obtains tokens from a real `iamgate serve` process with both authentication methods. The
-//! virtualenv it runs in is created here when missing (or when the pinned requirements changed),
-//! so that `cargo test` on a fresh machine needs nothing run before it.
+//! Runs the Python suites (`tests/python`) against real `iamgate serve` processes: Authlib, a
+//! widely used third-party OAuth client, obtains tokens with both authentication methods; and
+//! Playwright drives Debian's Chromium through the web console. The virtualenv they run in is
+//! created here when missing (or when the pinned requirements changed), so that `cargo test` on
+//! a fresh machine needs nothing run before it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,12 +38,12 @@ fn venv(root: &Path) -> PathBuf {
     pytest
 }
 
-#[test]
-fn authlib_client_gets_tokens_with_both_methods() {
+/// Runs one file of the Python suite with pytest (bounded), and asserts it passed.
+fn pytest(file: &str, what: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pytest = venv(root);
     let mut child = Command::new(&pytest)
-        .args(["-q", "-p", "no:cacheprovider", "tests/python"])
+        .args(["-q", "-s", "-p", "no:cacheprovider", file])
         .current_dir(root)
         .env("IAMGATE_BIN", env!("CARGO_BIN_EXE_iamgate"))
         .spawn()
@@ -54,9 +55,22 @@ fn authlib_client_gets_tokens_with_both_methods() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("pytest did not finish within 180 s");
+            panic!("pytest {file} did not finish within 180 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status.success(), "the Authlib suite failed: {status}");
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+#[test]
+fn authlib_client_gets_tokens_with_both_methods() {
+    pytest("tests/python/test_authlib.py", "the Authlib suite");
+}
+
+#[test]
+fn the_console_works_in_a_real_browser() {
+    pytest(
+        "tests/python/test_console.py",
+        "the console's browser suite",
+    );
 }

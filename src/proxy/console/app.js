@@ -99,21 +99,96 @@ function signInPage(next) {
   id.focus();
 }
 
+/** A modal dialog: focus stays inside until it closes; resolves with the submitted form's data
+ * or null when cancelled. */
+function dialog(title, fields, submitText) {
+  return new Promise((resolve) => {
+    const form = el("form", { method: "dialog", class: "card" }, el("h2", { text: title }), ...fields,
+      el("div", {}, el("button", { type: "submit", value: "ok", text: submitText }), " ",
+        el("button", { type: "button", class: "secondary", text: "Cancel", onclick: () => d.close("cancel") })));
+    const d = el("dialog", { "aria-label": title }, form);
+    d.addEventListener("close", () => {
+      const data = d.returnValue === "ok" ? new FormData(form) : null;
+      d.remove();
+      resolve(data);
+    });
+    document.body.append(d);
+    d.showModal();
+  });
+}
+
+function field(label, input) {
+  return el("label", { for: input.id }, label, input);
+}
+
+/** Shows a just-issued credential once, with a copy button. */
+function showOnce(title, pairs) {
+  const rows = pairs.map(([k, v]) => el("p", {}, el("strong", { text: `${k}: ` }), el("code", { text: v }), " ",
+    el("button", { type: "button", class: "secondary", text: `Copy ${k}`, onclick: () => navigator.clipboard.writeText(v) })));
+  return dialog(title, [el("p", { class: "muted", text: "Shown once: it cannot be displayed again." }), ...rows], "Done");
+}
+
+async function addServiceAccount(company) {
+  const method = el("select", { id: "sa-method", name: "method" },
+    el("option", { value: "client_secret_basic", text: "Client Secret Basic" }),
+    el("option", { value: "private_key_jwt", text: "Private Key JWT" }));
+  const key = el("textarea", { id: "sa-key", name: "publicKey", rows: "5", placeholder: "JWK or PEM public key" });
+  const keyField = field("Public key", key);
+  keyField.hidden = true;
+  method.addEventListener("change", () => { keyField.hidden = method.value !== "private_key_jwt"; });
+  const data = await dialog("Add Service Account", [
+    field("Name", el("input", { id: "sa-name", name: "name", required: true })),
+    field("Role", el("input", { id: "sa-role", name: "role", required: true })),
+    field("Authentication method", method),
+    keyField,
+  ], "Add");
+  if (!data) return;
+  const body = { name: data.get("name"), role: data.get("role"), tokenEndpointAuthMethod: data.get("method") };
+  if (body.tokenEndpointAuthMethod === "private_key_jwt") body.publicKey = data.get("publicKey");
+  try {
+    const created = await api("POST", `/api/companies/${encodeURIComponent(company)}/service-accounts`, body);
+    const pairs = [["Client ID", created.clientId]];
+    if (created.clientSecret) pairs.push(["Client secret", created.clientSecret]);
+    await showOnce("Service account created", pairs);
+  } catch (e) {
+    say(e.message, true);
+  }
+  serviceAccountsPage(company);
+}
+
+async function deleteServiceAccount(company, account) {
+  const ok = await dialog(`Delete service account ${account.name}?`,
+    [el("p", { text: `The account ${account.name} (${account.clientId}) and its roles are removed; its tokens stop working.` })],
+    "Delete");
+  if (!ok) return;
+  try {
+    await api("DELETE", `/api/companies/${encodeURIComponent(company)}/service-accounts/${encodeURIComponent(account.clientId)}`);
+    say(`Deleted ${account.name}.`);
+  } catch (e) {
+    say(e.message, true);
+  }
+  serviceAccountsPage(company);
+}
+
 async function serviceAccountsPage(company) {
-  main.replaceChildren(el("h1", { text: "Service accounts" }), el("p", { class: "muted", text: `Company ${company}` }));
+  main.replaceChildren(el("h1", { text: "Service accounts" }), el("p", { class: "muted", text: `Company ${company}` }),
+    el("button", { type: "button", text: "Add Service Account", onclick: () => addServiceAccount(company) }));
   try {
     const accounts = await api("GET", `/api/companies/${encodeURIComponent(company)}/service-accounts`);
     const rows = (accounts || []).map((a) => el("tr", {},
       el("td", { text: a.name || "" }),
       el("td", {}, el("code", { text: a.clientId || "" })),
-      el("td", { class: "optional", text: a.tokenEndpointAuthMethod || "" }),
-      el("td", { text: a.companyRole || a.role || "" }),
-      el("td", { class: "optional", text: a.lastLogin ? new Date(a.lastLogin).toLocaleString() : "never" })));
+      el("td", { class: "optional", text: a.authMethod || "" }),
+      el("td", { text: (a.companyRoles || []).join(", ") }),
+      el("td", { class: "optional", text: a.lastLogin ? new Date(a.lastLogin * 1000).toLocaleString() : "never" }),
+      el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Delete ${a.name}`, text: "Delete",
+        onclick: () => deleteServiceAccount(company, a) }))));
     main.append(el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Client ID" }),
         el("th", { scope: "col", class: "optional", text: "Authentication method" }),
-        el("th", { scope: "col", text: "Role" }), el("th", { scope: "col", class: "optional", text: "Last login" }))),
+        el("th", { scope: "col", text: "Role" }), el("th", { scope: "col", class: "optional", text: "Last login" }),
+        el("th", { scope: "col", text: "Actions" }))),
       el("tbody", {}, ...rows))));
   } catch (e) {
     main.append(el("p", { class: "error", role: "alert", text: e.message }));

@@ -1,0 +1,166 @@
+"""The web console in a real browser: Playwright driving Debian's Chromium, headless, against a
+real `iamgate serve` process. Each step is checked through the API as well as on the page.
+
+Without Chromium at /usr/bin/chromium (or IAMGATE_CHROMIUM) the test is skipped with a loud
+reason; with IAMGATE_REQUIRE_CHROMIUM=1 (CI) it fails instead.
+"""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("IAMGATE_BIN", os.path.join(ROOT, "target", "debug", "iamgate"))
+CHROMIUM = os.environ.get("IAMGATE_CHROMIUM", "/usr/bin/chromium")
+
+
+def need_chromium():
+    if os.path.exists(CHROMIUM):
+        return
+    message = (f"SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium): "
+               "the console's browser tests did not run")
+    if os.environ.get("IAMGATE_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message)
+    print("\n" + "!" * 20 + " " + message + " " + "!" * 20)
+    pytest.skip(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, method, path, token=None, body=None, basic=None, form=None):
+    headers = {}
+    data = None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if basic:
+        headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    if form is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        data = form.encode()
+    req = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read()
+            return r.status, (json.loads(text) if text else None)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    data = tmp_path_factory.mktemp("console") / "data"
+    port = free_port()
+    env = dict(os.environ, IAMGATE_DATA_DIR=str(data), IAMGATE_LISTEN=f"127.0.0.1:{port}",
+               IAMGATE_LOG_LEVEL="warn")
+    env.pop("IAMGATE_CONFIG", None)
+    proc = subprocess.Popen([BIN, "serve"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/-/healthz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        assert proc.poll() is None, "iamgate exited during start-up"
+        assert time.time() < deadline, "iamgate did not become healthy"
+        time.sleep(0.1)
+    creds = json.loads((data / "bootstrap-credentials.json").read_text())
+    try:
+        yield {"base": base, "id": creds["clientId"], "secret": creds["clientSecret"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def admin_token(c):
+    status, doc = call(c["base"], "POST", "/api/m2m/oauth/token", basic=f"{c['id']}:{c['secret']}",
+                       form="grant_type=client_credentials")
+    assert status == 200
+    return doc["access_token"]
+
+
+def sign_in(page, c):
+    page.get_by_label("Client ID").fill(c["id"])
+    page.get_by_label("Client secret").fill(c["secret"])
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def test_sign_in_then_create_an_account_see_its_secret_once_and_delete_it(console):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    listing = "/api/companies/acme/service-accounts"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            outside = []
+            page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+
+            # A deep link asks to sign in, then opens the page it named.
+            page.goto(base + "/console/companies/acme/service-accounts")
+            sign_in(page, console)
+            expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+            assert page.url == base + "/console/companies/acme/service-accounts"
+
+            # Add Service Account: the secret is shown once.
+            page.get_by_role("button", name="Add Service Account").click()
+            page.get_by_label("Name").fill("ui-basic")
+            page.get_by_label("Role").fill("developer")
+            page.get_by_role("button", name="Add", exact=True).click()
+            codes = page.locator("dialog code")
+            expect(codes).to_have_count(2)
+            client_id, secret = codes.nth(0).text_content(), codes.nth(1).text_content()
+            page.get_by_role("button", name="Done", exact=True).click()
+            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
+
+            # Through the API: the account exists, and its secret is a working credential.
+            status, accounts = call(base, "GET", listing, token=admin_token(console))
+            assert status == 200
+            assert [a["name"] for a in accounts if a["clientId"] == client_id] == ["ui-basic"]
+            status, _ = call(base, "POST", "/api/m2m/oauth/token", basic=f"{client_id}:{secret}",
+                             form="grant_type=client_credentials")
+            assert status == 200
+
+            # The token lives in memory only: a reload asks to sign in again, and the secret is
+            # never shown again.
+            page.reload()
+            expect(page.get_by_label("Client secret")).to_be_visible()
+            sign_in(page, console)
+            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
+            assert secret not in page.content()
+
+            # Delete, with confirmation.
+            page.get_by_role("button", name="Delete ui-basic").click()
+            expect(page.get_by_role("dialog")).to_contain_text("ui-basic")
+            page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_have_count(0)
+            status, accounts = call(base, "GET", listing, token=admin_token(console))
+            assert client_id not in [a["clientId"] for a in accounts]
+
+            assert outside == [], f"fetched from outside the gateway: {outside}"
+            assert problems == [], f"errors in the page: {problems}"
+        finally:
+            browser.close()
