@@ -164,3 +164,39 @@ def test_sign_in_then_create_an_account_see_its_secret_once_and_delete_it(consol
             assert problems == [], f"errors in the page: {problems}"
         finally:
             browser.close()
+
+
+def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    token = admin_token(console)
+    status, created = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                           body={"name": "ui-edit", "role": "developer",
+                                 "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            # A phone-sized screen: nothing may need horizontal scrolling.
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(base + "/console/companies/acme/identities")
+            sign_in(page, console)
+            expect(page.get_by_role("heading", name="IAM portal")).to_be_visible()
+            page.get_by_label("Type").select_option("serviceAccount")
+            expect(page.get_by_role("cell", name="ui-edit", exact=True)).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.get_by_role("button", name="Edit ui-edit").click()
+            role = page.get_by_label("Company role")
+            expect(role).to_be_focused()
+            role.fill("reporter")
+            page.get_by_role("button", name="Save", exact=True).click()
+            expect(page.get_by_role("row", name="ui-edit")).to_contain_text("reporter")
+        finally:
+            browser.close()
+    status, rows = call(base, "GET", "/api/companies/acme/identities?identityType=serviceAccount",
+                        token=admin_token(console))
+    assert status == 200
+    mine = [r for r in rows if r["identityId"] == created["clientId"]]
+    assert mine and mine[0]["companyRoles"] == ["reporter"], rows

@@ -195,6 +195,55 @@ async function serviceAccountsPage(company) {
   }
 }
 
+const KIND_PATH = { user: "users", group: "groups", serviceAccount: "service-accounts" };
+const KIND_LABEL = { user: "User", group: "Group", serviceAccount: "Service account" };
+
+async function editCompanyRole(company, identity) {
+  const role = el("input", { id: "edit-role", name: "role", value: (identity.companyRoles || [])[0] || "" });
+  const data = await dialog(`Edit roles of ${identity.name}`, [field("Company role", role)], "Save");
+  if (!data) return;
+  try {
+    await api("PATCH", `/api/companies/${encodeURIComponent(company)}/${KIND_PATH[identity.identityType]}/${encodeURIComponent(identity.identityId)}`,
+      { role: data.get("role") });
+    say(`Saved the roles of ${identity.name}.`);
+  } catch (e) {
+    say(e.message, true);
+  }
+  identitiesPage(company);
+}
+
+async function identitiesPage(company, kind = "") {
+  const filter = el("select", { id: "kind", name: "kind" },
+    el("option", { value: "", text: "All" }),
+    ...Object.entries(KIND_LABEL).map(([v, t]) => el("option", { value: v, text: t, selected: v === kind })));
+  filter.addEventListener("change", () => identitiesPage(company, filter.value));
+  main.replaceChildren(el("h1", { text: "IAM portal" }), el("p", { class: "muted", text: `Company ${company}` }),
+    field("Type", filter));
+  try {
+    const query = new URLSearchParams({ per_page: "200" });
+    if (kind) query.set("identityType", kind);
+    const rows = await api("GET", `/api/companies/${encodeURIComponent(company)}/identities?${query}`);
+    main.append(el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Type" }),
+        el("th", { scope: "col", text: "Company role" }), el("th", { scope: "col", text: "Actions" }))),
+      el("tbody", {}, ...(rows || []).map((i) => el("tr", {},
+        el("td", { text: i.name }), el("td", { text: KIND_LABEL[i.identityType] || i.identityType }),
+        el("td", { text: (i.companyRoles || []).join(", ") }),
+        el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Edit ${i.name}`, text: "Edit",
+          onclick: () => editCompanyRole(company, i) }))))))));
+  } catch (e) {
+    main.append(el("p", { class: "error", role: "alert", text: e.message }));
+  }
+}
+
+function companyNav(company) {
+  const c = encodeURIComponent(company);
+  nav.replaceChildren(
+    el("a", { href: `/console/companies/${c}/service-accounts`, text: "Service accounts" }),
+    el("a", { href: `/console/companies/${c}/identities`, text: "IAM portal" }));
+}
+
 function homePage() {
   const company = el("input", { id: "company", name: "company", required: true });
   const form = el("form", { class: "card" },
@@ -216,8 +265,15 @@ function go(path) {
 function route() {
   const path = location.pathname;
   if (!signedIn()) { signInPage(path); return; }
-  const m = path.match(/^\/console\/companies\/([^/]+)\/service-accounts\/?$/);
-  if (m) { serviceAccountsPage(decodeURIComponent(m[1])); return; }
+  const m = path.match(/^\/console\/companies\/([^/]+)\/(service-accounts|identities)\/?$/);
+  if (m) {
+    const company = decodeURIComponent(m[1]);
+    companyNav(company);
+    if (m[2] === "identities") identitiesPage(company);
+    else serviceAccountsPage(company);
+    return;
+  }
+  nav.replaceChildren();
   homePage();
 }
 
