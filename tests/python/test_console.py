@@ -200,3 +200,45 @@ def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
     assert status == 200
     mine = [r for r in rows if r["identityId"] == created["clientId"]]
     assert mine and mine[0]["companyRoles"] == ["reporter"], rows
+
+
+def test_a_company_owner_sees_neither_another_company_nor_the_root_pages(console):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    status, owner = call(base, "POST", "/api/companies/acme/service-accounts",
+                         token=admin_token(console),
+                         body={"name": "ui-owner", "role": "company-owner",
+                               "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    me = {"id": owner["clientId"], "secret": owner["clientSecret"]}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base + "/console/companies/acme/service-accounts")
+            sign_in(page, me)
+            expect(page.get_by_role("cell", name="ui-owner", exact=True)).to_be_visible()
+            expect(page.get_by_role("link", name="Root service accounts")).to_have_count(0)
+
+            # Another company: the API refuses, and the page says so.
+            page.goto(base + "/console/companies/globex/service-accounts")
+            sign_in(page, me)
+            expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
+            expect(page.get_by_role("cell")).to_have_count(0)
+
+            # The root page, reached by its URL: refused by the API, nothing listed.
+            page.goto(base + "/console/root/service-accounts")
+            sign_in(page, me)
+            expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
+            expect(page.get_by_role("cell")).to_have_count(0)
+
+            # The bootstrap account holds the root permissions: it is offered the root page.
+            page.goto(base + "/console/")
+            sign_in(page, console)
+            page.get_by_role("link", name="Root service accounts").click()
+            expect(page.get_by_role("heading", name="Root service accounts")).to_be_visible()
+            expect(page.get_by_role("cell", name=console["id"])).to_be_visible()
+        finally:
+            browser.close()

@@ -52,8 +52,10 @@ async function signIn(clientId, clientSecret) {
   });
   const doc = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(doc.error_description || doc.error || `sign-in refused (${resp.status})`);
-  session = { token: doc.access_token, expiresAt: Date.now() + (doc.expires_in - 10) * 1000, clientId };
+  session = { token: doc.access_token, expiresAt: Date.now() + (doc.expires_in - 10) * 1000, clientId, root: false };
   signOutButton.hidden = false;
+  // The root pages are offered only to an account the API lets list root service accounts.
+  session.root = await api("GET", "/api/service-accounts").then(() => true, () => false);
 }
 
 /** Calls the management API; a 401 (expired or revoked token) returns to sign-in. */
@@ -70,7 +72,7 @@ export async function api(method, path, body) {
   if (resp.status === 401) { signOut(); throw new Error("your session ended; sign in again"); }
   const text = await resp.text();
   const doc = text ? JSON.parse(text) : null;
-  if (!resp.ok) throw new Error((doc && (doc.message || doc.error)) || `refused (${resp.status})`);
+  if (!resp.ok) throw new Error(`${(doc && (doc.message || doc.error)) || "refused"} (HTTP ${resp.status})`);
   return doc;
 }
 
@@ -237,11 +239,46 @@ async function identitiesPage(company, kind = "") {
   }
 }
 
+async function rootAccountsPage() {
+  main.replaceChildren(el("h1", { text: "Root service accounts" }));
+  try {
+    const accounts = await api("GET", "/api/service-accounts");
+    main.append(el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Client ID" }),
+        el("th", { scope: "col", text: "Permissions" }), el("th", { scope: "col", text: "Actions" }))),
+      el("tbody", {}, ...(accounts || []).map((a) => el("tr", {},
+        el("td", { text: a.name }), el("td", {}, el("code", { text: a.clientId })),
+        el("td", { text: (a.permissions || []).join(", ") }),
+        el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Delete ${a.name}`, text: "Delete",
+          onclick: () => deleteRootAccount(a) }))))))));
+  } catch (e) {
+    main.append(el("p", { class: "error", role: "alert", text: e.message }));
+  }
+}
+
+async function deleteRootAccount(account) {
+  const ok = await dialog(`Delete root service account ${account.name}?`,
+    [el("p", { text: `The account ${account.name} (${account.clientId}) is removed; its tokens stop working.` })], "Delete");
+  if (!ok) return;
+  try {
+    await api("DELETE", `/api/service-accounts/${encodeURIComponent(account.clientId)}`);
+    say(`Deleted ${account.name}.`);
+  } catch (e) {
+    say(e.message, true);
+  }
+  rootAccountsPage();
+}
+
+function rootLink() {
+  return session && session.root ? [el("a", { href: "/console/root/service-accounts", text: "Root service accounts" })] : [];
+}
+
 function companyNav(company) {
   const c = encodeURIComponent(company);
   nav.replaceChildren(
     el("a", { href: `/console/companies/${c}/service-accounts`, text: "Service accounts" }),
-    el("a", { href: `/console/companies/${c}/identities`, text: "IAM portal" }));
+    el("a", { href: `/console/companies/${c}/identities`, text: "IAM portal" }), ...rootLink());
 }
 
 function homePage() {
@@ -273,7 +310,8 @@ function route() {
     else serviceAccountsPage(company);
     return;
   }
-  nav.replaceChildren();
+  nav.replaceChildren(...rootLink());
+  if (/^\/console\/root\/service-accounts\/?$/.test(path)) { rootAccountsPage(); return; }
   homePage();
 }
 
