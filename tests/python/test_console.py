@@ -242,3 +242,51 @@ def test_a_company_owner_sees_neither_another_company_nor_the_root_pages(console
             expect(page.get_by_role("cell", name=console["id"])).to_be_visible()
         finally:
             browser.close()
+
+
+def test_project_iam_edits_project_and_runtime_environment_roles(console):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    token = admin_token(console)
+    project = "64b7e1a0c0ffee00000000c1"
+    # The project becomes known the way a Console registers one: by a company owner.
+    status, owner = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                         body={"name": "ui-project-owner", "role": "company-owner",
+                               "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    status, doc = call(base, "POST", "/api/m2m/oauth/token",
+                       basic=f"{owner['clientId']}:{owner['clientSecret']}",
+                       form="grant_type=client_credentials")
+    assert status == 200
+    status, _ = call(base, "PUT", f"/api/iamgate/directory/projects/{project}",
+                     token=doc["access_token"],
+                     body={"companyId": "acme", "environments": ["dev", "prod"]})
+    assert status in (200, 201, 204), status
+    status, sa = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                      body={"name": "ui-project", "role": "reporter",
+                            "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base + f"/console/companies/acme/projects/{project}/identities")
+            sign_in(page, console)
+            expect(page.get_by_role("heading", name="Project IAM")).to_be_visible()
+            page.get_by_role("button", name="Edit ui-project", exact=True).click()
+            page.get_by_label("Project role").fill("developer")
+            page.get_by_label("Role in dev").fill("reporter")
+            page.get_by_role("button", name="Save", exact=True).click()
+            expect(page.get_by_role("row").filter(has=page.get_by_role("cell", name="ui-project", exact=True))).to_contain_text("dev: reporter")
+        finally:
+            browser.close()
+    status, rows = call(base, "GET",
+                        f"/api/companies/acme/identities?identityType=serviceAccount&projectIds={project}",
+                        token=admin_token(console))
+    assert status == 200
+    mine = [r for r in rows if r["identityId"] == sa["clientId"]][0]
+    roles = mine["projects"][0]
+    assert roles["roles"] == ["developer"], mine
+    assert {e["envId"]: e["roles"] for e in roles["environments"]} == {"dev": ["reporter"], "prod": []}, mine

@@ -274,6 +274,57 @@ function rootLink() {
   return session && session.root ? [el("a", { href: "/console/root/service-accounts", text: "Root service accounts" })] : [];
 }
 
+async function editProjectRoles(company, project, identity) {
+  const mine = (identity.projects || [])[0] || { roles: [], environments: [] };
+  const projectRole = el("input", { id: "edit-project-role", name: "project", value: (mine.roles || [])[0] || "" });
+  const envFields = (mine.environments || []).map((e) => field(`Role in ${e.envId}`,
+    el("input", { id: `edit-env-${e.envId}`, name: `env:${e.envId}`, value: (e.roles || [])[0] || "" })));
+  const data = await dialog(`Edit roles of ${identity.name} in ${project}`,
+    [field("Project role", projectRole), ...envFields], "Save");
+  if (!data) return;
+  const entry = { projectId: project };
+  if (data.get("project")) entry.role = data.get("project");
+  const envs = [];
+  for (const [k, v] of data.entries()) {
+    if (k.startsWith("env:") && v) envs.push({ envId: k.slice(4), role: v });
+  }
+  if (envs.length) entry.environmentsRole = envs;
+  try {
+    await api("PATCH", `/api/companies/${encodeURIComponent(company)}/${KIND_PATH[identity.identityType]}/${encodeURIComponent(identity.identityId)}`,
+      { projectsRole: [entry] });
+    say(`Saved the roles of ${identity.name} in ${project}.`);
+  } catch (e) {
+    say(e.message, true);
+  }
+  projectIdentitiesPage(company, project);
+}
+
+async function projectIdentitiesPage(company, project) {
+  main.replaceChildren(el("h1", { text: "Project IAM" }),
+    el("p", { class: "muted", text: `Company ${company}, project ${project}` }));
+  try {
+    const query = new URLSearchParams({ per_page: "200", projectIds: project });
+    const rows = await api("GET", `/api/companies/${encodeURIComponent(company)}/identities?${query}`);
+    main.append(el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Type" }),
+        el("th", { scope: "col", text: "Project role" }), el("th", { scope: "col", text: "Runtime Environment roles" }),
+        el("th", { scope: "col", text: "Actions" }))),
+      el("tbody", {}, ...(rows || []).map((i) => {
+        const p = (i.projects || [])[0] || { roles: [], environments: [] };
+        const envs = (p.environments || []).filter((e) => (e.roles || []).length)
+          .map((e) => `${e.envId}: ${e.roles.join(", ")}`).join("; ");
+        return el("tr", {},
+          el("td", { text: i.name }), el("td", { text: KIND_LABEL[i.identityType] || i.identityType }),
+          el("td", { text: (p.roles || []).join(", ") }), el("td", { text: envs }),
+          el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Edit ${i.name}`, text: "Edit",
+            onclick: () => editProjectRoles(company, project, i) })));
+      })))));
+  } catch (e) {
+    main.append(el("p", { class: "error", role: "alert", text: e.message }));
+  }
+}
+
 function companyNav(company) {
   const c = encodeURIComponent(company);
   nav.replaceChildren(
@@ -302,6 +353,13 @@ function go(path) {
 function route() {
   const path = location.pathname;
   if (!signedIn()) { signInPage(path); return; }
+  const pm = path.match(/^\/console\/companies\/([^/]+)\/projects\/([^/]+)\/identities\/?$/);
+  if (pm) {
+    const company = decodeURIComponent(pm[1]);
+    companyNav(company);
+    projectIdentitiesPage(company, decodeURIComponent(pm[2]));
+    return;
+  }
   const m = path.match(/^\/console\/companies\/([^/]+)\/(service-accounts|identities)\/?$/);
   if (m) {
     const company = decodeURIComponent(m[1]);
