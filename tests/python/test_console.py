@@ -99,7 +99,7 @@ def admin_token(c):
 
 
 def sign_in(page, c):
-    page.get_by_label("Client ID").fill(c["id"])
+    page.get_by_label("Client ID", exact=True).fill(c["id"])
     page.get_by_label("Client secret").fill(c["secret"])
     page.get_by_role("button", name="Sign in", exact=True).click()
 
@@ -290,3 +290,48 @@ def test_project_iam_edits_project_and_runtime_environment_roles(console):
     roles = mine["projects"][0]
     assert roles["roles"] == ["developer"], mine
     assert {e["envId"]: e["roles"] for e in roles["environments"]} == {"dev": ["reporter"], "prod": []}, mine
+
+
+def test_a_key_pair_generated_in_the_browser_signs_its_account_in(console, tmp_path):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            page.goto(base + "/console/companies/acme/service-accounts")
+            sign_in(page, console)
+            page.get_by_role("button", name="Add Service Account").click()
+            page.get_by_label("Name").fill("ui-jwt")
+            page.get_by_label("Role").fill("developer")
+            page.get_by_label("Authentication method").select_option("private_key_jwt")
+            page.get_by_label("Generate a key pair in this browser").check()
+            page.get_by_role("button", name="Add", exact=True).click()
+            codes = page.locator("dialog code")
+            expect(codes).to_have_count(1)  # a client id, and no secret
+            client_id = codes.nth(0).text_content()
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Download the private key").click()
+            key_file = tmp_path / "key.pem"
+            download.value.save_as(key_file)
+            assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+            page.get_by_role("button", name="Done", exact=True).click()
+
+            # Through the API: a private_key_jwt account with one key.
+            status, accounts = call(base, "GET", "/api/companies/acme/service-accounts",
+                                    token=admin_token(console))
+            mine = [a for a in accounts if a["clientId"] == client_id]
+            assert mine and mine[0]["authMethod"] == "private_key_jwt" and len(mine[0]["kids"]) == 1
+
+            # The downloaded key signs the account in, with an assertion made in the page.
+            page.get_by_role("button", name="Sign out").click()
+            page.goto(base + "/console/companies/acme/service-accounts")
+            page.get_by_label("Client ID of the key's account").fill(client_id)
+            page.get_by_label("Private key file (PEM)").set_input_files(str(key_file))
+            page.get_by_role("button", name="Sign in with key").click()
+            # A developer may list the company's accounts: the table shows, itself included.
+            expect(page.get_by_role("cell", name="ui-jwt", exact=True)).to_be_visible()
+        finally:
+            browser.close()

@@ -40,12 +40,15 @@ signOutButton.addEventListener("click", signOut);
 
 async function signIn(clientId, clientSecret) {
   const body = new URLSearchParams({ grant_type: "client_credentials" });
+  await tokenRequest(body, {
+    "Authorization": "Basic " + btoa(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`),
+  }, clientId);
+}
+
+async function tokenRequest(body, headers, clientId) {
   const resp = await fetch(TOKEN_PATH, {
     method: "POST",
-    headers: {
-      "Authorization": "Basic " + btoa(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`),
-      "Content-Type": "application/x-www-form-urlencoded",
-    },
+    headers: Object.assign({ "Content-Type": "application/x-www-form-urlencoded" }, headers),
     body,
     credentials: "omit",
     cache: "no-store",
@@ -56,6 +59,53 @@ async function signIn(clientId, clientSecret) {
   signOutButton.hidden = false;
   // The root pages are offered only to an account the API lets list root service accounts.
   session.root = await api("GET", "/api/service-accounts").then(() => true, () => false);
+}
+
+// Keys and assertions for private_key_jwt, with WebCrypto: the private key never leaves the page
+// except as the one download offered when it is generated.
+const RSA = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const text64 = (s) => b64url(new TextEncoder().encode(s));
+
+function pemToDer(pem) {
+  const body = pem.replace(/-----(BEGIN|END) [A-Z ]+-----/g, "").replace(/\s+/g, "");
+  return Uint8Array.from(atob(body), (c) => c.charCodeAt(0));
+}
+
+function derToPem(der, label) {
+  const b64 = btoa(String.fromCharCode(...new Uint8Array(der)));
+  return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g).join("\n")}\n-----END ${label}-----\n`;
+}
+
+/** The RFC 7638 thumbprint of an RSA JWK: the key id iamgate gives a registered key. */
+async function thumbprint(jwk) {
+  const canonical = `{"e":"${jwk.e}","kty":"RSA","n":"${jwk.n}"}`;
+  return b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonical)));
+}
+
+/** A client assertion for `clientId`, signed with the PKCS#8 PEM key `pem`. */
+async function clientAssertion(clientId, pem) {
+  const key = await crypto.subtle.importKey("pkcs8", pemToDer(pem), RSA, true, ["sign"]);
+  const kid = await thumbprint(await crypto.subtle.exportKey("jwk", key));
+  const now = Math.floor(Date.now() / 1000);
+  const header = text64(JSON.stringify({ alg: "RS256", typ: "JWT", kid }));
+  const claims = text64(JSON.stringify({
+    iss: clientId, sub: clientId, aud: location.origin + TOKEN_PATH,
+    jti: crypto.randomUUID(), iat: now, exp: now + 120,
+  }));
+  const signature = await crypto.subtle.sign(RSA, key, new TextEncoder().encode(`${header}.${claims}`));
+  return `${header}.${claims}.${b64url(signature)}`;
+}
+
+async function signInWithKey(clientId, pem) {
+  const body = new URLSearchParams({
+    grant_type: "client_credentials",
+    client_id: clientId,
+    client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    client_assertion: await clientAssertion(clientId, pem),
+  });
+  await tokenRequest(body, {}, clientId);
 }
 
 /** Calls the management API; a 401 (expired or revoked token) returns to sign-in. */
@@ -97,7 +147,27 @@ function signInPage(next) {
       say(e.message, true);
     }
   });
-  main.replaceChildren(form);
+  const keyId = el("input", { id: "key-client-id", name: "key-client-id", required: true });
+  const keyFile = el("input", { id: "key-file", name: "key-file", type: "file", accept: ".pem,application/x-pem-file", required: true });
+  const keyForm = el("form", { class: "card", "aria-labelledby": "key-title" },
+    el("h2", { id: "key-title", text: "Or sign in with a private key" }),
+    el("label", { for: "key-client-id" }, "Client ID of the key's account", keyId),
+    el("label", { for: "key-file" }, "Private key file (PEM)", keyFile),
+    el("button", { type: "submit", text: "Sign in with key" }));
+  keyForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    say("Signing in…");
+    try {
+      const pem = await keyFile.files[0].text();
+      await signInWithKey(keyId.value.trim(), pem);
+      keyFile.value = "";
+      say("");
+      go(next);
+    } catch (e) {
+      say(e.message || String(e), true);
+    }
+  });
+  main.replaceChildren(form, keyForm);
   id.focus();
 }
 
@@ -124,10 +194,10 @@ function field(label, input) {
 }
 
 /** Shows a just-issued credential once, with a copy button. */
-function showOnce(title, pairs) {
+function showOnce(title, pairs, extra = []) {
   const rows = pairs.map(([k, v]) => el("p", {}, el("strong", { text: `${k}: ` }), el("code", { text: v }), " ",
     el("button", { type: "button", class: "secondary", text: `Copy ${k}`, onclick: () => navigator.clipboard.writeText(v) })));
-  return dialog(title, [el("p", { class: "muted", text: "Shown once: it cannot be displayed again." }), ...rows], "Done");
+  return dialog(title, [el("p", { class: "muted", text: "Shown once: it cannot be displayed again." }), ...rows, ...extra], "Done");
 }
 
 async function addServiceAccount(company) {
@@ -135,8 +205,9 @@ async function addServiceAccount(company) {
     el("option", { value: "client_secret_basic", text: "Client Secret Basic" }),
     el("option", { value: "private_key_jwt", text: "Private Key JWT" }));
   const key = el("textarea", { id: "sa-key", name: "publicKey", rows: "5", placeholder: "JWK or PEM public key" });
-  const keyField = field("Public key", key);
-  keyField.hidden = true;
+  const generate = el("input", { id: "sa-generate", name: "generate", type: "checkbox" });
+  const keyField = el("div", { hidden: true }, field("Public key", key),
+    el("label", { for: "sa-generate", class: "inline" }, generate, " Generate a key pair in this browser"));
   method.addEventListener("change", () => { keyField.hidden = method.value !== "private_key_jwt"; });
   const data = await dialog("Add Service Account", [
     field("Name", el("input", { id: "sa-name", name: "name", required: true })),
@@ -146,12 +217,30 @@ async function addServiceAccount(company) {
   ], "Add");
   if (!data) return;
   const body = { name: data.get("name"), role: data.get("role"), tokenEndpointAuthMethod: data.get("method") };
-  if (body.tokenEndpointAuthMethod === "private_key_jwt") body.publicKey = data.get("publicKey");
+  let privatePem = null;
   try {
+    if (body.tokenEndpointAuthMethod === "private_key_jwt") {
+      if (data.get("generate")) {
+        const pair = await crypto.subtle.generateKey(
+          Object.assign({ modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, RSA), true, ["sign", "verify"]);
+        const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+        body.publicKey = { kty: "RSA", n: jwk.n, e: jwk.e };
+        privatePem = derToPem(await crypto.subtle.exportKey("pkcs8", pair.privateKey), "PRIVATE KEY");
+      } else {
+        body.publicKey = data.get("publicKey");
+      }
+    }
     const created = await api("POST", `/api/companies/${encodeURIComponent(company)}/service-accounts`, body);
     const pairs = [["Client ID", created.clientId]];
     if (created.clientSecret) pairs.push(["Client secret", created.clientSecret]);
-    await showOnce("Service account created", pairs);
+    const extra = [];
+    let url = null;
+    if (privatePem) {
+      url = URL.createObjectURL(new Blob([privatePem], { type: "application/x-pem-file" }));
+      extra.push(el("p", {}, el("a", { href: url, download: `${created.clientId}.pem`, text: "Download the private key" })));
+    }
+    await showOnce("Service account created", pairs, extra);
+    if (url) URL.revokeObjectURL(url);
   } catch (e) {
     say(e.message, true);
   }
