@@ -335,3 +335,60 @@ def test_a_key_pair_generated_in_the_browser_signs_its_account_in(console, tmp_p
             expect(page.get_by_role("cell", name="ui-jwt", exact=True)).to_be_visible()
         finally:
             browser.close()
+
+
+def generated_public_pem(tmp_path, name):
+    out = subprocess.run([BIN, "keys", "generate", "--out", str(tmp_path / f"{name}.pem")],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
+
+
+def test_rotating_a_secret_and_adding_and_removing_keys(console, tmp_path):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    token = admin_token(console)
+    status, basic = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                         body={"name": "ui-rotate", "role": "developer",
+                               "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    first, second = generated_public_pem(tmp_path, "k1"), generated_public_pem(tmp_path, "k2")
+    status, keyed = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                         body={"name": "ui-keys", "role": "developer",
+                               "tokenEndpointAuthMethod": "private_key_jwt",
+                               "publicKey": first["publicKeyPem"]})
+    assert status == 201
+
+    def kids():
+        _, accounts = call(base, "GET", "/api/companies/acme/service-accounts", token=admin_token(console))
+        return [a for a in accounts if a["clientId"] == keyed["clientId"]][0]["kids"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base + "/console/companies/acme/service-accounts")
+            sign_in(page, console)
+            page.get_by_role("button", name="Rotate secret of ui-rotate").click()
+            page.get_by_role("button", name="Rotate", exact=True).click()
+            codes = page.locator("dialog code")
+            expect(codes).to_have_count(2)
+            new_secret = codes.nth(1).text_content()
+            assert new_secret != basic["clientSecret"]
+            page.get_by_role("button", name="Done", exact=True).click()
+            status, _ = call(base, "POST", "/api/m2m/oauth/token",
+                             basic=f"{basic['clientId']}:{new_secret}", form="grant_type=client_credentials")
+            assert status == 200
+
+            page.get_by_role("button", name="Keys of ui-keys").click()
+            page.get_by_label("Add a public key").fill(second["publicKeyPem"])
+            page.get_by_role("button", name="Add key", exact=True).click()
+            expect(page.get_by_role("status")).to_contain_text("Added key")
+            assert sorted(kids()) == sorted([first["kid"], second["kid"]])
+            page.get_by_role("button", name="Keys of ui-keys").click()
+            page.get_by_role("button", name=f"Remove key {first['kid']}").click()
+            expect(page.get_by_role("status")).to_contain_text("Removed key")
+            assert kids() == [second["kid"]]
+        finally:
+            browser.close()

@@ -261,6 +261,51 @@ async function deleteServiceAccount(company, account) {
   serviceAccountsPage(company);
 }
 
+function accountPath(company, account) {
+  return `/api/companies/${encodeURIComponent(company)}/service-accounts/${encodeURIComponent(account.clientId)}`;
+}
+
+async function rotateSecret(company, account) {
+  const ok = await dialog(`Rotate the secret of ${account.name}?`,
+    [el("p", { text: "A new secret is issued and shown once; the old one keeps working only for the configured grace period." })],
+    "Rotate");
+  if (!ok) return;
+  try {
+    const r = await api("POST", `${accountPath(company, account)}/secret`);
+    await showOnce("New client secret", [["Client ID", r.clientId], ["Client secret", r.clientSecret]]);
+  } catch (e) {
+    say(e.message, true);
+  }
+  serviceAccountsPage(company);
+}
+
+async function manageKeys(company, account) {
+  const list = el("ul", {}, ...(account.kids || []).map((kid) => el("li", {}, el("code", { text: kid }), " ",
+    el("button", { type: "button", class: "secondary", "aria-label": `Remove key ${kid}`, text: "Remove",
+      onclick: async () => {
+        d.close("cancel");
+        try {
+          await api("DELETE", `${accountPath(company, account)}/keys/${encodeURIComponent(kid)}`);
+          say(`Removed key ${kid}.`);
+        } catch (e) {
+          say(e.message, true);
+        }
+        serviceAccountsPage(company);
+      } }))));
+  const key = el("textarea", { id: "new-key", name: "publicKey", rows: "5", placeholder: "JWK or PEM public key" });
+  const pending = dialog(`Keys of ${account.name}`, [list, field("Add a public key", key)], "Add key");
+  const d = document.querySelector("dialog:last-of-type");
+  const data = await pending;
+  if (!data || !data.get("publicKey")) return;
+  try {
+    const r = await api("POST", `${accountPath(company, account)}/keys`, { publicKey: data.get("publicKey") });
+    say(`Added key ${r.kid}.`);
+  } catch (e) {
+    say(e.message, true);
+  }
+  serviceAccountsPage(company);
+}
+
 async function serviceAccountsPage(company) {
   main.replaceChildren(el("h1", { text: "Service accounts" }), el("p", { class: "muted", text: `Company ${company}` }),
     el("button", { type: "button", text: "Add Service Account", onclick: () => addServiceAccount(company) }));
@@ -272,8 +317,15 @@ async function serviceAccountsPage(company) {
       el("td", { class: "optional", text: a.authMethod || "" }),
       el("td", { text: (a.companyRoles || []).join(", ") }),
       el("td", { class: "optional", text: a.lastLogin ? new Date(a.lastLogin * 1000).toLocaleString() : "never" }),
-      el("td", {}, el("button", { type: "button", class: "secondary", "aria-label": `Delete ${a.name}`, text: "Delete",
-        onclick: () => deleteServiceAccount(company, a) }))));
+      el("td", {},
+        a.authMethod === "private_key_jwt"
+          ? el("button", { type: "button", class: "secondary", "aria-label": `Keys of ${a.name}`, text: "Keys",
+            onclick: () => manageKeys(company, a) })
+          : el("button", { type: "button", class: "secondary", "aria-label": `Rotate secret of ${a.name}`, text: "Rotate secret",
+            onclick: () => rotateSecret(company, a) }),
+        " ",
+        el("button", { type: "button", class: "secondary", "aria-label": `Delete ${a.name}`, text: "Delete",
+          onclick: () => deleteServiceAccount(company, a) }))));
     main.append(el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {},
         el("th", { scope: "col", text: "Name" }), el("th", { scope: "col", text: "Client ID" }),
