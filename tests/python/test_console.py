@@ -98,6 +98,15 @@ def admin_token(c):
     return doc["access_token"]
 
 
+SHOTS = os.environ.get("IAMGATE_CONSOLE_SCREENSHOTS")
+
+
+def shot(page, name):
+    """Saves a screenshot for docs/console/ when IAMGATE_CONSOLE_SCREENSHOTS names a folder."""
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
 def sign_in(page, c):
     page.get_by_label("Client ID", exact=True).fill(c["id"])
     page.get_by_label("Client secret").fill(c["secret"])
@@ -121,6 +130,7 @@ def test_sign_in_then_create_an_account_see_its_secret_once_and_delete_it(consol
 
             # A deep link asks to sign in, then opens the page it named.
             page.goto(base + "/console/companies/acme/service-accounts")
+            shot(page, "sign-in")
             sign_in(page, console)
             expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
             assert page.url == base + "/console/companies/acme/service-accounts"
@@ -133,8 +143,10 @@ def test_sign_in_then_create_an_account_see_its_secret_once_and_delete_it(consol
             codes = page.locator("dialog code")
             expect(codes).to_have_count(2)
             client_id, secret = codes.nth(0).text_content(), codes.nth(1).text_content()
+            shot(page, "secret-shown-once")
             page.get_by_role("button", name="Done", exact=True).click()
             expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
+            shot(page, "service-accounts")
 
             # Through the API: the account exists, and its secret is a working credential.
             status, accounts = call(base, "GET", listing, token=admin_token(console))
@@ -193,6 +205,7 @@ def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
             role.fill("reporter")
             page.get_by_role("button", name="Save", exact=True).click()
             expect(page.get_by_role("row", name="ui-edit")).to_contain_text("reporter")
+            shot(page, "iam-portal-phone")
         finally:
             browser.close()
     status, rows = call(base, "GET", "/api/companies/acme/identities?identityType=serviceAccount",
@@ -240,6 +253,7 @@ def test_a_company_owner_sees_neither_another_company_nor_the_root_pages(console
             page.get_by_role("link", name="Root service accounts").click()
             expect(page.get_by_role("heading", name="Root service accounts")).to_be_visible()
             expect(page.get_by_role("cell", name=console["id"])).to_be_visible()
+            shot(page, "root-service-accounts")
         finally:
             browser.close()
 
@@ -280,6 +294,7 @@ def test_project_iam_edits_project_and_runtime_environment_roles(console):
             page.get_by_label("Role in dev").fill("reporter")
             page.get_by_role("button", name="Save", exact=True).click()
             expect(page.get_by_role("row").filter(has=page.get_by_role("cell", name="ui-project", exact=True))).to_contain_text("dev: reporter")
+            shot(page, "project-iam")
         finally:
             browser.close()
     status, rows = call(base, "GET",

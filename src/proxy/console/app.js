@@ -360,8 +360,15 @@ async function identitiesPage(company, kind = "") {
     el("option", { value: "", text: "All" }),
     ...Object.entries(KIND_LABEL).map(([v, t]) => el("option", { value: v, text: t, selected: v === kind })));
   filter.addEventListener("change", () => identitiesPage(company, filter.value));
+  const projectId = el("input", { id: "open-project", name: "project", required: true });
+  const openProject = el("form", { class: "inline-form" }, field("Project ID", projectId),
+    el("button", { type: "submit", text: "Open Project IAM" }));
+  openProject.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    go(`/console/companies/${encodeURIComponent(company)}/projects/${encodeURIComponent(projectId.value.trim())}/identities`);
+  });
   main.replaceChildren(el("h1", { text: "IAM portal" }), el("p", { class: "muted", text: `Company ${company}` }),
-    field("Type", filter));
+    openProject, field("Type", filter));
   try {
     const query = new URLSearchParams({ per_page: "200" });
     if (kind) query.set("identityType", kind);
