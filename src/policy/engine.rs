@@ -65,6 +65,8 @@ pub struct Snapshot {
     model: PolicyData,
     /// The role model of `model`, shared with the management handlers.
     roles: Arc<super::data::RoleModel>,
+    /// How many `test_*` rules passed at its gate (0 when compiled without one).
+    tests_passed: usize,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -117,6 +119,7 @@ impl Snapshot {
             interpreter,
             model,
             roles,
+            tests_passed: 0,
         })
     }
 
@@ -145,8 +148,13 @@ impl Snapshot {
             Ok(r) => r,
             Err(e) => return (None, Err(e)),
         };
+        let passed = report.passed.len();
         let result = Self::check_report(&report)
-            .and_then(|()| Self::agreeing(source, model, tables.as_ref(), inputs));
+            .and_then(|()| Self::agreeing(source, model, tables.as_ref(), inputs))
+            .map(|mut s| {
+                s.tests_passed = passed;
+                s
+            });
         (Some(report), result)
     }
 
@@ -246,6 +254,11 @@ impl Snapshot {
     /// The revision (content hash).
     pub fn revision(&self) -> &Arc<str> {
         &self.revision
+    }
+
+    /// How many `test_*` rules passed at the gate that put it in service.
+    pub fn tests_passed(&self) -> usize {
+        self.tests_passed
     }
 
     /// The source it was compiled from.
@@ -572,6 +585,40 @@ fn log_decision(input: &DecisionInput, d: &Decision, cached: bool, keep: bool) {
     });
 }
 
+/// Decisions kept for the console's policy page: the last ones made, newest last.
+const RECENT: usize = 100;
+
+/// One recent decision.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentDecision {
+    /// Its number in this process, for asking for it again.
+    pub id: u64,
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Who asked.
+    pub subject: Arc<str>,
+    /// The route.
+    pub route: Arc<str>,
+    /// The method.
+    pub method: Arc<str>,
+    /// The path.
+    pub path: Arc<str>,
+    /// The outcome.
+    pub allow: bool,
+    /// Its reason.
+    pub reason: Arc<str>,
+    /// The revision that decided.
+    pub revision: Arc<str>,
+    /// Whether the cache answered.
+    pub cached: bool,
+    /// Whether the input is kept (a cache hit's is not, unless the decision log keeps it).
+    pub has_input: bool,
+    /// The whole input the policy decided on, credentials masked.
+    #[serde(skip)]
+    pub input: Option<DecisionInput>,
+}
+
 /// Which decisions keep their input in the log (`log.decision_inputs`, `log.decision_sample`):
 /// a share of them, spread evenly over the decisions (a golden-ratio sequence over a counter,
 /// so no random source on the request path).
@@ -611,6 +658,10 @@ pub struct PolicyEngine {
     shadow: ArcSwapOption<Snapshot>,
     /// Where the shadow's disagreements are counted.
     disagreements: Option<prometheus_client::metrics::family::Family<ShadowLabels, Counter>>,
+    /// The last decisions, best effort: a decision that finds the ring busy is not recorded,
+    /// so no request ever waits for it.
+    recent: Mutex<std::collections::VecDeque<RecentDecision>>,
+    recent_id: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -654,7 +705,44 @@ impl PolicyEngine {
             inputs: None,
             shadow: ArcSwapOption::empty(),
             disagreements: None,
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+            recent_id: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The recent decisions, newest first.
+    pub fn recent_decisions(&self) -> Vec<RecentDecision> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `d` among the recent decisions, with `input` when it is `whole` (a cache hit's
+    /// input is built only as far as the cache key needs).
+    fn remember(&self, input: &DecisionInput, d: &Decision, cached: bool, whole: bool) {
+        let Ok(mut ring) = self.recent.try_lock() else {
+            return;
+        };
+        if ring.len() == RECENT {
+            ring.pop_front();
+        }
+        ring.push_back(RecentDecision {
+            id: self
+                .recent_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            at: crate::util::unix_now(),
+            subject: input.user.id.clone(),
+            route: input.route.id.clone(),
+            method: input.request.method.clone(),
+            path: input.request.path.clone(),
+            allow: d.allow,
+            reason: d.reason.clone(),
+            revision: d.revision.clone(),
+            cached,
+            has_input: whole,
+            input: whole.then(|| input.clone()),
+        });
     }
 
     /// Decides every request with `shadow` too, after the live decision and off the response's
@@ -781,6 +869,7 @@ impl PolicyEngine {
         let d = match self.cached(&snapshot, input, directory_version).await {
             Ok(d) => {
                 log_decision(input, &d, true, self.keeps_input());
+                self.remember(input, &d, true, false);
                 d
             }
             Err(key) => self.fresh(&snapshot, input, key).await,
@@ -813,6 +902,7 @@ impl PolicyEngine {
                     fill(input);
                 }
                 log_decision(input, &d, true, keep);
+                self.remember(input, &d, true, keep);
                 d
             }
             Err(key) => {
@@ -871,6 +961,7 @@ impl PolicyEngine {
     ) -> Decision {
         let d = snapshot.decide(input);
         log_decision(input, &d, false, self.keeps_input());
+        self.remember(input, &d, false, true);
         // Errors are not cached: a transient timeout must not stick.
         if let (Some(cache), Some(key)) = (&self.cache, key)
             && !matches!(&*d.reason, "policy_error" | "policy_timeout")

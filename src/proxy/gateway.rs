@@ -294,6 +294,16 @@ impl Gateway {
             .decide(&parts, &route, &params, buffered.as_ref())
             .await?;
         if let Some(handler) = &route.local {
+            if super::policy_api::HANDLERS.contains(&&**handler)
+                && caller.is_some()
+                && matches!(route.access, Access::Policy(_))
+            {
+                return Ok(super::policy_api::handle(
+                    &self.policy,
+                    handler,
+                    json.as_ref(),
+                ));
+            }
             return match (&self.management, &caller) {
                 (Some(m), Some(caller)) if matches!(route.access, Access::Policy(_)) => {
                     let snapshot = self.policy.snapshot();

@@ -12,6 +12,7 @@ pub mod ext_authz;
 pub mod gateway;
 pub mod management;
 pub mod path;
+pub mod policy_api;
 pub mod pool;
 pub mod resolve;
 pub mod route;

@@ -430,8 +430,9 @@ fn compile_route(r: &RawRoute) -> Result<Route, Vec<String>> {
     }
     if let Some(l) = &r.local
         && !crate::proxy::management::HANDLERS.contains(&l.as_str())
+        && !crate::proxy::policy_api::HANDLERS.contains(&l.as_str())
     {
-        errs.push(format!("local `{l}` is not a management handler"));
+        errs.push(format!("local `{l}` is not a management or policy handler"));
     }
     if r.local.is_some() && !matches!(access, Access::Policy(_)) {
         errs.push("a local route must be decided by the policy".to_owned());

@@ -294,3 +294,85 @@ async fn a_shadow_policy_that_disagrees_never_changes_an_answer_and_is_counted()
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_policy_endpoints_show_the_live_policy_recent_decisions_and_decide_inputs() {
+    let up = TestUpstream::start().await;
+    let gw = crate::common::gateway().upstream(&up.url()).start().await;
+    let (_, root) = gw.root_sa(&["console.root.view"]).await;
+    let (_, owner) = gw.company_sa("acme").await;
+    let status = gw.get_as("/api/iamgate/policy", &root).await;
+    assert_eq!(status.status, 200);
+    let st = status.json();
+    assert_eq!(st["revision"], gw.running().policy.revision().as_ref());
+    assert!(st["testsPassed"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(gw.get_as("/api/iamgate/policy", &owner).await.status, 403);
+    assert_eq!(
+        gw.get_as("/api/iamgate/decisions", &owner).await.status,
+        403
+    );
+
+    // A denial is among the recent decisions, with its input; eval decides it again.
+    assert_eq!(
+        gw.get_as("/api/tenants/globex/marketplace/items/i1/versions", &owner)
+            .await
+            .status,
+        403
+    );
+    let recent = gw.get_as("/api/iamgate/decisions", &root).await.json();
+    let denial = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["allow"] == false && d["hasInput"] == true)
+        .unwrap_or_else(|| panic!("{recent}"))
+        .clone();
+    assert!(
+        denial.get("input").is_none(),
+        "the list carries no input documents"
+    );
+    let eval = |body: serde_json::Value| {
+        let root = root.clone();
+        let gw = &gw;
+        async move {
+            gw.request(
+                Method::POST,
+                "/api/iamgate/policy/eval",
+                &[
+                    ("authorization", &format!("Bearer {root}")),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let r = eval(serde_json::json!({"decisionId": denial["id"]})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let v = r.json();
+    assert_eq!(v["allow"], false);
+    assert_eq!(v["reason"], denial["reason"]);
+    assert!(v["explain"].is_object(), "{v}");
+    assert!(
+        !v["input"]["request"]["headers"]
+            .to_string()
+            .contains(&owner)
+    );
+    let mut input = v["input"].clone();
+    input["user"]["permissions"] = serde_json::json!(["console.root.view"]);
+    let r = eval(serde_json::json!({ "input": input })).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["allow"], true, "a root viewer may");
+    for (body, status) in [
+        (serde_json::json!({}), 400),
+        (serde_json::json!({"decisionId": 999_999}), 404),
+        (serde_json::json!({"decisionId": "x"}), 400),
+        (
+            serde_json::json!({"input": {"nope": 1}, "decisionId": 1}),
+            400,
+        ),
+        (serde_json::json!({"input": 5}), 400),
+    ] {
+        assert_eq!(eval(body.clone()).await.status, status, "{body}");
+    }
+}

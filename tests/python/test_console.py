@@ -407,3 +407,50 @@ def test_rotating_a_secret_and_adding_and_removing_keys(console, tmp_path):
             assert kids() == [second["kid"]]
         finally:
             browser.close()
+
+
+def test_the_policy_playground_explains_a_denial(console):
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    base = console["base"]
+    token = admin_token(console)
+    status, sa = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
+                      body={"name": "ui-denied", "role": "reporter",
+                            "tokenEndpointAuthMethod": "client_secret_basic"})
+    assert status == 201
+    status, doc = call(base, "POST", "/api/m2m/oauth/token", basic=f"{sa['clientId']}:{sa['clientSecret']}",
+                       form="grant_type=client_credentials")
+    assert status == 200
+    # A reporter of acme may not list another company's service accounts: a denial, recorded.
+    status, _ = call(base, "GET", "/api/companies/globex/service-accounts", token=doc["access_token"])
+    assert status == 403
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base + "/console/policy")
+            sign_in(page, console)
+            expect(page.get_by_role("heading", name="Policy", exact=True)).to_be_visible()
+            expect(page.get_by_text("tests passed")).to_be_visible()
+            row = page.get_by_role("row").filter(has_text="/api/companies/globex/service-accounts").filter(
+                has_text=sa["clientId"]).first
+            expect(row).to_contain_text("deny")
+            row.get_by_role("button", name="Explain").click()
+            result = page.get_by_role("region", name="Decision")
+            expect(result).to_contain_text("Denied")
+            expect(result.locator("pre")).not_to_be_empty()
+            shot(page, "policy")
+
+            # The playground decides an edited input: the same request in the caller's own
+            # company is allowed.
+            text = page.get_by_label("Input document (JSON)").input_value()
+            edited = json.loads(text)
+            edited["resource"]["companyId"] = "acme"
+            edited["request"]["path"] = "/api/companies/acme/service-accounts"
+            edited["request"]["pathParams"] = {"companyId": "acme"}
+            page.get_by_label("Input document (JSON)").fill(json.dumps(edited))
+            page.get_by_role("button", name="Decide", exact=True).click()
+            expect(page.get_by_role("region", name="Decision")).to_contain_text("Allowed")
+        finally:
+            browser.close()

@@ -57,8 +57,10 @@ async function tokenRequest(body, headers, clientId) {
   if (!resp.ok) throw new Error(doc.error_description || doc.error || `sign-in refused (${resp.status})`);
   session = { token: doc.access_token, expiresAt: Date.now() + (doc.expires_in - 10) * 1000, clientId, root: false };
   signOutButton.hidden = false;
-  // The root pages are offered only to an account the API lets list root service accounts.
+  // The root pages are offered only to an account the API lets list root service accounts;
+  // the policy page to one it lets read the policy.
   session.root = await api("GET", "/api/service-accounts").then(() => true, () => false);
+  session.policy = await api("GET", "/api/iamgate/policy").then(() => true, () => false);
 }
 
 // Keys and assertions for private_key_jwt, with WebCrypto: the private key never leaves the page
@@ -419,7 +421,76 @@ async function deleteRootAccount(account) {
 }
 
 function rootLink() {
-  return session && session.root ? [el("a", { href: "/console/root/service-accounts", text: "Root service accounts" })] : [];
+  const links = [];
+  if (session && session.root) links.push(el("a", { href: "/console/root/service-accounts", text: "Root service accounts" }));
+  if (session && session.policy) links.push(el("a", { href: "/console/policy", text: "Policy" }));
+  return links;
+}
+
+function decisionResult(r) {
+  return el("section", { "aria-label": "Decision", class: "result" },
+    el("h2", { text: r.allow ? "Allowed" : "Denied" }),
+    el("p", {}, el("strong", { text: "Reason: " }), el("code", { text: r.reason }),
+      el("span", { class: "muted", text: ` (revision ${r.revision})` })),
+    el("h3", { text: "Why" }), el("pre", { text: JSON.stringify(r.explain, null, 2) }));
+}
+
+async function policyPage() {
+  main.replaceChildren(el("h1", { text: "Policy" }));
+  const out = el("div", { id: "playground-result" });
+  try {
+    const st = await api("GET", "/api/iamgate/policy");
+    main.append(el("p", {}, "Live revision ", el("code", { text: st.revision }), `: ${st.testsPassed} tests passed`,
+      st.shadowRevision ? el("span", {}, "; shadow revision ", el("code", { text: st.shadowRevision })) : ""));
+    const decisions = await api("GET", "/api/iamgate/decisions");
+    const explain = async (d) => {
+      try {
+        const r = await api("POST", "/api/iamgate/policy/eval", { decisionId: d.id });
+        out.replaceChildren(decisionResult(r));
+        // The decision's input goes to the playground, to be edited and decided again.
+        input.value = JSON.stringify(r.input, null, 2);
+      } catch (e) {
+        out.replaceChildren(el("p", { class: "error", role: "alert", text: e.message }));
+      }
+    };
+    main.append(el("h2", { text: "Recent decisions" }),
+      el("p", { class: "muted", text: "The latest 25; decisions answered from the cache did not keep their input." }),
+      el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col", text: "When" }), el("th", { scope: "col", text: "Subject" }),
+        el("th", { scope: "col", text: "Request" }), el("th", { scope: "col", class: "optional", text: "Route" }),
+        el("th", { scope: "col", text: "Outcome" }), el("th", { scope: "col", text: "Actions" }))),
+      el("tbody", {}, ...(decisions || []).slice(0, 25).map((d) => el("tr", {},
+        el("td", { text: new Date(d.at * 1000).toLocaleTimeString() }), el("td", {}, el("code", { text: d.subject })),
+        el("td", { text: `${d.method} ${d.path}` }), el("td", { class: "optional", text: d.route }),
+        el("td", { text: `${d.allow ? "allow" : "deny"} (${d.reason})` }),
+        el("td", {}, d.hasInput
+          ? el("button", { type: "button", class: "secondary", "aria-label": `Explain decision ${d.id}`, text: "Explain",
+            onclick: () => explain(d) })
+          : el("span", { class: "muted", text: "cached" }))))))));
+  } catch (e) {
+    main.append(el("p", { class: "error", role: "alert", text: e.message }));
+    return;
+  }
+  const input = el("textarea", { id: "playground-input", name: "input", rows: "12" });
+  const form = el("form", { class: "card wide" }, el("h2", { text: "Playground" }),
+    field("Input document (JSON)", input), el("button", { type: "submit", text: "Decide" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    let doc;
+    try {
+      doc = JSON.parse(input.value);
+    } catch (e) {
+      out.replaceChildren(el("p", { class: "error", role: "alert", text: `Not JSON: ${e.message}` }));
+      return;
+    }
+    try {
+      out.replaceChildren(decisionResult(await api("POST", "/api/iamgate/policy/eval", { input: doc })));
+    } catch (e) {
+      out.replaceChildren(el("p", { class: "error", role: "alert", text: e.message }));
+    }
+  });
+  main.append(form, out);
 }
 
 async function editProjectRoles(company, project, identity) {
@@ -518,6 +589,7 @@ function route() {
   }
   nav.replaceChildren(...rootLink());
   if (/^\/console\/root\/service-accounts\/?$/.test(path)) { rootAccountsPage(); return; }
+  if (/^\/console\/policy\/?$/.test(path)) { policyPage(); return; }
   homePage();
 }
 
