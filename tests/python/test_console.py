@@ -6,6 +6,7 @@ reason; with IAMGATE_REQUIRE_CHROMIUM=1 (CI) it fails instead.
 """
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -107,6 +108,37 @@ def shot(page, name):
         page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
+def company_account(c, name, role, **extra):
+    """A service account of company acme, created through the API with the bootstrap account."""
+    body = {"name": name, "role": role, "tokenEndpointAuthMethod": "client_secret_basic", **extra}
+    status, created = call(c["base"], "POST", "/api/companies/acme/service-accounts",
+                           token=admin_token(c), body=body)
+    assert status == 201, status
+    return created
+
+
+def token_of(c, created):
+    status, doc = call(c["base"], "POST", "/api/m2m/oauth/token",
+                       basic=f"{created['clientId']}:{created['clientSecret']}",
+                       form="grant_type=client_credentials")
+    assert status == 200
+    return doc["access_token"]
+
+
+@contextlib.contextmanager
+def browser_page(width=1280, height=800, **options):
+    """A page of a headless Chromium, closed afterwards."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height}, **options)
+        finally:
+            browser.close()
+
+
 def sign_in(page, c):
     page.get_by_label("Client ID", exact=True).fill(c["id"])
     page.get_by_label("Client secret").fill(c["secret"])
@@ -114,100 +146,84 @@ def sign_in(page, c):
 
 
 def test_sign_in_then_create_an_account_see_its_secret_once_and_delete_it(console):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
     listing = "/api/companies/acme/service-accounts"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            outside = []
-            page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
-            problems = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    with browser_page() as page:
+        outside = []
+        page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
 
-            # A deep link asks to sign in, then opens the page it named.
-            page.goto(base + "/console/companies/acme/service-accounts")
-            shot(page, "sign-in")
-            sign_in(page, console)
-            expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
-            assert page.url == base + "/console/companies/acme/service-accounts"
+        # A deep link asks to sign in, then opens the page it named.
+        page.goto(base + "/console/companies/acme/service-accounts")
+        shot(page, "sign-in")
+        sign_in(page, console)
+        expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+        assert page.url == base + "/console/companies/acme/service-accounts"
 
-            # Add Service Account: the secret is shown once.
-            page.get_by_role("button", name="Add Service Account").click()
-            page.get_by_label("Name").fill("ui-basic")
-            page.get_by_label("Role").fill("developer")
-            page.get_by_role("button", name="Add", exact=True).click()
-            codes = page.locator("dialog code")
-            expect(codes).to_have_count(2)
-            client_id, secret = codes.nth(0).text_content(), codes.nth(1).text_content()
-            shot(page, "secret-shown-once")
-            page.get_by_role("button", name="Done", exact=True).click()
-            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
-            shot(page, "service-accounts")
+        # Add Service Account: the secret is shown once.
+        page.get_by_role("button", name="Add Service Account").click()
+        page.get_by_label("Name").fill("ui-basic")
+        page.get_by_label("Role").fill("developer")
+        page.get_by_role("button", name="Add", exact=True).click()
+        codes = page.locator("dialog code")
+        expect(codes).to_have_count(2)
+        client_id, secret = codes.nth(0).text_content(), codes.nth(1).text_content()
+        shot(page, "secret-shown-once")
+        page.get_by_role("button", name="Done", exact=True).click()
+        expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
+        shot(page, "service-accounts")
 
-            # Through the API: the account exists, and its secret is a working credential.
-            status, accounts = call(base, "GET", listing, token=admin_token(console))
-            assert status == 200
-            assert [a["name"] for a in accounts if a["clientId"] == client_id] == ["ui-basic"]
-            status, _ = call(base, "POST", "/api/m2m/oauth/token", basic=f"{client_id}:{secret}",
-                             form="grant_type=client_credentials")
-            assert status == 200
+        # Through the API: the account exists, and its secret is a working credential.
+        status, accounts = call(base, "GET", listing, token=admin_token(console))
+        assert status == 200
+        assert [a["name"] for a in accounts if a["clientId"] == client_id] == ["ui-basic"]
+        status, _ = call(base, "POST", "/api/m2m/oauth/token", basic=f"{client_id}:{secret}",
+                         form="grant_type=client_credentials")
+        assert status == 200
 
-            # The token lives in memory only: a reload asks to sign in again, and the secret is
-            # never shown again.
-            page.reload()
-            expect(page.get_by_label("Client secret")).to_be_visible()
-            sign_in(page, console)
-            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
-            assert secret not in page.content()
+        # The token lives in memory only: a reload asks to sign in again, and the secret is
+        # never shown again.
+        page.reload()
+        expect(page.get_by_label("Client secret")).to_be_visible()
+        sign_in(page, console)
+        expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_be_visible()
+        assert secret not in page.content()
 
-            # Delete, with confirmation.
-            page.get_by_role("button", name="Delete ui-basic").click()
-            expect(page.get_by_role("dialog")).to_contain_text("ui-basic")
-            page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
-            expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_have_count(0)
-            status, accounts = call(base, "GET", listing, token=admin_token(console))
-            assert client_id not in [a["clientId"] for a in accounts]
+        # Delete, with confirmation.
+        page.get_by_role("button", name="Delete ui-basic").click()
+        expect(page.get_by_role("dialog")).to_contain_text("ui-basic")
+        page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+        expect(page.get_by_role("cell", name="ui-basic", exact=True)).to_have_count(0)
+        status, accounts = call(base, "GET", listing, token=admin_token(console))
+        assert client_id not in [a["clientId"] for a in accounts]
 
-            assert outside == [], f"fetched from outside the gateway: {outside}"
-            assert problems == [], f"errors in the page: {problems}"
-        finally:
-            browser.close()
+        assert outside == [], f"fetched from outside the gateway: {outside}"
+        assert problems == [], f"errors in the page: {problems}"
 
 
 def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
-    token = admin_token(console)
-    status, created = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
-                           body={"name": "ui-edit", "role": "developer",
-                                 "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            # A phone-sized screen: nothing may need horizontal scrolling.
-            page = browser.new_page(viewport={"width": 390, "height": 844})
-            page.goto(base + "/console/companies/acme/identities")
-            sign_in(page, console)
-            expect(page.get_by_role("heading", name="IAM portal")).to_be_visible()
-            page.get_by_label("Type").select_option("serviceAccount")
-            expect(page.get_by_role("cell", name="ui-edit", exact=True)).to_be_visible()
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            page.get_by_role("button", name="Edit ui-edit").click()
-            role = page.get_by_label("Company role")
-            expect(role).to_be_focused()
-            role.fill("reporter")
-            page.get_by_role("button", name="Save", exact=True).click()
-            expect(page.get_by_role("row", name="ui-edit")).to_contain_text("reporter")
-            shot(page, "iam-portal-phone")
-        finally:
-            browser.close()
+    created = company_account(console, "ui-edit", "developer")
+        # A phone-sized screen: nothing may need horizontal scrolling.
+    with browser_page(390, 844) as page:
+        page.goto(base + "/console/companies/acme/identities")
+        sign_in(page, console)
+        expect(page.get_by_role("heading", name="IAM portal")).to_be_visible()
+        page.get_by_label("Type").select_option("serviceAccount")
+        expect(page.get_by_role("cell", name="ui-edit", exact=True)).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.get_by_role("button", name="Edit ui-edit").click()
+        role = page.get_by_label("Company role")
+        expect(role).to_be_focused()
+        role.fill("reporter")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("row", name="ui-edit")).to_contain_text("reporter")
+        shot(page, "iam-portal-phone")
     status, rows = call(base, "GET", "/api/companies/acme/identities?identityType=serviceAccount",
                         token=admin_token(console))
     assert status == 200
@@ -216,87 +232,61 @@ def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
 
 
 def test_a_company_owner_sees_neither_another_company_nor_the_root_pages(console):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
-    status, owner = call(base, "POST", "/api/companies/acme/service-accounts",
-                         token=admin_token(console),
-                         body={"name": "ui-owner", "role": "company-owner",
-                               "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
+    owner = company_account(console, "ui-owner", "company-owner")
     me = {"id": owner["clientId"], "secret": owner["clientSecret"]}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(base + "/console/companies/acme/service-accounts")
-            sign_in(page, me)
-            expect(page.get_by_role("cell", name="ui-owner", exact=True)).to_be_visible()
-            expect(page.get_by_role("link", name="Root service accounts")).to_have_count(0)
+    with browser_page() as page:
+        page.goto(base + "/console/companies/acme/service-accounts")
+        sign_in(page, me)
+        expect(page.get_by_role("cell", name="ui-owner", exact=True)).to_be_visible()
+        expect(page.get_by_role("link", name="Root service accounts")).to_have_count(0)
 
-            # Another company: the API refuses, and the page says so.
-            page.goto(base + "/console/companies/globex/service-accounts")
-            sign_in(page, me)
-            expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
-            expect(page.get_by_role("cell")).to_have_count(0)
+        # Another company: the API refuses, and the page says so.
+        page.goto(base + "/console/companies/globex/service-accounts")
+        sign_in(page, me)
+        expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
+        expect(page.get_by_role("cell")).to_have_count(0)
 
-            # The root page, reached by its URL: refused by the API, nothing listed.
-            page.goto(base + "/console/root/service-accounts")
-            sign_in(page, me)
-            expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
-            expect(page.get_by_role("cell")).to_have_count(0)
+        # The root page, reached by its URL: refused by the API, nothing listed.
+        page.goto(base + "/console/root/service-accounts")
+        sign_in(page, me)
+        expect(page.get_by_role("alert")).to_contain_text("HTTP 403")
+        expect(page.get_by_role("cell")).to_have_count(0)
 
-            # The bootstrap account holds the root permissions: it is offered the root page.
-            page.goto(base + "/console/")
-            sign_in(page, console)
-            page.get_by_role("link", name="Root service accounts").click()
-            expect(page.get_by_role("heading", name="Root service accounts")).to_be_visible()
-            expect(page.get_by_role("cell", name=console["id"])).to_be_visible()
-            shot(page, "root-service-accounts")
-        finally:
-            browser.close()
+        # The bootstrap account holds the root permissions: it is offered the root page.
+        page.goto(base + "/console/")
+        sign_in(page, console)
+        page.get_by_role("link", name="Root service accounts").click()
+        expect(page.get_by_role("heading", name="Root service accounts")).to_be_visible()
+        expect(page.get_by_role("cell", name=console["id"])).to_be_visible()
+        shot(page, "root-service-accounts")
 
 
 def test_project_iam_edits_project_and_runtime_environment_roles(console):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
     token = admin_token(console)
     project = "64b7e1a0c0ffee00000000c1"
     # The project becomes known the way a Console registers one: by a company owner.
-    status, owner = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
-                         body={"name": "ui-project-owner", "role": "company-owner",
-                               "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
-    status, doc = call(base, "POST", "/api/m2m/oauth/token",
-                       basic=f"{owner['clientId']}:{owner['clientSecret']}",
-                       form="grant_type=client_credentials")
-    assert status == 200
+    owner = company_account(console, "ui-project-owner", "company-owner")
     status, _ = call(base, "PUT", f"/api/iamgate/directory/projects/{project}",
-                     token=doc["access_token"],
+                     token=token_of(console, owner),
                      body={"companyId": "acme", "environments": ["dev", "prod"]})
     assert status in (200, 201, 204), status
-    status, sa = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
-                      body={"name": "ui-project", "role": "reporter",
-                            "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(base + f"/console/companies/acme/projects/{project}/identities")
-            sign_in(page, console)
-            expect(page.get_by_role("heading", name="Project IAM")).to_be_visible()
-            page.get_by_role("button", name="Edit ui-project", exact=True).click()
-            page.get_by_label("Project role").fill("developer")
-            page.get_by_label("Role in dev").fill("reporter")
-            page.get_by_role("button", name="Save", exact=True).click()
-            expect(page.get_by_role("row").filter(has=page.get_by_role("cell", name="ui-project", exact=True))).to_contain_text("dev: reporter")
-            shot(page, "project-iam")
-        finally:
-            browser.close()
+    sa = company_account(console, "ui-project", "reporter")
+    with browser_page() as page:
+        page.goto(base + f"/console/companies/acme/projects/{project}/identities")
+        sign_in(page, console)
+        expect(page.get_by_role("heading", name="Project IAM")).to_be_visible()
+        page.get_by_role("button", name="Edit ui-project", exact=True).click()
+        page.get_by_label("Project role").fill("developer")
+        page.get_by_label("Role in dev").fill("reporter")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("row").filter(has=page.get_by_role("cell", name="ui-project", exact=True))).to_contain_text("dev: reporter")
+        shot(page, "project-iam")
     status, rows = call(base, "GET",
                         f"/api/companies/acme/identities?identityType=serviceAccount&projectIds={project}",
                         token=admin_token(console))
@@ -308,48 +298,42 @@ def test_project_iam_edits_project_and_runtime_environment_roles(console):
 
 
 def test_a_key_pair_generated_in_the_browser_signs_its_account_in(console, tmp_path):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-            page.goto(base + "/console/companies/acme/service-accounts")
-            sign_in(page, console)
-            page.get_by_role("button", name="Add Service Account").click()
-            page.get_by_label("Name").fill("ui-jwt")
-            page.get_by_label("Role").fill("developer")
-            page.get_by_label("Authentication method").select_option("private_key_jwt")
-            page.get_by_label("Generate a key pair in this browser").check()
-            page.get_by_role("button", name="Add", exact=True).click()
-            codes = page.locator("dialog code")
-            expect(codes).to_have_count(1)  # a client id, and no secret
-            client_id = codes.nth(0).text_content()
-            with page.expect_download() as download:
-                page.get_by_role("link", name="Download the private key").click()
-            key_file = tmp_path / "key.pem"
-            download.value.save_as(key_file)
-            assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
-            page.get_by_role("button", name="Done", exact=True).click()
+    with browser_page(accept_downloads=True) as page:
+        page.goto(base + "/console/companies/acme/service-accounts")
+        sign_in(page, console)
+        page.get_by_role("button", name="Add Service Account").click()
+        page.get_by_label("Name").fill("ui-jwt")
+        page.get_by_label("Role").fill("developer")
+        page.get_by_label("Authentication method").select_option("private_key_jwt")
+        page.get_by_label("Generate a key pair in this browser").check()
+        page.get_by_role("button", name="Add", exact=True).click()
+        codes = page.locator("dialog code")
+        expect(codes).to_have_count(1)  # a client id, and no secret
+        client_id = codes.nth(0).text_content()
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download the private key").click()
+        key_file = tmp_path / "key.pem"
+        download.value.save_as(key_file)
+        assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+        page.get_by_role("button", name="Done", exact=True).click()
 
-            # Through the API: a private_key_jwt account with one key.
-            status, accounts = call(base, "GET", "/api/companies/acme/service-accounts",
-                                    token=admin_token(console))
-            mine = [a for a in accounts if a["clientId"] == client_id]
-            assert mine and mine[0]["authMethod"] == "private_key_jwt" and len(mine[0]["kids"]) == 1
+        # Through the API: a private_key_jwt account with one key.
+        status, accounts = call(base, "GET", "/api/companies/acme/service-accounts",
+                                token=admin_token(console))
+        mine = [a for a in accounts if a["clientId"] == client_id]
+        assert mine and mine[0]["authMethod"] == "private_key_jwt" and len(mine[0]["kids"]) == 1
 
-            # The downloaded key signs the account in, with an assertion made in the page.
-            page.get_by_role("button", name="Sign out").click()
-            page.goto(base + "/console/companies/acme/service-accounts")
-            page.get_by_label("Client ID of the key's account").fill(client_id)
-            page.get_by_label("Private key file (PEM)").set_input_files(str(key_file))
-            page.get_by_role("button", name="Sign in with key").click()
-            # A developer may list the company's accounts: the table shows, itself included.
-            expect(page.get_by_role("cell", name="ui-jwt", exact=True)).to_be_visible()
-        finally:
-            browser.close()
+        # The downloaded key signs the account in, with an assertion made in the page.
+        page.get_by_role("button", name="Sign out").click()
+        page.goto(base + "/console/companies/acme/service-accounts")
+        page.get_by_label("Client ID of the key's account").fill(client_id)
+        page.get_by_label("Private key file (PEM)").set_input_files(str(key_file))
+        page.get_by_role("button", name="Sign in with key").click()
+        # A developer may list the company's accounts: the table shows, itself included.
+        expect(page.get_by_role("cell", name="ui-jwt", exact=True)).to_be_visible()
 
 
 def generated_public_pem(tmp_path, name):
@@ -359,15 +343,11 @@ def generated_public_pem(tmp_path, name):
 
 
 def test_rotating_a_secret_and_adding_and_removing_keys(console, tmp_path):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
     token = admin_token(console)
-    status, basic = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
-                         body={"name": "ui-rotate", "role": "developer",
-                               "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
+    basic = company_account(console, "ui-rotate", "developer")
     first, second = generated_public_pem(tmp_path, "k1"), generated_public_pem(tmp_path, "k2")
     status, keyed = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
                          body={"name": "ui-keys", "role": "developer",
@@ -379,78 +359,61 @@ def test_rotating_a_secret_and_adding_and_removing_keys(console, tmp_path):
         _, accounts = call(base, "GET", "/api/companies/acme/service-accounts", token=admin_token(console))
         return [a for a in accounts if a["clientId"] == keyed["clientId"]][0]["kids"]
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(base + "/console/companies/acme/service-accounts")
-            sign_in(page, console)
-            page.get_by_role("button", name="Rotate secret of ui-rotate").click()
-            page.get_by_role("button", name="Rotate", exact=True).click()
-            codes = page.locator("dialog code")
-            expect(codes).to_have_count(2)
-            new_secret = codes.nth(1).text_content()
-            assert new_secret != basic["clientSecret"]
-            page.get_by_role("button", name="Done", exact=True).click()
-            status, _ = call(base, "POST", "/api/m2m/oauth/token",
-                             basic=f"{basic['clientId']}:{new_secret}", form="grant_type=client_credentials")
-            assert status == 200
+    with browser_page() as page:
+        page.goto(base + "/console/companies/acme/service-accounts")
+        sign_in(page, console)
+        page.get_by_role("button", name="Rotate secret of ui-rotate").click()
+        page.get_by_role("button", name="Rotate", exact=True).click()
+        codes = page.locator("dialog code")
+        expect(codes).to_have_count(2)
+        new_secret = codes.nth(1).text_content()
+        assert new_secret != basic["clientSecret"]
+        page.get_by_role("button", name="Done", exact=True).click()
+        status, _ = call(base, "POST", "/api/m2m/oauth/token",
+                         basic=f"{basic['clientId']}:{new_secret}", form="grant_type=client_credentials")
+        assert status == 200
 
-            page.get_by_role("button", name="Keys of ui-keys").click()
-            page.get_by_label("Add a public key").fill(second["publicKeyPem"])
-            page.get_by_role("button", name="Add key", exact=True).click()
-            expect(page.get_by_role("status")).to_contain_text("Added key")
-            assert sorted(kids()) == sorted([first["kid"], second["kid"]])
-            page.get_by_role("button", name="Keys of ui-keys").click()
-            page.get_by_role("button", name=f"Remove key {first['kid']}").click()
-            expect(page.get_by_role("status")).to_contain_text("Removed key")
-            assert kids() == [second["kid"]]
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Keys of ui-keys").click()
+        page.get_by_label("Add a public key").fill(second["publicKeyPem"])
+        page.get_by_role("button", name="Add key", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("Added key")
+        assert sorted(kids()) == sorted([first["kid"], second["kid"]])
+        page.get_by_role("button", name="Keys of ui-keys").click()
+        page.get_by_role("button", name=f"Remove key {first['kid']}").click()
+        expect(page.get_by_role("status")).to_contain_text("Removed key")
+        assert kids() == [second["kid"]]
 
 
 def test_the_policy_playground_explains_a_denial(console):
-    need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base = console["base"]
     token = admin_token(console)
-    status, sa = call(base, "POST", "/api/companies/acme/service-accounts", token=token,
-                      body={"name": "ui-denied", "role": "reporter",
-                            "tokenEndpointAuthMethod": "client_secret_basic"})
-    assert status == 201
-    status, doc = call(base, "POST", "/api/m2m/oauth/token", basic=f"{sa['clientId']}:{sa['clientSecret']}",
-                       form="grant_type=client_credentials")
-    assert status == 200
+    sa = company_account(console, "ui-denied", "reporter")
     # A reporter of acme may not list another company's service accounts: a denial, recorded.
-    status, _ = call(base, "GET", "/api/companies/globex/service-accounts", token=doc["access_token"])
+    status, _ = call(base, "GET", "/api/companies/globex/service-accounts", token=token_of(console, sa))
     assert status == 403
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(base + "/console/policy")
-            sign_in(page, console)
-            expect(page.get_by_role("heading", name="Policy", exact=True)).to_be_visible()
-            expect(page.get_by_text("tests passed")).to_be_visible()
-            row = page.get_by_role("row").filter(has_text="/api/companies/globex/service-accounts").filter(
-                has_text=sa["clientId"]).first
-            expect(row).to_contain_text("deny")
-            row.get_by_role("button", name="Explain").click()
-            result = page.get_by_role("region", name="Decision")
-            expect(result).to_contain_text("Denied")
-            expect(result.locator("pre")).not_to_be_empty()
-            shot(page, "policy")
+    with browser_page() as page:
+        page.goto(base + "/console/policy")
+        sign_in(page, console)
+        expect(page.get_by_role("heading", name="Policy", exact=True)).to_be_visible()
+        expect(page.get_by_text("tests passed")).to_be_visible()
+        row = page.get_by_role("row").filter(has_text="/api/companies/globex/service-accounts").filter(
+            has_text=sa["clientId"]).first
+        expect(row).to_contain_text("deny")
+        row.get_by_role("button", name="Explain").click()
+        result = page.get_by_role("region", name="Decision")
+        expect(result).to_contain_text("Denied")
+        expect(result.locator("pre")).not_to_be_empty()
+        shot(page, "policy")
 
-            # The playground decides an edited input: the same request in the caller's own
-            # company is allowed.
-            text = page.get_by_label("Input document (JSON)").input_value()
-            edited = json.loads(text)
-            edited["resource"]["companyId"] = "acme"
-            edited["request"]["path"] = "/api/companies/acme/service-accounts"
-            edited["request"]["pathParams"] = {"companyId": "acme"}
-            page.get_by_label("Input document (JSON)").fill(json.dumps(edited))
-            page.get_by_role("button", name="Decide", exact=True).click()
-            expect(page.get_by_role("region", name="Decision")).to_contain_text("Allowed")
-        finally:
-            browser.close()
+        # The playground decides an edited input: the same request in the caller's own
+        # company is allowed.
+        text = page.get_by_label("Input document (JSON)").input_value()
+        edited = json.loads(text)
+        edited["resource"]["companyId"] = "acme"
+        edited["request"]["path"] = "/api/companies/acme/service-accounts"
+        edited["request"]["pathParams"] = {"companyId": "acme"}
+        page.get_by_label("Input document (JSON)").fill(json.dumps(edited))
+        page.get_by_role("button", name="Decide", exact=True).click()
+        expect(page.get_by_role("region", name="Decision")).to_contain_text("Allowed")
