@@ -7,10 +7,12 @@ reason; with IAMGATE_REQUIRE_CHROMIUM=1 (CI) it fails instead.
 
 import base64
 import contextlib
+import http.server
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -61,12 +63,33 @@ def call(base, method, path, token=None, body=None, basic=None, form=None):
         return e.code, None
 
 
+COMPANIES = [{"tenantId": "acme", "name": "Acme"}, {"tenantId": "globex", "name": "Globex"}]
+
+
+class ConsoleApi(http.server.BaseHTTPRequestHandler):
+    """The Console API behind the gateway, as far as these tests need it: its company list."""
+
+    def do_GET(self):
+        body = json.dumps(COMPANIES if self.path.startswith("/api/backend/tenants/") else {}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ConsoleApi)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     data = tmp_path_factory.mktemp("console") / "data"
     port = free_port()
     env = dict(os.environ, IAMGATE_DATA_DIR=str(data), IAMGATE_LISTEN=f"127.0.0.1:{port}",
-               IAMGATE_LOG_LEVEL="warn")
+               IAMGATE_LOG_LEVEL="warn",
+               IAMGATE_UPSTREAM=f"http://127.0.0.1:{upstream.server_address[1]}")
     env.pop("IAMGATE_CONFIG", None)
     proc = subprocess.Popen([BIN, "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
@@ -90,6 +113,7 @@ def console(tmp_path_factory):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        upstream.shutdown()
 
 
 def admin_token(c):
@@ -417,3 +441,19 @@ def test_the_policy_playground_explains_a_denial(console):
         page.get_by_label("Input document (JSON)").fill(json.dumps(edited))
         page.get_by_role("button", name="Decide", exact=True).click()
         expect(page.get_by_role("region", name="Decision")).to_contain_text("Allowed")
+
+
+def test_the_company_picker_offers_only_the_companies_the_caller_may_view(console):
+    from playwright.sync_api import expect
+
+    base = console["base"]
+    owner = company_account(console, "ui-picker", "company-owner")
+    with browser_page() as page:
+        page.goto(base + "/console/")
+        sign_in(page, {"id": owner["clientId"], "secret": owner["clientSecret"]})
+        expect(page.get_by_role("link", name="Acme")).to_be_visible()
+        expect(page.get_by_role("link", name="Globex")).to_have_count(0)
+        shot(page, "companies")
+        page.get_by_role("link", name="Acme").click()
+        expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
+        assert page.url == base + "/console/companies/acme/service-accounts"

@@ -551,17 +551,31 @@ function companyNav(company) {
     el("a", { href: `/console/companies/${c}/identities`, text: "IAM portal" }), ...rootLink());
 }
 
-function homePage() {
+async function homePage() {
   const company = el("input", { id: "company", name: "company", required: true });
   const form = el("form", { class: "card" },
-    el("h1", { text: "Open a company" }),
     el("label", { for: "company" }, "Company ID", company),
     el("button", { type: "submit", text: "Open" }));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     go(`/console/companies/${encodeURIComponent(company.value.trim())}/service-accounts`);
   });
-  main.replaceChildren(form);
+  main.replaceChildren(el("h1", { text: "Companies" }));
+  // The Console's company list, filtered by the policy to the companies the caller may view;
+  // without a Console behind the gateway, the company is typed in.
+  try {
+    const companies = await api("GET", "/api/backend/tenants/");
+    if (Array.isArray(companies) && companies.length) {
+      main.append(el("ul", { class: "companies" }, ...companies.map((c) => el("li", {},
+        el("a", { href: `/console/companies/${encodeURIComponent(c.tenantId)}/service-accounts`, text: c.name || c.tenantId }),
+        el("span", { class: "muted", text: ` ${c.tenantId}` })))));
+    } else {
+      main.append(el("p", { class: "muted", text: "No company to show." }));
+    }
+  } catch (e) {
+    main.append(el("p", { class: "muted", text: `The company list is unavailable (${e.message}).` }));
+  }
+  main.append(el("h2", { text: "Open a company" }), form);
 }
 
 function go(path) {
