@@ -20,8 +20,8 @@ actual=$(cd "$root" && find . -type f | sed 's|^\./||' | sort)
 [ ! -e "$root/bin/sh" ] || { echo "a shell in the root"; exit 1; }
 [ "$(stat -c %u "$root/var/lib/iamgate")" = 65532 ] || { echo "data directory not owned by 65532"; exit 1; }
 chroot=$(command -v chroot)
-# Nothing from this environment reaches it but the two settings.
-env -i IAMGATE_CONFIG=/etc/iamgate/iamgate.yaml IAMGATE_LISTEN=127.0.0.1:$PORT \
+# Nothing from this environment reaches it but the image's settings and a loopback port.
+env -i IAMGATE_CONFIG=/etc/iamgate/iamgate.yaml MIMALLOC_ALLOW_THP=0 IAMGATE_LISTEN=127.0.0.1:$PORT \
     "$chroot" --userspec=65532:65532 "$root" /usr/local/bin/iamgate serve >"$root.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
