@@ -295,13 +295,35 @@ impl Gateway {
             .await?;
         if let Some(handler) = &route.local {
             if super::policy_api::HANDLERS.contains(&&**handler)
-                && caller.is_some()
                 && matches!(route.access, Access::Policy(_))
+                && let Some(c) = &caller
             {
+                // The caller's whole input, for the questions asked on its behalf.
+                if let (Some(i), false) = (&mut input, filled) {
+                    self.fill_details(i, &parts, c, &params, &query);
+                }
+                let company = params.get("companyId").map(String::as_str);
+                let project = match query.iter().find(|(k, _)| k == "projectId") {
+                    None => None,
+                    Some((_, p)) => match self.directory.project(p) {
+                        Some(found) if Some(found.company_id.as_str()) == company => {
+                            Some((p.as_str(), found.environments.clone()))
+                        }
+                        _ => {
+                            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such project")
+                                .into_response());
+                        }
+                    },
+                };
                 return Ok(super::policy_api::handle(
                     &self.policy,
                     handler,
                     json.as_ref(),
+                    &super::policy_api::Asking {
+                        input: input.as_ref(),
+                        company,
+                        project,
+                    },
                 ));
             }
             return match (&self.management, &caller) {

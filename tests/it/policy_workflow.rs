@@ -376,3 +376,68 @@ async fn the_policy_endpoints_show_the_live_policy_recent_decisions_and_decide_i
         assert_eq!(eval(body.clone()).await.status, status, "{body}");
     }
 }
+
+#[tokio::test]
+async fn assignable_roles_are_what_the_policy_lets_the_caller_grant() {
+    let gw = crate::common::gateway().start().await;
+    gw.project("64b7e1a0c0ffee00000000d1", "acme", &["dev"])
+        .await;
+    let role_of = |role: &'static str| {
+        let gw = &gw;
+        async move {
+            let (id, token) = gw.company_sa("acme").await;
+            gw.bind(&id, role, Some(("company", "acme"))).await;
+            token
+        }
+    };
+    let owner = role_of("company-owner").await;
+    let reporter = role_of("reporter").await;
+    let r = gw
+        .get_as("/api/companies/acme/assignable-roles", &owner)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let company: Vec<String> = serde_json::from_value(r.json()["company"].clone()).unwrap();
+    assert!(company.contains(&"company-owner".to_owned()), "{company:?}");
+    assert!(company.contains(&"developer".to_owned()), "{company:?}");
+    let r = gw
+        .get_as("/api/companies/acme/assignable-roles", &reporter)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["company"],
+        serde_json::json!([]),
+        "a reporter assigns nothing"
+    );
+    let r = gw
+        .get_as(
+            "/api/companies/acme/assignable-roles?projectId=64b7e1a0c0ffee00000000d1",
+            &owner,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert!(!v["project"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["environment:dev"].is_array(), "{v}");
+    assert!(
+        !v["project"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("company-owner")),
+        "a company role is not offered on a project: {v}"
+    );
+    // A project of another company is not this company's to ask about.
+    gw.project("64b7e1a0c0ffee00000000d2", "globex", &[]).await;
+    let r = gw
+        .get_as(
+            "/api/companies/acme/assignable-roles?projectId=64b7e1a0c0ffee00000000d2",
+            &owner,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        gw.get_as("/api/companies/globex/assignable-roles", &owner)
+            .await
+            .status,
+        403
+    );
+}

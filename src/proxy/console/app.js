@@ -195,6 +195,25 @@ function field(label, input) {
   return el("label", { for: input.id }, label, input);
 }
 
+/** The roles the caller may give in `company` (or at each level of `project`), as the policy
+ * answers; the API still decides each edit. */
+async function assignable(company, project) {
+  const q = project ? `?projectId=${encodeURIComponent(project)}` : "";
+  return api("GET", `/api/companies/${encodeURIComponent(company)}/assignable-roles${q}`);
+}
+
+/** A select of `roles`, `current` chosen (kept and marked when the caller may not give it),
+ * with a "no role" choice when `none` names it. */
+function roleSelect(id, name, roles, current, none) {
+  const options = [];
+  if (none) options.push(el("option", { value: "", text: none, selected: !current }));
+  for (const r of roles) options.push(el("option", { value: r, text: r, selected: r === current }));
+  if (current && !roles.includes(current)) {
+    options.push(el("option", { value: current, text: `${current} (kept: not yours to give)`, selected: true }));
+  }
+  return el("select", { id, name }, ...options);
+}
+
 /** Shows a just-issued credential once, with a copy button. */
 function showOnce(title, pairs, extra = []) {
   const rows = pairs.map(([k, v]) => el("p", {}, el("strong", { text: `${k}: ` }), el("code", { text: v }), " ",
@@ -211,9 +230,15 @@ async function addServiceAccount(company) {
   const keyField = el("div", { hidden: true }, field("Public key", key),
     el("label", { for: "sa-generate", class: "inline" }, generate, " Generate a key pair in this browser"));
   method.addEventListener("change", () => { keyField.hidden = method.value !== "private_key_jwt"; });
+  let roles = [];
+  try {
+    roles = (await assignable(company)).company || [];
+  } catch (e) {
+    say(e.message, true);
+  }
   const data = await dialog("Add Service Account", [
     field("Name", el("input", { id: "sa-name", name: "name", required: true })),
-    field("Role", el("input", { id: "sa-role", name: "role", required: true })),
+    field("Role", roleSelect("sa-role", "role", roles, roles[roles.length - 1], null)),
     field("Authentication method", method),
     keyField,
   ], "Add");
@@ -344,7 +369,13 @@ const KIND_PATH = { user: "users", group: "groups", serviceAccount: "service-acc
 const KIND_LABEL = { user: "User", group: "Group", serviceAccount: "Service account" };
 
 async function editCompanyRole(company, identity) {
-  const role = el("input", { id: "edit-role", name: "role", value: (identity.companyRoles || [])[0] || "" });
+  let roles = [];
+  try {
+    roles = (await assignable(company)).company || [];
+  } catch (e) {
+    say(e.message, true);
+  }
+  const role = roleSelect("edit-role", "role", roles, (identity.companyRoles || [])[0] || "", "No company role");
   const data = await dialog(`Edit roles of ${identity.name}`, [field("Company role", role)], "Save");
   if (!data) return;
   try {
@@ -495,9 +526,15 @@ async function policyPage() {
 
 async function editProjectRoles(company, project, identity) {
   const mine = (identity.projects || [])[0] || { roles: [], environments: [] };
-  const projectRole = el("input", { id: "edit-project-role", name: "project", value: (mine.roles || [])[0] || "" });
+  let may = {};
+  try {
+    may = await assignable(company, project);
+  } catch (e) {
+    say(e.message, true);
+  }
+  const projectRole = roleSelect("edit-project-role", "project", may.project || [], (mine.roles || [])[0] || "", "No project role");
   const envFields = (mine.environments || []).map((e) => field(`Role in ${e.envId}`,
-    el("input", { id: `edit-env-${e.envId}`, name: `env:${e.envId}`, value: (e.roles || [])[0] || "" })));
+    roleSelect(`edit-env-${e.envId}`, `env:${e.envId}`, may[`environment:${e.envId}`] || [], (e.roles || [])[0] || "", "No role")));
   const data = await dialog(`Edit roles of ${identity.name} in ${project}`,
     [field("Project role", projectRole), ...envFields], "Save");
   if (!data) return;
