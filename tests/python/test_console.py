@@ -462,3 +462,34 @@ def test_the_company_picker_offers_only_the_companies_the_caller_may_view(consol
         page.get_by_role("link", name="Acme").click()
         expect(page.get_by_role("heading", name="Service accounts")).to_be_visible()
         assert page.url == base + "/console/companies/acme/service-accounts"
+
+
+def test_every_page_fits_a_phone_and_an_ended_session_returns_to_sign_in(console):
+    from playwright.sync_api import expect
+
+    base = console["base"]
+    pages = ["/console/", "/console/companies/acme/service-accounts",
+             "/console/companies/acme/identities",
+             "/console/companies/acme/projects/64b7e1a0c0ffee00000000c1/identities",
+             "/console/root/service-accounts", "/console/policy"]
+    with browser_page(390, 844) as page:
+        page.goto(base + "/console/")
+        sign_in(page, console)
+        for path in pages:
+            page.evaluate("p => { history.pushState({}, '', p); dispatchEvent(new PopStateEvent('popstate')); }", path)
+            expect(page.get_by_role("heading").first).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} scrolls sideways ({width} px)"
+
+    # An account deleted while signed in: its next call is refused, and the page asks to sign in.
+    gone = company_account(console, "ui-gone", "company-owner")
+    with browser_page() as page:
+        page.goto(base + "/console/companies/acme/service-accounts")
+        sign_in(page, {"id": gone["clientId"], "secret": gone["clientSecret"]})
+        expect(page.get_by_role("cell", name="ui-gone", exact=True)).to_be_visible()
+        status, _ = call(base, "DELETE", f"/api/companies/acme/service-accounts/{gone['clientId']}",
+                         token=admin_token(console))
+        assert status == 204
+        page.get_by_role("link", name="IAM portal").click()
+        expect(page.get_by_label("Client secret")).to_be_visible()
