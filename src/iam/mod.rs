@@ -286,7 +286,7 @@ pub async fn bootstrap(
         public_key: None,
         permissions: model.root_permissions.clone(),
     };
-    let created = manager
+    let created = match manager
         .create_account(
             "bootstrap",
             new,
@@ -295,7 +295,21 @@ pub async fn bootstrap(
             now,
             None,
         )
-        .await?;
+        .await
+    {
+        Ok(c) => c,
+        // Instances started together on an empty shared store all find it empty; the first
+        // insert wins and the name is taken for the others, which start without a file of
+        // their own (the account reaches them through the change feed).
+        Err(manage::ManageError::Conflict(_)) => {
+            tracing::info!(
+                name,
+                "another instance created the bootstrap account first; its credentials file is in that instance's data directory"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     let path = data_dir.join("bootstrap-credentials.json");
     let written = serde_json::to_vec_pretty(&created)
         .map_err(std::io::Error::other)

@@ -536,3 +536,54 @@ async fn instances_share_the_managed_key_set_and_all_see_a_rotation() {
     .await;
     assert!(err.contains("secret_pepper differs"), "{err}");
 }
+
+#[tokio::test]
+async fn two_instances_started_together_on_an_empty_database_bootstrap_once() {
+    for round in 0..3 {
+        let shared = tempfile::tempdir().unwrap();
+        let Some(db) = common::test_database(&shared).await else {
+            println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+            return;
+        };
+        let yaml = format!("database_url: \"{db}\"\nsecret_pepper: {CLUSTER_PEPPER}\n");
+        let (a, b) = tokio::join!(gateway().with(&yaml).start(), gateway().with(&yaml).start());
+        let files: Vec<bool> = [&a, &b]
+            .iter()
+            .map(|g| g.data_path().join("bootstrap-credentials.json").exists())
+            .collect();
+        assert_eq!(
+            files.iter().filter(|f| **f).count(),
+            1,
+            "round {round}: exactly one instance writes the credentials file: {files:?}"
+        );
+        // Both serve, and the one bootstrap account is the one the file names.
+        let maker = if files[0] { &a } else { &b };
+        let creds: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(maker.data_path().join("bootstrap-credentials.json")).unwrap(),
+        )
+        .unwrap();
+        for g in [&a, &b] {
+            assert_eq!(g.get("/-/ready").await.status, 200);
+            // The other instance learns of the account through the change feed.
+            until(
+                "the bootstrap account on both",
+                Duration::from_secs(5),
+                async || {
+                    g.token_basic(
+                        creds["clientId"].as_str().unwrap(),
+                        creds["clientSecret"].as_str().unwrap(),
+                    )
+                    .await
+                    .status
+                        == 200
+                },
+            )
+            .await;
+            assert_eq!(
+                g.running().accounts.snapshot().all().len(),
+                1,
+                "round {round}"
+            );
+        }
+    }
+}
