@@ -155,10 +155,17 @@ def browser_page(width=1280, height=800, **options):
     need_chromium()
     from playwright.sync_api import sync_playwright
 
+    from playwright.sync_api import expect
+
+    # CI runs these beside the whole integration suite on two cores: waits are generous, and
+    # still bounded.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            yield browser.new_page(viewport={"width": width, "height": height}, **options)
+            page = browser.new_page(viewport={"width": width, "height": height}, **options)
+            page.set_default_timeout(20_000)
+            yield page
         finally:
             browser.close()
 
@@ -239,6 +246,8 @@ def test_the_iam_portal_edits_a_company_role_and_the_api_has_it(console):
         sign_in(page, console)
         expect(page.get_by_role("heading", name="IAM portal")).to_be_visible()
         page.get_by_label("Type").select_option("serviceAccount")
+        # The filter redraws the table after its request: act on the new one, not the old.
+        page.wait_for_load_state("networkidle")
         expect(page.get_by_role("cell", name="ui-edit", exact=True)).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.get_by_role("button", name="Edit ui-edit").click()
