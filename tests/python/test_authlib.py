@@ -7,13 +7,12 @@ tokens with client_secret_basic and PrivateKeyJWT and verifies them against the 
 
 import json
 import os
-import socket
 import subprocess
-import time
 import urllib.request
 import warnings
 
 import pytest
+from iamgate_process import BIN, serving
 from authlib.integrations.requests_client import OAuth2Session
 
 with warnings.catch_warnings():
@@ -23,8 +22,6 @@ with warnings.catch_warnings():
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.integrations.base_client.errors import OAuthError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("IAMGATE_BIN", os.path.join(ROOT, "target", "debug", "iamgate"))
 
 
 def run(args, data_dir):
@@ -34,11 +31,6 @@ def run(args, data_dir):
     assert out.returncode == 0, out.stderr
     return out.stdout
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +47,7 @@ def gateway(tmp_path_factory):
                              "--permission", "console.root.user.bind",
                              "--auth-method", "private_key_jwt",
                              "--public-key", str(pub_file)], data))
-    port = free_port()
-    env = dict(os.environ, IAMGATE_DATA_DIR=str(data), IAMGATE_LISTEN=f"127.0.0.1:{port}",
-               IAMGATE_LOG_LEVEL="warn")
-    env.pop("IAMGATE_CONFIG", None)
-    proc = subprocess.Popen([BIN, "serve"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/-/healthz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None, "iamgate exited during start-up"
-        assert time.time() < deadline, "iamgate did not become healthy"
-        time.sleep(0.1)
-    try:
+    with serving(data) as base:
         yield {
             "base": base,
             "token_url": base + "/api/m2m/oauth/token",
@@ -80,12 +55,6 @@ def gateway(tmp_path_factory):
             "jwt_sa": jwt_sa,
             "private_key": key_file.read_text(),
         }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def verify(gateway, token):

@@ -10,17 +10,14 @@ import contextlib
 import http.server
 import json
 import os
-import socket
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
+from iamgate_process import BIN, serving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("IAMGATE_BIN", os.path.join(ROOT, "target", "debug", "iamgate"))
 CHROMIUM = os.environ.get("IAMGATE_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -34,11 +31,6 @@ def need_chromium():
     print("\n" + "!" * 20 + " " + message + " " + "!" * 20)
     pytest.skip(message)
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(base, method, path, token=None, body=None, basic=None, form=None):
@@ -86,33 +78,11 @@ def console(tmp_path_factory):
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ConsoleApi)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     data = tmp_path_factory.mktemp("console") / "data"
-    port = free_port()
-    env = dict(os.environ, IAMGATE_DATA_DIR=str(data), IAMGATE_LISTEN=f"127.0.0.1:{port}",
-               IAMGATE_LOG_LEVEL="warn",
-               IAMGATE_UPSTREAM=f"http://127.0.0.1:{upstream.server_address[1]}")
-    env.pop("IAMGATE_CONFIG", None)
-    proc = subprocess.Popen([BIN, "serve"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/-/healthz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None, "iamgate exited during start-up"
-        assert time.time() < deadline, "iamgate did not become healthy"
-        time.sleep(0.1)
-    creds = json.loads((data / "bootstrap-credentials.json").read_text())
     try:
-        yield {"base": base, "id": creds["clientId"], "secret": creds["clientSecret"]}
+        with serving(data, IAMGATE_UPSTREAM=f"http://127.0.0.1:{upstream.server_address[1]}") as base:
+            creds = json.loads((data / "bootstrap-credentials.json").read_text())
+            yield {"base": base, "id": creds["clientId"], "secret": creds["clientSecret"]}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         upstream.shutdown()
 
 
