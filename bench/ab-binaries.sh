@@ -20,19 +20,12 @@ CONNS=${CONNS:-64}
 ports_free "$UP_PORT" "$GW_PORT"
 start_nginx 1
 path=/api/tenants/acme/marketplace/items/item1/versions
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/signing.pem" 2>/dev/null
 
 # leg NAME BINARY ROUND: a fresh gateway from BINARY, one wrk run, stopped.
 leg() {
     local dir=$work/$1-$3
     mkdir -p "$dir"
-    cat >"$dir.yaml" <<YAML
-listen: 127.0.0.1:$GW_PORT
-data_dir: $dir/data
-log: {level: warn}
-upstream: {url: "http://127.0.0.1:$UP_PORT"}
-signing: {keys: [{path: $work/signing.pem, status: active}]}
-YAML
+    gateway_yaml "$dir" >"$dir.yaml"
     "$2" serve --config "$dir.yaml" >"$dir.log" 2>&1 &
     local pid=$!
     pids+=($pid)

@@ -54,6 +54,22 @@ start_iamgate() {
     wait_http "http://$(sed -n 's/^listen: //p' "$work/$1.yaml")/-/healthz" "$work/$1.log"
 }
 
+# gateway_yaml DIR EXTRA: the configuration of a measured gateway on $GW_PORT with its data in
+# DIR, nginx on $UP_PORT upstream, and one fixed signing key ($work/signing.pem, made on first
+# use: generating one per start costs a random number of prime candidates), plus EXTRA.
+gateway_yaml() {
+    [ -f "$work/signing.pem" ] ||
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/signing.pem" 2>/dev/null
+    cat <<YAML
+listen: 127.0.0.1:$GW_PORT
+data_dir: $1/data
+log: {level: warn}
+upstream: {url: "http://127.0.0.1:$UP_PORT"}
+signing: {keys: [{path: $work/signing.pem, status: active}]}
+${2:-}
+YAML
+}
+
 # bootstrap_token NAME BASE: an access token of the bootstrap account of the iamgate started as
 # NAME, from its token endpoint at BASE.
 bootstrap_token() {

@@ -39,23 +39,15 @@ PY
     pids+=($!)
 fi
 path=/api/tenants/acme/marketplace/items/item1/versions
-# One signing key for both runs: generating one costs a random number of prime candidates,
-# billions of instructions that would not cancel out.
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/signing.pem" 2>/dev/null
 
 # run NAME SECONDS: total instructions of a gateway that answered wrk for SECONDS (0: none);
 # prints "instructions requests".
 run() {
     local dir=$work/$1
     mkdir -p "$dir"
-    cat >"$dir.yaml" <<YAML
-listen: 127.0.0.1:$GW_PORT
-data_dir: $dir/data
-log: {level: warn}
-upstream: {url: "http://127.0.0.1:$UP_PORT"}
-signing: {keys: [{path: $work/signing.pem, status: active}]}
-${EXTRA_YAML:-}
-YAML
+    # One signing key for both runs: a generated one costs a random number of prime
+    # candidates, billions of instructions that would not cancel out.
+    gateway_yaml "$dir" "${EXTRA_YAML:-}" >"$dir.yaml"
     TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
         "$BIN" serve --config "$dir.yaml" >"$dir/log" 2>&1 &
     local vg=$!
@@ -64,11 +56,8 @@ YAML
         curl -fs "http://127.0.0.1:$GW_PORT/-/healthz" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    local creds=$dir/data/bootstrap-credentials.json
     local token
-    token=$(curl -fs -u "$(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['clientId']+':'+d['clientSecret'])" "$creds")" \
-        -d grant_type=client_credentials "http://127.0.0.1:$GW_PORT/api/m2m/oauth/token" |
-        python3 -c "import json,sys;print(json.load(sys.stdin)['access_token'])")
+    token=$(bootstrap_token "$1/data" "http://127.0.0.1:$GW_PORT")
     local n=0
     if [ "$2" -gt 0 ]; then
         printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$dir/auth.lua"
