@@ -91,11 +91,42 @@ impl ApiError {
         body.to_string()
     }
 
-    /// The response.
+    /// The response. A refusal whose reason is one of [`CONCEALED_REASONS`] carries that reason
+    /// as a [`ConcealedReason`] extension, so the gateway can hide it from the client.
     pub fn into_response(self) -> Response<Body> {
-        json(self.status, self.body())
+        let concealed = self
+            .reason
+            .as_ref()
+            .filter(|r| CONCEALED_REASONS.contains(&r.as_ref()))
+            .cloned();
+        let mut resp = json(self.status, self.body());
+        if let Some(reason) = concealed {
+            resp.extensions_mut().insert(ConcealedReason(reason));
+        }
+        resp
+    }
+
+    /// What a client is told instead of a concealed refusal: the answer of any policy deny.
+    pub fn plain_deny() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "the caller may not perform this request",
+        )
+        .with_reason("permission_denied")
     }
 }
+
+/// Reasons that tell the caller whether a resource exists (`unknown_resource`: a project or an
+/// environment nobody registered) or who owns it (`resource_mismatch`: a project another company
+/// owns). Told to an outsider, they turn the gateway into a directory of every tenant's
+/// projects, so by default the client gets [`ApiError::plain_deny`] and only the decision log
+/// keeps the reason.
+pub const CONCEALED_REASONS: [&str; 2] = ["unknown_resource", "resource_mismatch"];
+
+/// The reason of a refusal that is concealed from the client unless the operator chose to show
+/// deny reasons (a response extension; never sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcealedReason(pub Cow<'static, str>);
 
 /// RFC 6749 §5.2 error codes we emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

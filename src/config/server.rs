@@ -35,6 +35,11 @@ pub struct RawServer {
     /// Serve `/-/healthz`, `/-/ready` and `/-/metrics` on this address (`host:port`) only, and
     /// not on the public listener. Default: off (they are on the public listener).
     pub admin_listen: Option<String>,
+    /// Tell clients why a request naming an unknown project or environment, or another
+    /// company's project, was refused (`unknown_resource`, `resource_mismatch`). Off by
+    /// default: those reasons tell an outsider which projects exist and who owns them, so the
+    /// client gets a plain 403 and the reason goes to the decision log only.
+    pub expose_deny_reasons: bool,
 }
 
 /// `server.tls:` section.
@@ -84,6 +89,8 @@ pub struct ServerSettings {
     pub ext_authz_grpc_listen: Option<std::net::SocketAddr>,
     /// Operational listener.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Deny reasons that reveal resources reach clients.
+    pub expose_deny_reasons: bool,
 }
 
 /// An address range: an address and how many leading bits of it count.
@@ -205,6 +212,7 @@ impl RawServer {
             address("ext_authz_grpc_listen", sv.ext_authz_grpc_listen.as_deref());
         let admin_listen = address("admin_listen", sv.admin_listen.as_deref());
         ServerSettings {
+            expose_deny_reasons: sv.expose_deny_reasons,
             admin_listen,
             ext_authz_grpc_listen,
             trusted_proxies,

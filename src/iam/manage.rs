@@ -148,12 +148,40 @@ pub enum ManageError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
-    /// 403 outside the policy (a project of another company).
-    #[error("{0}")]
-    Forbidden(String),
+    /// A project or environment the request names is unknown (404 when deny reasons are shown)
+    /// or another company's (403 when shown). Either tells whether it exists, so by default the
+    /// client gets a plain 403 and only the decision log keeps the reason.
+    #[error("{field}: {message}")]
+    Resource {
+        /// The field (`projectsRole[0].projectId`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+        /// Unknown or another company's.
+        fault: ResourceFault,
+    },
     /// 503: storage failed, nothing was written.
     #[error("store unavailable")]
     Unavailable(String),
+}
+
+/// What is wrong with a resource a management request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceFault {
+    /// Nobody registered it.
+    Unknown,
+    /// Another company owns it.
+    OtherCompany,
+}
+
+impl ResourceFault {
+    /// The deny reason it is logged with.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown_resource",
+            Self::OtherCompany => "resource_mismatch",
+        }
+    }
 }
 
 impl From<IamError> for ManageError {
@@ -218,11 +246,7 @@ pub fn binding_id(company: &str, principal: &str, level: &str, rid: &str) -> Str
 
 /// Ids in paths and bodies are URL-safe and short.
 pub fn check_id(field: &str, v: &str) -> Result<(), ManageError> {
-    let ok = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    if ok {
+    if crate::model::safe_id(v) {
         Ok(())
     } else {
         Err(invalid(
@@ -361,13 +385,16 @@ impl Manager {
         field: &str,
     ) -> Result<Arc<Project>, ManageError> {
         match self.directory.project(pid) {
-            None => Err(ManageError::Unknown {
+            None => Err(ManageError::Resource {
                 field: field.to_owned(),
                 message: format!("project `{pid}` is not known (register it first)"),
+                fault: ResourceFault::Unknown,
             }),
-            Some(p) if p.company_id != company => Err(ManageError::Forbidden(format!(
-                "project {pid} does not belong to company {company}"
-            ))),
+            Some(p) if p.company_id != company => Err(ManageError::Resource {
+                field: field.to_owned(),
+                message: format!("project {pid} does not belong to company {company}"),
+                fault: ResourceFault::OtherCompany,
+            }),
             Some(p) => Ok(p),
         }
     }
@@ -651,12 +678,13 @@ impl Manager {
             let known = self.project_in(company, &p.project_id, &format!("{at}.projectId"))?;
             for (j, e) in p.environments.iter().enumerate() {
                 if !known.environments.contains(&e.env_id) {
-                    return Err(ManageError::Unknown {
+                    return Err(ManageError::Resource {
                         field: format!("{at}.environmentsRole[{j}].envId"),
                         message: format!(
                             "environment `{}` is not known in project {}",
                             e.env_id, p.project_id
                         ),
+                        fault: ResourceFault::Unknown,
                     });
                 }
             }

@@ -69,15 +69,6 @@ impl PartialEq for ClientKey {
     }
 }
 
-/// `kid` values are lookup keys only; keep them to a URL-safe alphabet so they never carry paths,
-/// quotes or control characters into logs or SQL.
-pub fn valid_kid(kid: &str) -> bool {
-    (1..=128).contains(&kid.len())
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-}
-
 impl ClientKey {
     /// Parses the `publicKey` field: a JWK object, or a string holding PEM or JWK JSON.
     pub fn parse(value: &serde_json::Value) -> Result<Self, KeyError> {
@@ -163,7 +154,7 @@ impl ClientKey {
         let n_b64 = b64url(n);
         let e_b64 = b64url(e);
         let kid = match kid {
-            Some(k) if valid_kid(&k) => k,
+            Some(k) if super::safe_id(&k) => k,
             Some(_) => return Err(KeyError::Kid),
             None => rsa_thumbprint(&n_b64, &e_b64),
         };

@@ -24,3 +24,12 @@ pub use directory::{IamChange, IamData, Project};
 pub use grant::{GrantInput, TargetInput};
 pub use key::KeyStatus;
 pub use role::{RoleInfo, RoleModel};
+
+/// Whether `v` may serve as an id (of a company, project, environment, account or key): 1 to 128
+/// characters of the URL-safe alphabet `[A-Za-z0-9-._~]`, so an id never carries a separator,
+/// a quote or a control character into a path, a binding key, a log or SQL.
+pub fn safe_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}

@@ -718,6 +718,19 @@ impl PolicyEngine {
             .unwrap_or_default()
     }
 
+    /// Logs and keeps a refusal the gateway made before asking the policy (a project the
+    /// directory does not know, or one another company owns) under the live revision, so the
+    /// decision log holds every deny a client got.
+    pub fn record_refusal(&self, input: &DecisionInput, reason: &str) {
+        let d = Decision {
+            allow: false,
+            reason: Arc::from(reason),
+            revision: self.snapshot().revision().clone(),
+        };
+        log_decision(input, &d, false, false);
+        self.remember(input, &d, false, false);
+    }
+
     /// Keeps `d` among the recent decisions, with `input` when it is `whole` (a cache hit's
     /// input is built only as far as the cache key needs).
     fn remember(&self, input: &DecisionInput, d: &Decision, cached: bool, whole: bool) {

@@ -13,7 +13,7 @@ use super::route::Match;
 use super::table::{Access, Requirement, Route, Routes};
 use super::upstream::{Identity, Upstream};
 use crate::authn::bearer::{BearerAuth, Caller};
-use crate::error::{ApiError, Body, full};
+use crate::error::{ApiError, Body, ConcealedReason, full};
 use crate::iam::directory::Directory;
 use crate::policy::PolicyEngine;
 use crate::policy::input::{
@@ -77,6 +77,8 @@ pub struct Gateway {
     limits: GatewayLimits,
     metrics: Arc<Metrics>,
     decisions: DecisionCounters,
+    /// Whether refusals over unknown or foreign resources keep their reason for the client.
+    expose_deny_reasons: bool,
 }
 
 /// The route table in service and its request counters: replaced together when the route file
@@ -153,7 +155,36 @@ impl Gateway {
             upstream,
             limits,
             metrics,
+            expose_deny_reasons: false,
         }
+    }
+
+    /// Shows clients the reasons of refusals over unknown or foreign resources
+    /// (`server.expose_deny_reasons`), for an internal audience that may know every tenant.
+    pub fn with_deny_reasons(mut self, expose: bool) -> Self {
+        self.expose_deny_reasons = expose;
+        self
+    }
+
+    /// The refusal the client gets: one whose reason tells whether a resource exists or who owns
+    /// it becomes the plain deny of any policy refusal, unless the operator chose to show
+    /// reasons. Its reason is in the decision log already.
+    fn conceal(&self, refused: Refusal) -> Refusal {
+        if !self.expose_deny_reasons && refused.extensions().get::<ConcealedReason>().is_some() {
+            ApiError::plain_deny().into_response()
+        } else {
+            refused
+        }
+    }
+
+    /// Writes a refusal made before the policy was asked (a project the directory does not
+    /// know, or one another company owns) to the decision log, as every policy deny is, so that
+    /// the operator still sees the reason the client is not told.
+    fn log_refusal(&self, input: &DecisionInput, refused: Refusal) -> Refusal {
+        if let Some(ConcealedReason(reason)) = refused.extensions().get::<ConcealedReason>() {
+            self.policy.record_refusal(input, reason);
+        }
+        refused
     }
 
     /// Puts a new route table in service (the route file changed); requests already matched
@@ -211,7 +242,8 @@ impl Gateway {
     }
 
     /// The route `method` and `path` match, with the path's parameters; 400 for a path the
-    /// rules refuse, 405 (with `Allow`) or 404 when nothing matches.
+    /// rules refuse or an id parameter that breaks the rules of ids in bodies, 405 (with
+    /// `Allow`) or 404 when nothing matches.
     #[allow(clippy::result_large_err)]
     pub(super) fn find(
         &self,
@@ -220,7 +252,10 @@ impl Gateway {
     ) -> Result<(Arc<Route>, BTreeMap<String, String>), Refusal> {
         let segments = split(path).map_err(|e| bad_request(e.to_string()))?;
         match self.table.load().routes.find(method, &segments) {
-            Match::Found(route, params) => Ok((route.clone(), params)),
+            Match::Found(route, params) => {
+                crate::proxy::management::check_path_ids(&params).map_err(|e| e.into_response())?;
+                Ok((route.clone(), params))
+            }
             Match::MethodNotAllowed(allowed) => {
                 let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     .into_response();
@@ -329,19 +364,21 @@ impl Gateway {
             return match (&self.management, &caller) {
                 (Some(m), Some(caller)) if matches!(route.access, Access::Policy(_)) => {
                     let snapshot = self.policy.snapshot();
-                    Ok(crate::proxy::management::handle(
-                        &m.manager,
-                        handler,
-                        crate::proxy::management::LocalRequest {
-                            caller,
-                            params: &params,
-                            query: &query,
-                            body: json.as_ref(),
-                            model: snapshot.role_model(),
-                            decided: &decided,
-                        },
-                    )
-                    .await)
+                    Ok(self.conceal(
+                        crate::proxy::management::handle(
+                            &m.manager,
+                            handler,
+                            crate::proxy::management::LocalRequest {
+                                caller,
+                                params: &params,
+                                query: &query,
+                                body: json.as_ref(),
+                                model: snapshot.role_model(),
+                                decided: &decided,
+                            },
+                        )
+                        .await,
+                    ))
                 }
                 // A local route must be decided by the policy and served here, never forwarded.
                 _ => Err(ApiError::new(
@@ -403,6 +440,19 @@ impl Gateway {
     /// names, with `body` where the route's decision reads one. Shared by the proxied path and
     /// the decisions an ingress asks for (`super::authz`), so both decide alike.
     pub(super) async fn decide(
+        &self,
+        parts: &http::request::Parts,
+        route: &Route,
+        params: &BTreeMap<String, String>,
+        body: Option<&Bytes>,
+    ) -> Result<Allowed, Refusal> {
+        self.decide_revealing(parts, route, params, body)
+            .await
+            .map_err(|r| self.conceal(r))
+    }
+
+    /// [`Self::decide`], with every refusal's reason as it was made.
+    async fn decide_revealing(
         &self,
         parts: &http::request::Parts,
         route: &Route,
@@ -485,7 +535,7 @@ impl Gateway {
                     params,
                     json.as_ref(),
                 )
-                .map_err(|e| e.into_response())?;
+                .map_err(|e| self.log_refusal(input, e.into_response()))?;
                 input.grants = facts.grants.clone();
                 input.target = facts.target.clone();
                 decided = facts;
@@ -676,7 +726,7 @@ impl Gateway {
                             StatusCode::FORBIDDEN,
                             "the caller may not perform this request",
                         )
-                        .with_reason("resource_mismatch".to_owned())
+                        .with_reason("resource_mismatch")
                         .into_response());
                     }
                     Some(Arc::from(project.company_id.as_str()))
@@ -690,6 +740,7 @@ impl Gateway {
                         StatusCode::NOT_FOUND,
                         format!("{field}: project `{p}` is not known"),
                     )
+                    .with_reason("unknown_resource")
                     .into_response());
                 }
             },
@@ -736,7 +787,16 @@ impl Gateway {
                 .targets(check)
                 .map_err(|e| bad_request(e.to_string()))?;
             for target in &targets {
-                let resource = self.complete(target, check)?;
+                let resource = self.complete(target, check).map_err(|refused| {
+                    input.resource = ResourceInput {
+                        company_id: target.company.as_deref().map(Arc::from),
+                        project_id: target.project.as_deref().map(Arc::from),
+                        env_id: target.env.as_deref().map(Arc::from),
+                    };
+                    input.route.permission = permission.clone();
+                    input.route.rule = rule.clone();
+                    self.log_refusal(input, refused)
+                })?;
                 match (&company, &resource.company_id) {
                     (_, None) => one_company = false,
                     (None, Some(c)) => company = Some(c.clone()),

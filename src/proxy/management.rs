@@ -8,8 +8,8 @@
 use crate::authn::bearer::Caller;
 use crate::error::{ApiError, Body, json};
 use crate::iam::manage::{
-    EnvRole, ManageError, Manager, ProjectRole, RoleRequest, Scope, SubjectKind, auth_method,
-    check_id,
+    EnvRole, ManageError, Manager, ProjectRole, ResourceFault, RoleRequest, Scope, SubjectKind,
+    auth_method, check_id,
 };
 use crate::iam::{NewAccount, Owner};
 use crate::model::RoleModel;
@@ -53,10 +53,15 @@ impl ManageError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::Unknown { .. } => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Forbidden(m) => {
-                // The same answer the gateway gives a request naming another company's project.
-                return ApiError::new(StatusCode::FORBIDDEN, m.clone())
-                    .with_reason("resource_mismatch".to_owned())
+            Self::Resource { fault, .. } => {
+                // The same answers the gateway gives a request naming such a project in a path;
+                // the gateway conceals them from the client unless deny reasons are shown.
+                let status = match fault {
+                    ResourceFault::Unknown => StatusCode::NOT_FOUND,
+                    ResourceFault::OtherCompany => StatusCode::FORBIDDEN,
+                };
+                return ApiError::new(status, self.to_string())
+                    .with_reason(fault.reason())
                     .into_response();
             }
             Self::Unavailable(e) => {
@@ -186,6 +191,34 @@ fn role_request(o: &Obj<'_>) -> Result<RoleRequest, ManageError> {
         }
     }
     Ok(req)
+}
+
+/// Path parameters that hold an id, on any route.
+const PATH_IDS: [&str; 6] = [
+    "companyId",
+    "projectId",
+    "envId",
+    "clientId",
+    "kid",
+    "identityId",
+];
+
+/// Holds every id in a path to the rules of ids in bodies ([`check_id`]), before anything else
+/// reads it: an id that a body may not carry must not reach the store, a binding key or the
+/// policy through a path (`/api/companies/a%2Fb/…`). A user or group may be `issuer:id`; the
+/// issuer is matched against the configured names where the principal is resolved.
+pub fn check_path_ids(params: &BTreeMap<String, String>) -> Result<(), ManageError> {
+    for (name, v) in params {
+        if !PATH_IDS.contains(&name.as_str()) {
+            continue;
+        }
+        let id = match (name.as_str(), v.split_once(':')) {
+            ("identityId", Some((_, id))) => id,
+            _ => v.as_str(),
+        };
+        check_id(name, id)?;
+    }
+    Ok(())
 }
 
 fn param<'a>(r: &'a LocalRequest<'_>, name: &str) -> Result<&'a str, ManageError> {

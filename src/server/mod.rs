@@ -660,7 +660,8 @@ async fn build_gateway(
         },
         metrics.clone(),
     )
-    .with_management(management))
+    .with_management(management)
+    .with_deny_reasons(settings.server.expose_deny_reasons))
 }
 
 /// The managed signing key set, unless the config names PEM files: sealed in the database when

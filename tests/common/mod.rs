@@ -479,6 +479,14 @@ impl Gateway {
     }
 
     /// A company service account with a client secret, and an access token for it.
+    /// A service account of `company` holding `company-owner` there: (client id, token).
+    pub async fn company_owner(&self, company: &str) -> (String, String) {
+        let (id, token) = self.company_sa(company).await;
+        self.bind(&id, "company-owner", Some(("company", company)))
+            .await;
+        (id, token)
+    }
+
     pub async fn company_sa(&self, company: &str) -> (String, String) {
         let c = self
             .create_account(NewAccount {

@@ -59,6 +59,34 @@ async fn root_account(gw: &Gateway, admin: &str, name: &str, permissions: &[&str
     r.json()
 }
 
+/// `PATCH path` giving the identity there `role` on `project`, with `token`.
+async fn project_role_edit(
+    gw: &Gateway,
+    path: &str,
+    token: &str,
+    project: &str,
+    role: &str,
+) -> Resp {
+    call(
+        gw,
+        Method::PATCH,
+        path,
+        token,
+        json!({"projectsRole": [{"projectId": project, "role": role}]}),
+    )
+    .await
+}
+
+async fn audit_len(gw: &Gateway) -> usize {
+    gw.running()
+        .accounts
+        .store()
+        .audit_log(1000)
+        .await
+        .unwrap()
+        .len()
+}
+
 fn assert_refused(r: &Resp, reason: &str) {
     assert_eq!(r.status, 403, "{:?}", r.body);
     assert_eq!(r.json()["reason"], reason, "{:?}", r.body);
@@ -210,30 +238,21 @@ async fn a_company_cannot_squat_another_companys_project() {
     let dir = gw.running().directory.clone();
     let deadline = std::time::Instant::now() + common::WAIT;
     common::wait_until(deadline, "sync", || dir.project(P_MOVED).is_some()).await;
-    let (evil, evil_token) = gw.company_sa("evil").await;
-    gw.bind(&evil, "company-owner", Some(("company", "evil")))
-        .await;
-    let (acme, acme_token) = gw.company_sa("acme").await;
-    gw.bind(&acme, "company-owner", Some(("company", "acme")))
-        .await;
+    let (_evil, evil_token) = gw.company_owner("evil").await;
+    let (_acme, acme_token) = gw.company_owner("acme").await;
 
     // The attack: name acme's coming project under evil, in a role edit and in an account
-    // creation. Refused with 404 naming the field; nothing is recorded.
-    let r = call(
+    // creation. Refused with the plain 403 of any deny (a 404 would tell evil that no such
+    // project exists yet); nothing is recorded.
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         "/api/companies/evil/users/mallory",
         &evil_token,
-        json!({"projectsRole": [{"projectId": P_NEW, "role": "project-admin"}]}),
+        P_NEW,
+        "project-admin",
     )
     .await;
-    assert_eq!(r.status, 404, "{:?}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("projectsRole[0].projectId:")
-    );
+    assert_refused(&r, "permission_denied");
     let r = call(
         &gw,
         Method::POST,
@@ -243,7 +262,7 @@ async fn a_company_cannot_squat_another_companys_project() {
                "projectsRole": [{"projectId": P_NEW, "role": "developer"}]}),
     )
     .await;
-    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_refused(&r, "permission_denied");
     assert!(dir.project(P_NEW).is_none());
     assert!(
         !gw.running()
@@ -260,7 +279,7 @@ async fn a_company_cannot_squat_another_companys_project() {
             &evil_token,
         )
         .await;
-    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_refused(&r, "permission_denied");
     assert!(dir.project(P_NEW).is_none());
     // The real owner registers it: no 409.
     let r = call(
@@ -349,15 +368,15 @@ async fn a_company_cannot_squat_another_companys_project() {
     assert_eq!(moved["target"], P_MOVED);
     assert_eq!(moved["before"]["bindings"].as_array().unwrap().len(), 2);
     // Acme's owner now manages it; evil does not.
-    let r = call(
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         "/api/companies/evil/users/mallory",
         &evil_token,
-        json!({"projectsRole": [{"projectId": P_MOVED, "role": "developer"}]}),
+        P_MOVED,
+        "developer",
     )
     .await;
-    assert_refused(&r, "resource_mismatch");
+    assert_refused(&r, "permission_denied");
 }
 
 fn user_token(key: &TestKey, iss: &str, sub: &str, groups: &[&str]) -> String {
@@ -400,15 +419,13 @@ async fn identities_of_another_kind_or_issuer_never_share_roles() {
     // alice of corp gets a role through the API (a bare id names the first issuer); alice of
     // partner, the same subject, gets nothing, even right after corp's alice was allowed (the
     // decision cache keys on the issuer).
-    let (own, own_token) = gw.company_sa("acme").await;
-    gw.bind(&own, "company-owner", Some(("company", "acme")))
-        .await;
-    let r = call(
+    let (_own, own_token) = gw.company_owner("acme").await;
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         "/api/companies/acme/users/alice",
         &own_token,
-        json!({"projectsRole": [{"projectId": P1, "role": "developer"}]}),
+        P1,
+        "developer",
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
@@ -417,12 +434,12 @@ async fn identities_of_another_kind_or_issuer_never_share_roles() {
     assert_eq!(gw.get_as(&path, &corp_alice).await.status, 200);
     assert_refused(&gw.get_as(&path, &partner_alice).await, "permission_denied");
     // partner's alice is named explicitly: now she has her own role.
-    let r = call(
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         "/api/companies/acme/users/partner:alice",
         &own_token,
-        json!({"projectsRole": [{"projectId": P1, "role": "guest"}]}),
+        P1,
+        "guest",
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
@@ -439,12 +456,12 @@ async fn identities_of_another_kind_or_issuer_never_share_roles() {
     assert_eq!(r.status, 404, "{:?}", r.body);
 
     // Groups belong to their issuer too.
-    let r = call(
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         "/api/companies/acme/groups/devs",
         &own_token,
-        json!({"projectsRole": [{"projectId": P1, "role": "developer"}]}),
+        P1,
+        "developer",
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
@@ -569,15 +586,13 @@ async fn bindings_of_the_previous_version_are_upgraded_with_their_decisions_inta
     let log = gw.running().accounts.store().audit_log(100).await.unwrap();
     assert!(log.iter().any(|e| e.action == "bindings.upgrade"));
     // A role edit through the API now replaces the upgraded binding instead of adding another.
-    let (own, own_token) = gw.company_sa("acme").await;
-    gw.bind(&own, "company-owner", Some(("company", "acme")))
-        .await;
-    let r = call(
+    let (_own, own_token) = gw.company_owner("acme").await;
+    let r = project_role_edit(
         &gw,
-        Method::PATCH,
         &format!("/api/companies/acme/service-accounts/{sa}"),
         &own_token,
-        json!({"projectsRole": [{"projectId": P1, "role": "guest"}]}),
+        P1,
+        "guest",
     )
     .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
@@ -599,9 +614,7 @@ async fn a_project_is_recorded_from_the_consoles_answer_to_its_creation_only() {
     let up = TestUpstream::start().await;
     let gw = gateway().upstream(&up.url()).start().await;
     gw.project(P_GLOBEX, "globex", &["prod"]).await;
-    let (owner, owner_token) = gw.company_sa("acme").await;
-    gw.bind(&owner, "company-owner", Some(("company", "acme")))
-        .await;
+    let (_owner, owner_token) = gw.company_owner("acme").await;
     let (guest, guest_token) = gw.company_sa("acme").await;
     gw.bind(&guest, "guest", Some(("company", "acme"))).await;
     let dir = gw.running().directory.clone();
@@ -763,4 +776,161 @@ async fn a_target_that_changes_between_decision_and_write_is_not_written() {
     )
     .await;
     assert_refused(&r, "insufficient_authority");
+}
+
+#[tokio::test]
+async fn ids_in_paths_are_held_to_the_rules_of_ids_in_bodies() {
+    let gw = gateway().start().await;
+    let (boot_id, boot_secret) = bootstrap(&gw);
+    let admin = token(&gw, &boot_id, &boot_secret).await;
+    let (_owner, owner_token) = gw.company_owner("acme").await;
+    let long = "a".repeat(129);
+    // Each id a body may not carry, in a path: a space, a separator the store uses, a colon
+    // (the issuer separator), a non-ASCII letter, an over-long id.
+    for (id, shown) in [
+        ("a%20b", "a b"),
+        ("a%2Fb", "a/b"),
+        ("sa%3Ax", "sa:x"),
+        ("%C3%BC", "ü"),
+        (long.as_str(), long.as_str()),
+    ] {
+        let before = audit_len(&gw).await;
+        for (method, path, token, body) in [
+            (
+                Method::POST,
+                format!("/api/companies/{id}/service-accounts"),
+                &admin,
+                json!({"name": "x", "tokenEndpointAuthMethod": "client_secret_basic"}),
+            ),
+            (
+                Method::PATCH,
+                format!("/api/companies/acme/service-accounts/{id}"),
+                &owner_token,
+                json!({"role": "guest"}),
+            ),
+            (
+                Method::DELETE,
+                format!("/api/service-accounts/{boot_id}/keys/{id}"),
+                &admin,
+                Value::Null,
+            ),
+            (
+                Method::PUT,
+                format!("/api/iamgate/directory/projects/{id}"),
+                &admin,
+                json!({"companyId": "acme", "environments": []}),
+            ),
+        ] {
+            let r = call(&gw, method.clone(), &path, token, body).await;
+            assert_eq!(r.status, 400, "{method} {shown}: {:?}", r.body);
+            assert!(
+                r.json()["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("[A-Za-z0-9-._~]"),
+                "{method} {shown}: {:?}",
+                r.body
+            );
+        }
+        let after = audit_len(&gw).await;
+        assert_eq!(after, before, "nothing was written for {shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_deny_does_not_tell_an_outsider_which_projects_exist_or_who_owns_them() {
+    const P_GLOBEX: &str = "64b7e1a0c0ffee00000000d1";
+    const P_NONE: &str = "64b7e1a0c0ffee00000000d2";
+    let up = TestUpstream::start().await;
+    let answers = |gw: Gateway| async move {
+        gw.project(P_GLOBEX, "globex", &["prod"]).await;
+        let (owner, owner_token) = gw.company_owner("acme").await;
+        let mut out = Vec::new();
+        // A project of another company, and one that does not exist, named in a path and in
+        // a role edit's body.
+        for p in [P_GLOBEX, P_NONE] {
+            let r = call(
+                &gw,
+                Method::GET,
+                &format!("/api/backend/projects/{p}/"),
+                &owner_token,
+                Value::Null,
+            )
+            .await;
+            out.push(r);
+            let r = project_role_edit(
+                &gw,
+                &format!("/api/companies/acme/service-accounts/{owner}"),
+                &owner_token,
+                p,
+                "developer",
+            )
+            .await;
+            out.push(r);
+        }
+        (gw, out)
+    };
+
+    // By default the four answers are the same plain 403: the caller cannot tell a project
+    // of another company from one that does not exist.
+    let (gw, out) = answers(gateway().upstream(&up.url()).start().await).await;
+    for r in &out {
+        assert_eq!(r.status, 403, "{:?}", r.body);
+        assert_eq!(r.json(), out[0].json(), "{:?}", r.body);
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        for leak in ["unknown_resource", "resource_mismatch", "globex", P_GLOBEX] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+    }
+    // The reason is kept where the operator looks: the decision log.
+    let (boot_id, boot_secret) = bootstrap(&gw);
+    let admin = token(&gw, &boot_id, &boot_secret).await;
+    let recent = call(
+        &gw,
+        Method::GET,
+        "/api/iamgate/decisions",
+        &admin,
+        Value::Null,
+    )
+    .await
+    .json()
+    .to_string();
+    assert!(recent.contains("unknown_resource"), "{recent}");
+    drop(gw);
+
+    // An operator may choose to show reasons (a trusted, internal audience).
+    let (_gw, out) = answers(
+        gateway()
+            .upstream(&up.url())
+            .with("server:\n  expose_deny_reasons: true")
+            .start()
+            .await,
+    )
+    .await;
+    let shown: Vec<(u16, String, String)> = out
+        .iter()
+        .map(|r| {
+            let j = r.json();
+            (
+                r.status.as_u16(),
+                j["reason"].as_str().unwrap_or_default().to_owned(),
+                j["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    // Another company's project: in a path the policy refuses it (acme has no role there); in
+    // a body it is named as another company's. An unknown one is 404, naming where.
+    assert_eq!(shown[0].1, "permission_denied", "{shown:?}");
+    assert_eq!(shown[1].1, "resource_mismatch", "{shown:?}");
+    assert_eq!(shown[2].0, 404, "{shown:?}");
+    assert_eq!(shown[2].1, "unknown_resource", "{shown:?}");
+    assert!(
+        shown[2].2.starts_with("path parameter projectId:"),
+        "{shown:?}"
+    );
+    assert_eq!(shown[3].0, 404, "{shown:?}");
+    assert!(
+        shown[3].2.starts_with("projectsRole[0].projectId:"),
+        "{shown:?}"
+    );
 }

@@ -44,9 +44,7 @@ async fn traced(extra: &str) -> Traced {
 }
 
 async fn owner(gw: &Gateway) -> (String, String) {
-    let (id, token) = gw.company_sa("acme").await;
-    gw.bind(&id, "company-owner", Some(("company", "acme")))
-        .await;
+    let (id, token) = gw.company_owner("acme").await;
     (id, token)
 }
 
