@@ -16,6 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::model::KeyStatus;
 
@@ -96,22 +97,43 @@ impl KeySet {
     }
 }
 
-/// A shared, atomically replaceable [`KeySet`].
+/// A shared, atomically replaceable [`KeySet`], with a count of the replacements that took a
+/// key away (a revocation, a retired key past its retention).
 #[derive(Debug, Clone)]
-pub struct KeyRing(Arc<ArcSwap<KeySet>>);
+pub struct KeyRing {
+    set: Arc<ArcSwap<KeySet>>,
+    removals: Arc<AtomicU64>,
+}
 
 impl KeyRing {
     /// Wraps an initial set.
     pub fn new(set: KeySet) -> Self {
-        Self(Arc::new(ArcSwap::from_pointee(set)))
+        Self {
+            set: Arc::new(ArcSwap::from_pointee(set)),
+            removals: Arc::default(),
+        }
     }
     /// The current set.
     pub fn current(&self) -> Arc<KeySet> {
-        self.0.load_full()
+        self.set.load_full()
     }
-    /// Replaces the set.
+    /// Replaces the set. When it takes a key away, the removal count goes up after the new set
+    /// is in place: whatever was verified under the old set before that is stale.
     pub fn replace(&self, set: KeySet) {
-        self.0.store(Arc::new(set));
+        let old = self.set.swap(Arc::new(set));
+        let new = self.set.load();
+        let removed = old
+            .published
+            .iter()
+            .any(|(_, k)| new.verifying_key(k.kid()).is_none());
+        if removed {
+            self.removals.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    /// How many replacements so far took a key away. A verification made while this was `n`
+    /// holds only while it is still `n`; read it before the set a verification uses.
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
     }
 }
 

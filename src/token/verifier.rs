@@ -3,7 +3,9 @@
 //! Explicit typing (`typ: at+jwt`, RFC 9068) keeps client assertions and foreign JWTs out; the
 //! key is chosen by `kid` among the published keys only, with RS256 as the one algorithm; `iss`,
 //! `aud` and `exp` are required. Verified tokens are cached by the SHA-256 of the token, and a
-//! hit is honoured only while the token is unexpired, so the cache only ever skips signature work.
+//! hit is honoured only while the token is unexpired and no key has left the set since it was
+//! verified (a revoked key takes its tokens with it at once), so the cache only ever skips
+//! signature work.
 //! Whether the account still exists is the caller's check, against the live snapshot, on every
 //! request.
 
@@ -55,7 +57,14 @@ pub struct AccessTokenVerifier {
     keys: KeyRing,
     validation: Validation,
     /// Keyed by the token's SHA-256; a seeded fast hasher spreads those keys as well as SipHash.
-    cache: Cache<[u8; 32], Arc<VerifiedToken>, foldhash::quality::RandomState>,
+    cache: Cache<[u8; 32], Cached, foldhash::quality::RandomState>,
+}
+
+/// A verified token and the key ring's removal count it was verified under.
+#[derive(Clone)]
+struct Cached {
+    removals: u64,
+    token: Arc<VerifiedToken>,
 }
 
 impl std::fmt::Debug for AccessTokenVerifier {
@@ -92,15 +101,38 @@ impl AccessTokenVerifier {
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
-        if let Some(hit) = self.cache.get(&key).await {
-            if hit.exp.saturating_add(leeway) >= now {
-                return Ok(hit);
+        // Read before the set the verification uses: a key removed after this makes the entry
+        // stale even if the verification saw the old set.
+        let removals = self.keys.removals();
+        let hit = self.cache.get(&key).await;
+        if let Some(hit) = &hit {
+            if hit.removals == removals {
+                if hit.token.exp.saturating_add(leeway) >= now {
+                    return Ok(hit.token.clone());
+                }
+                self.cache.invalidate(&key).await;
+                return Err(VerifyError::Invalid("token expired".to_owned()));
             }
-            self.cache.invalidate(&key).await;
-            return Err(VerifyError::Invalid("token expired".to_owned()));
+            // A key left the set since: verify again against the current one.
         }
-        let verified = Arc::new(self.verify_uncached(token)?);
-        self.cache.insert(key, verified.clone()).await;
+        let verified = match self.verify_uncached(token) {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                if hit.is_some() {
+                    self.cache.invalidate(&key).await;
+                }
+                return Err(e);
+            }
+        };
+        self.cache
+            .insert(
+                key,
+                Cached {
+                    removals,
+                    token: verified.clone(),
+                },
+            )
+            .await;
         Ok(verified)
     }
 
@@ -168,6 +200,33 @@ mod tests {
             v.verify(&t, now + 3600 + 31).await,
             Err(VerifyError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_key_that_leaves_the_set_takes_its_cached_tokens_with_it() {
+        let (issuer, v, active) = setup();
+        let now = unix_now();
+        let t = issuer.mint("client-1", &[], now).unwrap().token;
+        v.verify(&t, now).await.unwrap();
+        v.verify(&t, now).await.unwrap();
+        // The key is revoked: the set now publishes only another one.
+        let other = Arc::new(SigningKey::generate(None).unwrap());
+        issuer
+            .keys
+            .replace(KeySet::new(vec![(KeyStatus::Active, other)]).unwrap());
+        assert_eq!(
+            v.verify(&t, now).await.unwrap_err(),
+            VerifyError::UnknownKey,
+            "a verification cached before the revocation is not honoured"
+        );
+        // A set that only adds keys leaves the cache alone.
+        let t2 = issuer.mint("client-2", &[], now).unwrap().token;
+        let a = v.verify(&t2, now).await.unwrap();
+        let current = issuer.keys.current();
+        let mut keys = current.published().to_vec();
+        keys.push((KeyStatus::Next, active));
+        issuer.keys.replace(KeySet::new(keys).unwrap());
+        assert!(Arc::ptr_eq(&a, &v.verify(&t2, now).await.unwrap()));
     }
 
     #[tokio::test]
