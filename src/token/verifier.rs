@@ -105,15 +105,13 @@ impl AccessTokenVerifier {
         // stale even if the verification saw the old set.
         let removals = self.keys.removals();
         let hit = self.cache.get(&key).await;
-        if let Some(hit) = &hit {
-            if hit.removals == removals {
-                if hit.token.exp.saturating_add(leeway) >= now {
-                    return Ok(hit.token.clone());
-                }
-                self.cache.invalidate(&key).await;
-                return Err(VerifyError::Invalid("token expired".to_owned()));
+        // An entry from before a key left the set is verified again against the current one.
+        if let Some(hit) = hit.as_ref().filter(|h| h.removals == removals) {
+            if hit.token.exp.saturating_add(leeway) >= now {
+                return Ok(hit.token.clone());
             }
-            // A key left the set since: verify again against the current one.
+            self.cache.invalidate(&key).await;
+            return Err(VerifyError::Invalid("token expired".to_owned()));
         }
         let verified = match self.verify_uncached(token) {
             Ok(v) => Arc::new(v),
