@@ -199,6 +199,15 @@ enum KeysCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Revoke one managed signing key now (a leaked key): it leaves the JWKS, its private key
+    /// is deleted, and every instance refuses the tokens it signed within `signing.reload_secs`.
+    /// Revoking the active key promotes the next one first. Audited with actor `cli`.
+    Revoke {
+        /// The key's `kid` (as in the JWKS and in the tokens' header).
+        kid: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -250,6 +259,9 @@ fn main() -> Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate { config },
         } => keys_rotate(config),
+        Command::Keys {
+            command: KeysCommand::Revoke { kid, config },
+        } => keys_revoke(config, &kid),
         Command::Assertion {
             client_id,
             key,
@@ -653,16 +665,24 @@ fn keys_generate(out: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// The managed signing key set of `settings`, with its store; `None` when the config names PEM
+/// files instead.
+async fn managed_keys(
+    settings: &Settings,
+) -> Result<Option<(Arc<dyn Store>, iamgate::token::keyset::ManagedKeys)>> {
+    if !settings.signing.keys.is_empty() {
+        return Ok(None);
+    }
+    let store: Arc<dyn Store> = iamgate::store::open(&settings.database).await?;
+    let pepper = iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
+    let managed = iamgate::server::managed_keys(settings, &store, &pepper).await?;
+    Ok(managed.map(|m| (store, m)))
+}
+
 fn keys_rotate(config: Option<PathBuf>) -> Result<()> {
     let settings = load_settings(config)?;
-    if !settings.signing.keys.is_empty() {
-        bail!("signing keys come from configured PEM files; rotate them by editing the config");
-    }
     runtime()?.block_on(async {
-        let store = iamgate::store::open(&settings.database).await?;
-        let pepper =
-            iamgate::iam::load_pepper(settings.secret_pepper.as_ref(), &settings.data_dir)?;
-        let Some(managed) = iamgate::server::managed_keys(&settings, &store, &pepper).await? else {
+        let Some((_, managed)) = managed_keys(&settings).await? else {
             bail!("signing keys come from configured PEM files; rotate them by editing the config");
         };
         let keys = managed.rotate(unix_now()).await?;
@@ -671,6 +691,52 @@ fn keys_rotate(config: Option<PathBuf>) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?
         );
+        Ok(())
+    })
+}
+
+fn keys_revoke(config: Option<PathBuf>, kid: &str) -> Result<()> {
+    let settings = load_settings(config)?;
+    runtime()?.block_on(async {
+        let Some((store, managed)) = managed_keys(&settings).await? else {
+            let configured = settings
+                .signing
+                .keys
+                .iter()
+                .any(|k| k.kid.as_deref() == Some(kid));
+            bail!(
+                "signing keys come from configured PEM files{}: to revoke it, remove its entry \
+                 from signing.keys (if it was the active key, mark another one active), roll the \
+                 config out and restart every instance; the tokens it signed are refused from \
+                 then on",
+                if configured {
+                    ""
+                } else {
+                    " (and none has this kid)"
+                }
+            );
+        };
+        let now = unix_now();
+        let done = managed.revoke(kid, now).await?;
+        eprintln!(
+            "revoked {kid}; every instance refuses its tokens within {} s (signing.reload_secs)",
+            settings.signing.reload.as_secs()
+        );
+        // The key is gone whatever happens next; a failed audit write is reported as such.
+        store
+            .commit(vec![iamgate::store::Write::Audit(
+                iamgate::store::AuditRecord {
+                    at: now,
+                    actor: "cli".to_owned(),
+                    action: "signing-key.revoke".to_owned(),
+                    target: kid.to_owned(),
+                    before: Some(serde_json::to_value(&done.revoked)?),
+                    after: Some(serde_json::to_value(&done.keys)?),
+                },
+            )])
+            .await
+            .context("the key is revoked, but its audit record could not be written")?;
+        println!("{}", serde_json::to_string_pretty(&done)?);
         Ok(())
     })
 }

@@ -172,6 +172,15 @@ pub struct KeyInfo {
     pub retired_at: Option<i64>,
 }
 
+/// What [`ManagedKeys::revoke`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revoked {
+    /// The revoked key's record as it was.
+    pub revoked: KeyInfo,
+    /// The set after it.
+    pub keys: Vec<KeyInfo>,
+}
+
 /// One entry of `keyset.json`: the key's record and its PEM file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,6 +378,57 @@ impl ManagedKeys {
     /// Rotates: `next` becomes active, the active key retires, a new `next` is generated and
     /// retired keys past their retention are removed. Returns the new records.
     pub async fn rotate(&self, now: i64) -> Result<Vec<KeyInfo>, TokenError> {
+        let (keys, ()) = self
+            .edit("rotate", |keys| Ok((self.rotated(keys, now)?, ())), now)
+            .await?;
+        Ok(keys)
+    }
+
+    /// Revokes `kid` at once: it leaves the set (its private key is deleted, it leaves the JWKS,
+    /// and every instance refuses its tokens at its next reload). The active key is replaced
+    /// first by the next one, which a new next key follows; a revoked next key is replaced by a
+    /// new one. Returns the revoked key's record and the new records.
+    pub async fn revoke(&self, kid: &str, now: i64) -> Result<Revoked, TokenError> {
+        let (keys, revoked) = self
+            .edit(
+                "revoke",
+                |mut keys| {
+                    let Some(at) = keys.iter().position(|k| k.info.kid == kid) else {
+                        return Err(key_err(
+                            kid,
+                            "is not in the managed key set (revoked already, expired, or never one of ours)",
+                        ));
+                    };
+                    let gone = keys.remove(at);
+                    match gone.info.status {
+                        KeyStatus::Active => {
+                            match keys.iter_mut().find(|k| k.info.status == KeyStatus::Next) {
+                                Some(next) => next.info.status = KeyStatus::Active,
+                                None => keys.push(new_key(KeyStatus::Active, now)?),
+                            }
+                            keys.push(new_key(KeyStatus::Next, now)?);
+                        }
+                        KeyStatus::Next => keys.push(new_key(KeyStatus::Next, now)?),
+                        KeyStatus::Retired => {}
+                    }
+                    keys.retain(|k| !self.is_expired(&k.info, now));
+                    Ok((keys, gone.info))
+                },
+                now,
+            )
+            .await?;
+        Ok(Revoked { revoked, keys })
+    }
+
+    /// Applies `change` to the stored set and writes the result if nothing changed meanwhile;
+    /// when another writer committed first, applies it again to what that one wrote. A set that
+    /// cannot load is never written.
+    async fn edit<T>(
+        &self,
+        what: &str,
+        change: impl Fn(Vec<Managed>) -> Result<(Vec<Managed>, T), TokenError>,
+        now: i64,
+    ) -> Result<(Vec<KeyInfo>, T), TokenError> {
         for _ in 0..5 {
             let stored = self.read().await?;
             if stored.keys.is_empty() {
@@ -377,17 +437,15 @@ impl ManagedKeys {
                     "no managed key set yet; start the server once",
                 ));
             }
-            let keys = self.rotated(stored.keys, now)?;
-            // Validate before committing: a set that cannot load is never written.
+            let (keys, out) = change(stored.keys)?;
             self.build(&keys, now)?;
             if self.write(&keys, stored.revision).await? {
-                return Ok(keys.into_iter().map(|k| k.info).collect());
+                return Ok((keys.into_iter().map(|k| k.info).collect(), out));
             }
-            // Another rotation committed first: rotate what it wrote.
         }
         Err(key_err(
             "key set",
-            "could not rotate: too many concurrent writers",
+            format!("could not {what}: too many concurrent writers"),
         ))
     }
 
@@ -539,6 +597,55 @@ pub fn spawn_key_reloader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn revoking_takes_a_key_out_of_the_set_at_once_and_promotes_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("keys");
+        let mk = ManagedKeys::new(KeyHome::Dir(home.clone()), 3630);
+        let set = mk.load_or_init(1000).await.unwrap();
+        let kid_of = |set: &KeySet, st: KeyStatus| {
+            set.published()
+                .iter()
+                .find(|(s, _)| *s == st)
+                .map(|(_, k)| k.kid().to_owned())
+        };
+        let (active, next) = (
+            set.active().kid().to_owned(),
+            kid_of(&set, KeyStatus::Next).unwrap(),
+        );
+        mk.rotate(2000).await.unwrap();
+        // The retired key (the first active one) goes at once, not after its retention.
+        let out = mk.revoke(&active, 2001).await.unwrap();
+        assert_eq!(out.revoked.status, KeyStatus::Retired);
+        let set = mk.reload(2001).await.unwrap();
+        assert!(set.verifying_key(&active).is_none());
+        assert!(
+            !home.join(format!("{active}.pem")).exists(),
+            "private key deleted"
+        );
+        // The active key: the next one signs instead, and a new next one is published.
+        assert_eq!(set.active().kid(), next);
+        let next2 = kid_of(&set, KeyStatus::Next).unwrap();
+        mk.revoke(&next, 2002).await.unwrap();
+        let set = mk.reload(2002).await.unwrap();
+        assert_eq!(set.active().kid(), next2);
+        assert!(set.verifying_key(&next).is_none());
+        assert!(!String::from_utf8_lossy(&set.jwks()).contains(&next));
+        let next3 = kid_of(&set, KeyStatus::Next).unwrap();
+        assert_ne!(next3, next2);
+        // The next key: replaced by a new one, the active one stays.
+        mk.revoke(&next3, 2003).await.unwrap();
+        let set = mk.reload(2003).await.unwrap();
+        assert_eq!(set.active().kid(), next2);
+        assert!(set.verifying_key(&next3).is_none());
+        assert!(kid_of(&set, KeyStatus::Next).is_some());
+        // A kid that is not in the set: an error naming it, nothing written.
+        let before = std::fs::read(home.join("keyset.json")).unwrap();
+        let e = mk.revoke(&next, 2004).await.unwrap_err().to_string();
+        assert!(e.contains(&next), "{e}");
+        assert_eq!(std::fs::read(home.join("keyset.json")).unwrap(), before);
+    }
 
     #[tokio::test]
     async fn init_publishes_active_and_next_and_rotation_keeps_old_key_published() {

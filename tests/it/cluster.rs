@@ -587,3 +587,68 @@ async fn two_instances_started_together_on_an_empty_database_bootstrap_once() {
         }
     }
 }
+
+/// A leaked key revoked through one instance's configuration is refused on the other within the
+/// reload interval, its cached verifications included; the next key signs on both.
+#[tokio::test]
+async fn a_key_revoked_on_one_instance_is_refused_on_the_other_within_the_reload_interval() {
+    let up = TestUpstream::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let Some((a, b, shared)) = pair_with(&up, shared, "signing: {reload_secs: 1}").await else {
+        println!("skipped: IAMGATE_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (id, token) = a.root_sa(&["console.root.view"]).await;
+    until("account visible on B", Duration::from_secs(2), async || {
+        b.running().accounts.snapshot().get(&id).is_some()
+    })
+    .await;
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    // One shared key set: B accepts A's token, twice (the second from its cache).
+    for _ in 0..2 {
+        assert_eq!(b.get_as("/api/iamgate/audit-log", &token).await.status, 200);
+    }
+    let db = common::existing_test_database(shared.path()).unwrap();
+    let out = common::run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_iamgate"))
+            .env_remove("IAMGATE_CONFIG")
+            .env("IAMGATE_DATA_DIR", a.data_path())
+            .env("IAMGATE_DATABASE_URL", &db)
+            .env("IAMGATE_SECRET_PEPPER", CLUSTER_PEPPER)
+            .args(["keys", "revoke", &kid]),
+    );
+    assert!(out.contains(&kid), "{out}");
+    let took = until(
+        "the revoked key's token refused on B",
+        Duration::from_secs(5),
+        async || b.get_as("/api/iamgate/audit-log", &token).await.status == 401,
+    )
+    .await;
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    until("and on A", Duration::from_secs(5), async || {
+        a.get_as("/api/iamgate/audit-log", &token).await.status == 401
+    })
+    .await;
+    // Both sign with the promoted key, and the other accepts it.
+    for (signer, checker) in [(&a, &b), (&b, &a)] {
+        let fresh = signer.root_sa(&["console.root.view"]).await;
+        let new_kid = jsonwebtoken::decode_header(&fresh.1).unwrap().kid.unwrap();
+        assert_ne!(new_kid, kid);
+        until("account visible", Duration::from_secs(2), async || {
+            checker
+                .running()
+                .accounts
+                .snapshot()
+                .get(&fresh.0)
+                .is_some()
+        })
+        .await;
+        assert_eq!(
+            checker
+                .get_as("/api/iamgate/audit-log", &fresh.1)
+                .await
+                .status,
+            200
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! Durability and key rotation: a restart keeps accounts and signing keys, tokens issued before
 //! it still verify, and a rotation (by the real `iamgate keys rotate` command) keeps the retired
-//! key published while new tokens are signed with the promoted one.
+//! key published while new tokens are signed with the promoted one. A revocation (by the real
+//! `iamgate keys revoke`) takes a leaked key out at once: its tokens are refused within the
+//! reload interval, cached verifications included.
 
 use crate::common;
 
@@ -99,5 +101,117 @@ async fn configured_pem_keys_are_used_as_given() {
     assert!(
         !gw.data_path().join("keys").exists(),
         "no managed keys when keys are configured"
+    );
+}
+
+/// A token's answer at a route that needs a valid bearer token.
+async fn audit_status(gw: &Gateway, token: &str) -> u16 {
+    gw.get_as("/api/iamgate/audit-log", token)
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_revoked_key_s_tokens_are_refused_at_once_and_the_next_key_signs() {
+    let gw = gateway().yaml(YAML).start().await;
+    let creds: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(gw.running().bootstrap_file.clone().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let (id, secret) = (
+        creds["clientId"].as_str().unwrap(),
+        creds["clientSecret"].as_str().unwrap(),
+    );
+    let leaked = token(&gw, id, secret).await;
+    let kid = kid_of(&leaked);
+    // Used twice: the second answer comes from the verification cache.
+    assert_eq!(audit_status(&gw, &leaked).await, 200);
+    assert_eq!(audit_status(&gw, &leaked).await, 200);
+    let next = gw.jwks().await["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .find(|k| *k != kid)
+        .unwrap();
+
+    let out = common::run_ok(common::cli(&gw.data_path()).args(["keys", "revoke", &kid]));
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["revoked"]["kid"], kid.as_str());
+    assert_eq!(out["revoked"]["status"], "active");
+    // Refused within the reload interval (1 s here), although its verification was cached.
+    let started = Instant::now();
+    while audit_status(&gw, &leaked).await != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the revoked key's token still works"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("refused after {} ms", started.elapsed().as_millis());
+    let jwks = gw.jwks().await;
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kid"] != kid.as_str()),
+        "the revoked key left the JWKS: {jwks}"
+    );
+    assert!(
+        !gw.data_path()
+            .join("keys")
+            .join(format!("{kid}.pem"))
+            .exists()
+    );
+    // The next key signs now; the audit log has the revocation.
+    let fresh = token(&gw, id, secret).await;
+    assert_eq!(kid_of(&fresh), next);
+    let log = gw.get_as("/api/iamgate/audit-log", &fresh).await.json();
+    let entry = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "signing-key.revoke")
+        .expect("an audit record of the revocation");
+    assert_eq!(entry["target"], kid.as_str());
+    assert_eq!(entry["actor"], "cli");
+    // Again: nothing to revoke, said so, nothing changed.
+    let again = common::cli(&gw.data_path())
+        .args(["keys", "revoke", &kid])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not in the managed key set"));
+    assert_eq!(kid_of(&token(&gw, id, secret).await), next);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_a_configured_pem_key_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = iamgate::token::SigningKey::generate(Some("cfg-active".into())).unwrap();
+    std::fs::write(dir.path().join("a.pem"), key.to_pkcs8_pem().unwrap()).unwrap();
+    let config = dir.path().join("iamgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "signing:\n  keys: [{{path: {}, status: active, kid: cfg-active}}]\n",
+            dir.path().join("a.pem").display()
+        ),
+    )
+    .unwrap();
+    let out = common::cli(&dir.path().join("data"))
+        .args(["keys", "revoke", "cfg-active", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("remove its entry from signing.keys"), "{err}");
+    assert!(
+        dir.path().join("a.pem").exists(),
+        "a configured file is never touched"
     );
 }
