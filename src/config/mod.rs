@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod authz;
 mod console;
+mod database;
 pub mod external;
 mod management;
 mod oauth;
@@ -26,6 +27,7 @@ mod upstream;
 
 pub use authz::{AuthzSettings, RawAuthz};
 pub use console::RawConsole;
+pub use database::{DatabaseSettings, PgSslMode, PgTls, read_roots};
 pub use external::RawExternalIssuer;
 pub use management::{DirectorySync, RawDirectory, RawManagement};
 pub use oauth::{OAuthSettings, RateLimitSettings, RawOAuth, RawRateLimit};
@@ -158,15 +160,6 @@ pub struct RawLog {
     /// The share of decisions (0.0 to 1.0) whose input is kept, with `decision_inputs`.
     /// Default 1.0.
     pub decision_sample: Option<f64>,
-}
-
-/// Where accounts and keys persist.
-#[derive(Debug, Clone)]
-pub enum DatabaseSettings {
-    /// Embedded SQLite file.
-    Sqlite(PathBuf),
-    /// PostgreSQL URL.
-    Postgres(Secret),
 }
 
 /// Validated, typed settings.
@@ -344,7 +337,7 @@ impl RawConfig {
                     }
                     DatabaseSettings::Sqlite(PathBuf::from(path))
                 } else if u.starts_with("postgres://") || u.starts_with("postgresql://") {
-                    DatabaseSettings::Postgres(url)
+                    database::postgres(&url, &mut errs)
                 } else {
                     errs.push(
                         "database_url: must start with sqlite: or postgres:// (value not shown)"
@@ -388,7 +381,7 @@ impl RawConfig {
                 "secret_pepper: must be at least {MIN_SECRET_CHARS} characters (128 bits of base64)"
             ));
         }
-        if matches!(database, DatabaseSettings::Postgres(_)) && secret_pepper.is_none() {
+        if matches!(database, DatabaseSettings::Postgres { .. }) && secret_pepper.is_none() {
             // A generated pepper lives in one instance's data dir: secrets created on one
             // instance would fail on the others, and the shared key set could not be opened.
             errs.push(

@@ -96,7 +96,7 @@ fn database_url_schemes() {
     };
     assert!(matches!(
         raw.validate().unwrap().database,
-        DatabaseSettings::Postgres(_)
+        DatabaseSettings::Postgres { .. }
     ));
 }
 

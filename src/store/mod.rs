@@ -362,9 +362,9 @@ impl std::fmt::Debug for dyn Store {
 pub async fn open(db: &DatabaseSettings) -> Result<Arc<dyn Store>, StoreError> {
     match db {
         DatabaseSettings::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        DatabaseSettings::Postgres(url) => {
-            Ok(Arc::new(postgres::PgStore::open(url.expose()).await?))
-        }
+        DatabaseSettings::Postgres { url, tls } => Ok(Arc::new(
+            postgres::PgStore::open_with(url.expose(), tls).await?,
+        )),
     }
 }
 

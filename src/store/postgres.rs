@@ -5,12 +5,14 @@
 //!
 //! The store keeps a small pool of connections of its own; a connection that broke (database
 //! restart) is replaced on next use, so the gateway recovers without a restart. TLS to the
-//! database (`sslmode=require`) goes through rustls with the Mozilla roots.
+//! database goes through rustls, with the Mozilla roots or the CA file `sslrootcert` names; every
+//! TLS mode verifies the chain, and all but `verify-ca` the server's name.
 
 use super::{
     AuditRecord, ChangeFeed, Changed, JtiOutcome, Loaded, Store, StoreError, StoreFuture, Write,
     sql,
 };
+use crate::config::{PgSslMode, PgTls};
 use crate::model::{Binding, ClientKey, ServiceAccount};
 use crate::model::{IamChange, IamData, Project};
 use crate::token::{SharedDocs, SharedError, SharedFuture};
@@ -36,6 +38,19 @@ const JTI_IN_FLIGHT: usize = 2;
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// A failed connection with its causes (`error performing TLS handshake: invalid peer
+/// certificate: …`): the driver's own message alone does not say what to fix.
+fn connect_failed(e: &tokio_postgres::Error) -> StoreError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    StoreError::Unavailable(message)
 }
 
 fn db_error(e: tokio_postgres::Error, conflict: impl FnOnce() -> String) -> StoreError {
@@ -91,6 +106,103 @@ impl tokio_postgres::types::ToSql for sql::Param {
     }
 
     tokio_postgres::types::to_sql_checked!();
+}
+
+/// The TLS connector `tls` asks for; `None` for `disable`.
+fn connector(tls: &PgTls) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, StoreError> {
+    if tls.mode == PgSslMode::Disable {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.root_cert {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            for cert in crate::config::read_roots(path).map_err(StoreError::Unavailable)? {
+                roots.add(cert).map_err(|e| {
+                    StoreError::Unavailable(format!("sslrootcert {}: {e}", path.display()))
+                })?;
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(unavailable)?;
+    let cfg = if tls.mode == PgSslMode::VerifyCa {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly {
+                roots: Arc::new(roots),
+                provider,
+            }))
+            .with_no_client_auth()
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg)))
+}
+
+/// `verify-ca`: the server's chain must end in one of the roots, whatever name it carries.
+/// Signatures of the handshake are checked as always.
+#[derive(Debug)]
+struct ChainOnly {
+    roots: Arc<rustls::RootCertStore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// PostgreSQL-backed [`Store`].
@@ -187,7 +299,7 @@ impl Pool {
         tokio::time::timeout(TIMEOUT, fut)
             .await
             .map_err(|_| StoreError::Unavailable("connect timed out".to_owned()))?
-            .map_err(unavailable)
+            .map_err(|e| connect_failed(&e))
     }
 
     async fn conn(&self) -> Result<Conn<'_>, StoreError> {
@@ -216,26 +328,30 @@ impl Pool {
 }
 
 impl PgStore {
-    /// Connects, migrates, and returns the store. The URL is never logged.
+    /// Connects, migrates, and returns the store, with the driver's TLS default (`prefer`,
+    /// verified against the public roots). The URL is never logged.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        Self::open_with(
+            url,
+            &PgTls {
+                mode: PgSslMode::Prefer,
+                root_cert: None,
+            },
+        )
+        .await
+    }
+
+    /// Connects over `tls`, migrates, and returns the store. The URL is never logged.
+    pub async fn open_with(url: &str, tls: &PgTls) -> Result<Self, StoreError> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             StoreError::Unavailable(format!("database url: {e}"))
         })?;
-        let tls = match config.get_ssl_mode() {
-            SslMode::Disable => None,
-            _ => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(unavailable)?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                Some(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
-            }
-        };
+        config.ssl_mode(match tls.mode {
+            PgSslMode::Disable => SslMode::Disable,
+            PgSslMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = connector(tls)?;
         let pool = Arc::new(Pool {
             config,
             tls,

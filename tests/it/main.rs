@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod config_example;
 mod console;
+mod database_tls;
 mod deploy;
 mod external_issuer;
 mod import;
