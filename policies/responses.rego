@@ -5,24 +5,39 @@
 # input.response.body. Each rule keeps a row only when the authorization policy would allow the
 # matching view permission on that row's resource, so the two can never disagree.
 #
-# These rules run on regorus' interpreter (they use `with`), once per filtered response. A rule
-# that is undefined (an answer of an unexpected shape) makes the gateway refuse the answer (502)
-# rather than pass it through.
+# Lists (an array answer) are filtered item by item: `item_filters` names, for a rule, the
+# permission each item is checked for and the item fields that hold its company, project and
+# environment ids. The gateway keeps an item when the authorization decision for that resource
+# allows it: the same decision a request for it gets, on the compiled policy, with the time limit
+# of one decision per item, and the list streams out as it is decided, so a company with
+# thousands of projects gets them all. The rule of the same name states that filter in Rego
+# (`filtered`), for the tests below and for any evaluator that runs this package as a whole.
+#
+# Other rules (an object answer, or an array rule without an entry here) run on regorus'
+# interpreter (they use `with`), once per filtered response, within a time limit that grows with
+# the answer's length. A rule that is undefined (an answer of an unexpected shape) makes the
+# gateway refuse the answer (502) rather than pass it through.
 package iamgate.responses
 
 import data.iamgate.authz
 import rego.v1
 
-# R1 GET /api/backend/tenants/: the companies the caller may view.
-companies := [c |
-	some c in input.response.body
-	allowed("console.company.view", {"companyId": c.tenantId})
-] if is_array(input.response.body)
+item_filters := {
+	# R1 GET /api/backend/tenants/: the companies the caller may view.
+	"companies": {"permission": "console.company.view", "fields": {"companyId": "tenantId"}},
+	# R2 GET /api/backend/projects/: the projects the caller may view.
+	"projects": {"permission": "console.project.view", "fields": {"companyId": "tenantId", "projectId": "_id"}},
+}
 
-# R2 GET /api/backend/projects/: the projects the caller may view.
-projects := [p |
-	some p in input.response.body
-	allowed("console.project.view", {"companyId": p.tenantId, "projectId": p._id})
+companies := filtered(item_filters.companies)
+
+projects := filtered(item_filters.projects)
+
+# The items of the answer whose resource (the filter's fields that hold strings) the caller
+# may access with the filter's permission.
+filtered(f) := [item |
+	some item in input.response.body
+	allowed(f.permission, {key: item[field] | some key, field in f.fields; is_string(item[field])})
 ] if is_array(input.response.body)
 
 # P1 GET /api/backend/projects/{projectId}: the project, with only the environments the

@@ -67,6 +67,8 @@ pub struct Snapshot {
     roles: Arc<super::data::RoleModel>,
     /// How many `test_*` rules passed at its gate (0 when compiled without one).
     tests_passed: usize,
+    /// The response rules over arrays that are filtered item by item, by rule name.
+    item_filters: std::collections::HashMap<String, super::item_filter::ItemFilter>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -93,6 +95,12 @@ impl Snapshot {
     ) -> Result<Self, PolicyError> {
         let mut engine = tabled_engine(&source, false, tables)?;
         let interpreter = engine.clone();
+        let item_filters = super::item_filter::read(
+            &interpreter
+                .clone()
+                .eval_rule(super::item_filter::ITEM_FILTERS.to_owned())
+                .unwrap_or(regorus::Value::Undefined),
+        )?;
         let data = engine.get_data();
         let roles = Arc::new(model.model.clone());
         let entry: regorus::Rc<str> = ENTRYPOINT.into();
@@ -120,6 +128,7 @@ impl Snapshot {
             model,
             roles,
             tests_passed: 0,
+            item_filters,
         })
     }
 
@@ -266,6 +275,11 @@ impl Snapshot {
         &self.source
     }
 
+    /// The item filter the policy declares for the response rule `rule`, if any.
+    pub fn item_filter(&self, rule: &str) -> Option<&super::item_filter::ItemFilter> {
+        self.item_filters.get(rule)
+    }
+
     /// Evaluates the decision for `input`. Errors and timeouts deny.
     pub fn decide(&self, input: &DecisionInput) -> Decision {
         self.evaluate(input, self.program.as_ref())
@@ -356,8 +370,9 @@ impl Snapshot {
     }
 
     /// Evaluates the response rule `data.iamgate.responses.<rule>` over an upstream answer:
-    /// `input` plus `input.response.body`. The rule's value is the body the caller gets; an
-    /// undefined rule, an error or a timeout is an error (the caller fails closed).
+    /// `input` plus `input.response.body`, within a time limit that grows with the answer
+    /// ([`response_budget`]). The rule's value is the body the caller gets; an undefined rule,
+    /// an error or a timeout is an error (the caller fails closed).
     pub fn respond(
         &self,
         rule: &str,
@@ -365,6 +380,7 @@ impl Snapshot {
         body: serde_json::Value,
     ) -> Result<serde_json::Value, PolicyError> {
         let fail = |e: String| PolicyError::Compile(format!("response rule {rule}: {e}"));
+        let budget = response_budget(&body);
         let mut value = input.to_value().map_err(|e| fail(e.to_string()))?;
         let response = regorus::Value::from(serde_json::json!({ "body": body }));
         value
@@ -372,6 +388,7 @@ impl Snapshot {
             .map_err(|e| fail(e.to_string()))?
             .insert(regorus::Value::from("response"), response);
         let mut engine = self.interpreter.clone();
+        engine.set_execution_timer_config(time_limit(budget, 4096));
         engine.set_input(value);
         let out = engine
             .eval_rule(format!("data.iamgate.responses.{rule}"))
@@ -672,7 +689,8 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
-static TIMER: OnceLock<()> = OnceLock::new();
+/// The per-decision time limit in force (set once per process).
+static TIMER: OnceLock<Duration> = OnceLock::new();
 
 /// Sets the per-decision time limit for every compiled policy in the process (first call wins).
 pub fn set_decision_timeout(limit: Duration) {
@@ -680,7 +698,32 @@ pub fn set_decision_timeout(limit: Duration) {
         // Reading the clock on every work unit would cost more than the work itself; every
         // 4096 units keeps the overshoot well under a millisecond.
         regorus::utils::limits::set_fallback_execution_timer_config(Some(time_limit(limit, 4096)));
+        limit
     });
+}
+
+/// What a response rule evaluated as a whole may take for each item of the answer, on top of
+/// the limit of one decision: it decides about one item each.
+const RESPONSE_ITEM_BUDGET: Duration = Duration::from_millis(1);
+/// The most a response rule evaluated as a whole may take, however long the answer.
+const RESPONSE_MAX_BUDGET: Duration = Duration::from_secs(10);
+
+/// The time a response rule over `body` may take: the decision limit, plus
+/// [`RESPONSE_ITEM_BUDGET`] per item of the answer (a top-level array's, or the arrays an
+/// object holds at its top level), at most [`RESPONSE_MAX_BUDGET`].
+fn response_budget(body: &serde_json::Value) -> Duration {
+    let items = match body {
+        serde_json::Value::Array(a) => a.len(),
+        serde_json::Value::Object(o) => o
+            .values()
+            .filter_map(serde_json::Value::as_array)
+            .map(Vec::len)
+            .sum(),
+        _ => 0,
+    };
+    let base = TIMER.get().copied().unwrap_or(Duration::from_millis(50));
+    let per_items = RESPONSE_ITEM_BUDGET.saturating_mul(u32::try_from(items).unwrap_or(u32::MAX));
+    base.saturating_add(per_items).min(RESPONSE_MAX_BUDGET)
 }
 
 impl PolicyEngine {
@@ -987,6 +1030,24 @@ impl PolicyEngine {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_response_rule_gets_time_for_every_item_of_the_answer() {
+        use serde_json::json;
+        let base = TIMER.get().copied().unwrap_or(Duration::from_millis(50));
+        let list = |n: usize| serde_json::Value::Array(vec![json!({}); n]);
+        assert_eq!(response_budget(&json!({"name": "x"})), base);
+        assert_eq!(
+            response_budget(&list(200)),
+            base + Duration::from_millis(200)
+        );
+        // An object's lists count (a project's environments).
+        assert_eq!(
+            response_budget(&json!({"environments": list(30), "tags": list(2), "n": 1})),
+            base + Duration::from_millis(32)
+        );
+        assert_eq!(response_budget(&list(1_000_000)), RESPONSE_MAX_BUDGET);
+    }
     use super::*;
 
     #[test]

@@ -11,6 +11,7 @@ pub mod coverage;
 pub mod data;
 pub mod engine;
 pub mod input;
+pub mod item_filter;
 pub mod mutation;
 pub mod reload;
 pub mod replay;

@@ -851,6 +851,21 @@ impl Gateway {
         let json: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|_| fail("upstream answer is not JSON and cannot be filtered"))?;
         let snapshot = self.policy.snapshot();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::ETAG);
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let json = match (snapshot.item_filter(rule).cloned(), json) {
+            // A list the policy filters item by item: decided and streamed a slice at a time.
+            (Some(filter), serde_json::Value::Array(items)) => {
+                return Ok(super::item_filter::stream(
+                    parts, snapshot, filter, input, items,
+                ));
+            }
+            (_, json) => json,
+        };
         let rule = rule.clone();
         // The interpreter may take milliseconds on a long list: keep it off the reactor.
         let filtered = tokio::task::spawn_blocking(move || snapshot.respond(&rule, &input, json))
@@ -861,12 +876,6 @@ impl Gateway {
                 fail("response rule failed")
             })?;
         let out = serde_json::to_vec(&filtered).map_err(|_| fail("response rule failed"))?;
-        parts.headers.remove(header::CONTENT_LENGTH);
-        parts.headers.remove(header::ETAG);
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
         Ok(Response::from_parts(parts, full(Bytes::from(out))))
     }
 }

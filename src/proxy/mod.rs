@@ -10,6 +10,7 @@ pub mod authz;
 pub mod console;
 pub mod ext_authz;
 pub mod gateway;
+mod item_filter;
 pub mod management;
 pub mod path;
 pub mod policy_api;

@@ -99,7 +99,7 @@ impl Proc {
         method: http::Method,
         path: &str,
         headers: &[(&str, &str)],
-        body: &'static str,
+        body: impl Into<bytes::Bytes>,
     ) -> (u16, String) {
         use http_body_util::BodyExt;
         let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
@@ -111,11 +111,7 @@ impl Proc {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req
-            .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                body.as_bytes(),
-            )))
-            .unwrap();
+        let req = req.body(http_body_util::Full::new(body.into())).unwrap();
         let resp = tokio::time::timeout(WAIT, client.request(req))
             .await
             .expect("request timed out")

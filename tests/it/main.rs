@@ -20,6 +20,7 @@ mod external_issuer;
 mod import;
 mod ingress;
 mod keys_and_restart;
+mod large_lists;
 mod management;
 mod policy_matrix;
 mod policy_rego;

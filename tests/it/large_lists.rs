@@ -1,0 +1,100 @@
+//! Response rules over large lists, in a real `iamgate serve` process with its default time
+//! limits: a company with 10,000 projects in the Console's project list gets its own projects,
+//! all of them and nothing else, instead of a 502.
+
+use crate::common;
+
+use common::serve::spawn_in;
+use common::upstream::TestUpstream;
+use http::Method;
+use serde_json::{Value, json};
+
+/// `n` projects, every other one acme's, the rest globex's.
+fn projects(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                json!({
+                    "_id": format!("{i:024x}"),
+                    "projectId": format!("project-{i}"),
+                    "tenantId": if i % 2 == 0 { "acme" } else { "globex" },
+                    "name": format!("Project {i}"),
+                    "environments": [{"envId": "dev"}, {"envId": "prod"}],
+                })
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn ten_thousand_projects_are_filtered_within_the_budget() {
+    const N: usize = 10_000;
+    let up = TestUpstream::start().await;
+    up.answer("/api/backend/projects/", 200, projects(N));
+    let gw = spawn_in(
+        tempfile::tempdir().unwrap(),
+        &up.url(),
+        "format: json, level: info",
+        "",
+    );
+    let admin = gw.bootstrap_token().await;
+    let (status, body) = gw
+        .send(
+            Method::POST,
+            "/api/companies/acme/service-accounts",
+            &[
+                ("authorization", &format!("Bearer {admin}")),
+                ("content-type", "application/json"),
+            ],
+            r#"{"name": "lister", "role": "company-owner", "tokenEndpointAuthMethod": "client_secret_basic"}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let basic = common::base64_std(&format!(
+        "{}:{}",
+        created["clientId"].as_str().unwrap(),
+        created["clientSecret"].as_str().unwrap()
+    ));
+    let (status, body) = gw
+        .send(
+            Method::POST,
+            "/api/m2m/oauth/token",
+            &[
+                ("authorization", &format!("Basic {basic}")),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token: Value = serde_json::from_str(&body).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    let started = std::time::Instant::now();
+    let (status, body) = gw
+        .send(
+            Method::GET,
+            "/api/backend/projects/",
+            &[("authorization", &format!("Bearer {token}"))],
+            "",
+        )
+        .await;
+    println!(
+        "{N} projects filtered in {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), N / 2);
+    assert!(list.iter().all(|p| p["tenantId"] == "acme"));
+    // In the upstream's order, each item whole.
+    let expected: Vec<Value> = projects(N)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["tenantId"] == "acme")
+        .cloned()
+        .collect();
+    assert_eq!(list, expected);
+}
