@@ -72,11 +72,16 @@ impl Proc {
             &std::fs::read(self.dir.path().join("data/bootstrap-credentials.json")).unwrap(),
         )
         .unwrap();
-        let basic = super::base64_std(&format!(
-            "{}:{}",
+        self.token(
             creds["clientId"].as_str().unwrap(),
-            creds["clientSecret"].as_str().unwrap()
-        ));
+            creds["clientSecret"].as_str().unwrap(),
+        )
+        .await
+    }
+
+    /// An access token of the client `id` with `secret`, from the process's token endpoint.
+    pub async fn token(&self, id: &str, secret: &str) -> String {
+        let basic = super::base64_std(&format!("{id}:{secret}"));
         let (status, body) = self
             .send(
                 http::Method::POST,

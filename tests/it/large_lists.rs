@@ -51,25 +51,12 @@ async fn ten_thousand_projects_are_filtered_within_the_budget() {
         .await;
     assert_eq!(status, 201, "{body}");
     let created: Value = serde_json::from_str(&body).unwrap();
-    let basic = common::base64_std(&format!(
-        "{}:{}",
-        created["clientId"].as_str().unwrap(),
-        created["clientSecret"].as_str().unwrap()
-    ));
-    let (status, body) = gw
-        .send(
-            Method::POST,
-            "/api/m2m/oauth/token",
-            &[
-                ("authorization", &format!("Basic {basic}")),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            "grant_type=client_credentials",
+    let token = gw
+        .token(
+            created["clientId"].as_str().unwrap(),
+            created["clientSecret"].as_str().unwrap(),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    let token: Value = serde_json::from_str(&body).unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
 
     let started = std::time::Instant::now();
     let (status, body) = gw
