@@ -104,12 +104,9 @@ fn decisions(c: &mut Criterion) {
         }),
         false,
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    assert!(rt.block_on(engine.decide(&i, 1)).allow);
+    assert!(engine.decide(&i, 1).allow);
     c.bench_function("decision_cached", |b| {
-        b.iter(|| black_box(rt.block_on(engine.decide(black_box(&i), 1))))
+        b.iter(|| black_box(engine.decide(black_box(&i), 1)))
     });
 }
 

@@ -9,7 +9,8 @@
 #   EXTRA_YAML='telemetry: {otlp_endpoint: "http://127.0.0.1:18397"}'   configuration added
 #   SINK=1                  runs a minimal OTLP/HTTP sink on 127.0.0.1:18397 (answers 200)
 #   SECONDS_LOADED=20       wrk duration of the loaded run
-#   KEEP=DIR                keeps the loaded run's callgrind file there (for callgrind_annotate)
+#   KEEP=DIR                keeps both runs' callgrind files there (idle.out, loaded.out) and
+#                           prints the per-stage breakdown of a request (bench/request-stages.py)
 # Needs: valgrind, wrk, nginx, curl, python3, openssl.
 set -euo pipefail
 # Backtraces captured for errors at start-up (RUST_BACKTRACE) would differ between the runs.
@@ -77,5 +78,10 @@ run() {
 
 read -r base _ < <(run idle 0)
 read -r loaded n < <(run loaded "$SECONDS_LOADED")
-[ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$work/loaded/cg.out" "$KEEP/"
 echo "requests answered: $n; instructions per request: $(( (loaded - base) / n ))"
+if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP"
+    cp "$work/idle/cg.out" "$KEEP/idle.out"
+    cp "$work/loaded/cg.out" "$KEEP/loaded.out"
+    python3 bench/request-stages.py "$KEEP/idle.out" "$KEEP/loaded.out" "$n"
+fi

@@ -37,8 +37,8 @@ async fn each_decision_is_logged_once_with_its_revision_and_cache_flag() {
 
     let engine = engine();
     let input = deploy_input("developer");
-    let first = engine.decide(&input, 7).await;
-    let second = engine.decide(&input, 7).await;
+    let first = engine.decide(&input, 7);
+    let second = engine.decide(&input, 7);
     assert!(!first.allow && !second.allow);
 
     let text = buf.text();
@@ -88,7 +88,6 @@ async fn request_details_are_built_only_when_the_policy_runs() {
                 *fills += 1;
                 i.user.bindings = full.user.bindings.clone();
             })
-            .await
             .allow
     }
     assert!(
@@ -107,5 +106,5 @@ async fn request_details_are_built_only_when_the_policy_runs() {
     );
     assert_eq!(fills, 2);
     // Without a fill the bare input is denied: the test above could not pass by accident.
-    assert!(!engine.decide(&bare, 8).await.allow);
+    assert!(!engine.decide(&bare, 8).allow);
 }

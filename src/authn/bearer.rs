@@ -213,8 +213,8 @@ impl BearerAuth {
             && let Some(iss) = super::external::peek_issuer(token)
             && let Some(ext) = self.externals.iter().find(|e| e.issuer() == iss)
         {
-            let user = ext
-                .verify(token)
+            // Boxed: a JWKS fetch's state would otherwise sit in every request's future.
+            let user = Box::pin(ext.verify(token))
                 .await
                 .map_err(|e| BearerError::InvalidToken(e.to_string()))?;
             let principal = Principal::User {

@@ -13,7 +13,7 @@ use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
 use crate::telemetry::metrics::ShadowLabels;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use moka::future::Cache;
+use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -920,15 +920,15 @@ impl PolicyEngine {
 
     /// Decides `input`, through the cache for permission routes, and writes the decision log
     /// record. `directory_version` changes whenever accounts, bindings or the directory change.
-    pub async fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
+    pub fn decide(&self, input: &DecisionInput, directory_version: u64) -> Decision {
         let snapshot = self.current.load_full();
-        let d = match self.cached(&snapshot, input, directory_version).await {
+        let d = match self.cached(&snapshot, input, directory_version) {
             Ok(d) => {
                 log_decision(input, &d, true, self.keeps_input());
                 self.remember(input, &d, true, false);
                 d
             }
-            Err(key) => self.fresh(&snapshot, input, key).await,
+            Err(key) => self.fresh(&snapshot, input, key),
         };
         self.shadow_decide(input, &d);
         d
@@ -938,7 +938,7 @@ impl PolicyEngine {
     /// cache key: path parameters, query, headers, bindings, properties) are not filled in yet:
     /// `fill` completes it only when the policy must actually run. A cached decision never reads
     /// them, and building them cost more than the cache lookup.
-    pub async fn decide_filling(
+    pub fn decide_filling(
         &self,
         input: &mut DecisionInput,
         directory_version: u64,
@@ -947,10 +947,10 @@ impl PolicyEngine {
         if self.disagreements.is_some() && self.shadow.load().is_some() {
             // The shadow decides the whole input: build it now.
             fill(input);
-            return self.decide(input, directory_version).await;
+            return self.decide(input, directory_version);
         }
         let snapshot = self.current.load_full();
-        match self.cached(&snapshot, input, directory_version).await {
+        match self.cached(&snapshot, input, directory_version) {
             Ok(d) => {
                 // A kept input must be the whole document the policy would read.
                 let keep = self.keeps_input();
@@ -963,14 +963,17 @@ impl PolicyEngine {
             }
             Err(key) => {
                 fill(input);
-                self.fresh(&snapshot, input, key).await
+                self.fresh(&snapshot, input, key)
             }
         }
     }
 
     /// The cached decision for `input` (not logged yet), or the key a fresh one is to be cached under
     /// (`None`: not cacheable, as for rule routes or without a cache).
-    async fn cached(
+    // The key handed back on a miss goes into the cache as it is; boxing it would cost an
+    // allocation per miss and gain nothing on a hit, which returns the small `Ok`.
+    #[allow(clippy::result_large_err)]
+    fn cached(
         &self,
         snapshot: &Snapshot,
         input: &DecisionInput,
@@ -998,7 +1001,7 @@ impl PolicyEngine {
             grants: input.grants.clone(),
             target: input.target.clone(),
         };
-        match cache.get(&key).await {
+        match cache.get(&key) {
             Some((allow, reason)) => Ok(Decision {
                 allow,
                 reason,
@@ -1009,12 +1012,7 @@ impl PolicyEngine {
     }
 
     /// Runs the policy on `input` (logged) and caches the outcome under `key`.
-    async fn fresh(
-        &self,
-        snapshot: &Snapshot,
-        input: &DecisionInput,
-        key: Option<CacheKey>,
-    ) -> Decision {
+    fn fresh(&self, snapshot: &Snapshot, input: &DecisionInput, key: Option<CacheKey>) -> Decision {
         let d = snapshot.decide(input);
         log_decision(input, &d, false, self.keeps_input());
         self.remember(input, &d, false, true);
@@ -1022,7 +1020,7 @@ impl PolicyEngine {
         if let (Some(cache), Some(key)) = (&self.cache, key)
             && !matches!(&*d.reason, "policy_error" | "policy_timeout")
         {
-            cache.insert(key, (d.allow, d.reason.clone())).await;
+            cache.insert(key, (d.allow, d.reason.clone()));
         }
         d
     }

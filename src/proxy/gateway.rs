@@ -312,7 +312,7 @@ impl Gateway {
 
         // The body is read only when the decision needs it; otherwise it streams.
         let (buffered, body): (Option<Bytes>, Body) = if route.needs_body {
-            let bytes = self.read_decision_body(&parts.headers, body).await?;
+            let bytes = Box::pin(self.read_decision_body(&parts.headers, body)).await?;
             (Some(bytes.clone()), full(bytes))
         } else {
             (None, body.boxed())
@@ -423,14 +423,17 @@ impl Gateway {
                 e.into_response()
             })?;
         match (&route.response, input) {
+            // The answers read whole are boxed: their state would otherwise be part of every
+            // proxied request's future, which is moved (copied) several times per request.
             (Some(rule), Some(input)) if resp.status().is_success() => {
-                self.filter_response(rule, input, resp).await
+                Box::pin(self.filter_response(rule, input, resp)).await
             }
             _ if route.records_project && resp.status().is_success() => {
                 let actor = caller.as_ref().map_or("", |c| c.id.as_str());
-                Ok(self
-                    .record_project(resp, authorized_company, actor, &request_id)
-                    .await)
+                Ok(
+                    Box::pin(self.record_project(resp, authorized_company, actor, &request_id))
+                        .await,
+                )
             }
             _ => Ok(resp),
         }
@@ -807,7 +810,7 @@ impl Gateway {
                 input.resource = resource;
                 input.route.permission = permission.clone();
                 input.route.rule = rule.clone();
-                let decision = self.policy.decide_filling(input, version, &mut *fill).await;
+                let decision = self.policy.decide_filling(input, version, &mut *fill);
                 if decision.allow {
                     self.decisions.allow.inc();
                 } else {

@@ -114,8 +114,11 @@ impl App {
                 t.set_route(req.method(), "/-/authz");
             }
         }
+        // Paths other than the proxied one are boxed: a future holds the state of its largest
+        // branch, and the proxied request's future is moved several times on its way down the
+        // stack; the token endpoint's state alone would double what each move copies.
         match path {
-            metadata::TOKEN_PATH => self.token.handle(req, conn.client).await,
+            metadata::TOKEN_PATH => Box::pin(self.token.handle(req, conn.client)).await,
             metadata::JWKS_PATH if get => cacheable(
                 json(StatusCode::OK, self.keys.current().jwks()),
                 "public, max-age=300",
@@ -131,13 +134,17 @@ impl App {
             metadata::JWKS_PATH
             | "/.well-known/oauth-authorization-server"
             | "/.well-known/openid-configuration" => get_only(),
-            _ if self.ops_on_public && OPS_PATHS.contains(&path) => self.ops(&req).await,
+            _ if self.ops_on_public && OPS_PATHS.contains(&path) => Box::pin(self.ops(&req)).await,
             p if self.console && console::is_console_path(p) => console::serve(&req),
             p if authz::is_decision_path(p) => match &self.authz {
-                Some(mode) => authz::serve_http(&self.gateway, mode, req, conn.trusted).await,
-                None => self.gateway.handle(req, conn).await,
+                Some(mode) => {
+                    Box::pin(authz::serve_http(&self.gateway, mode, req, conn.trusted)).await
+                }
+                None => Box::pin(self.gateway.handle(req, conn)).await,
             },
-            _ => self.gateway.handle(req, conn).await,
+            // The proxied request too: built once in its box, where it stays; a future held by
+            // value is copied each time its owner is moved or built (three times, 9 KB each).
+            _ => Box::pin(self.gateway.handle(req, conn)).await,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod trace;
 
 use tracing::Level;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -36,9 +37,14 @@ pub fn init(level: &str, json: bool) {
     } else {
         fmt.boxed()
     };
-    let capped = tracing_subscriber::filter::filter_fn(|m| may_log(m.target(), m.level()));
+    // One filter for the one layer, with a level hint: two nested filters, the inner one
+    // without a hint, made every callsite look enabled at every level, so `enabled!` at DEBUG
+    // was true with logging at INFO and every request built its DEBUG span (about 10k
+    // instructions per proxied request).
+    let capped = tracing_subscriber::filter::filter_fn(|m| may_log(m.target(), m.level()))
+        .with_max_level_hint(tracing_subscriber::filter::LevelFilter::TRACE);
     let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(filter).with_filter(capped))
+        .with(fmt.with_filter(filter.and(capped)))
         .try_init();
 }
 

@@ -11,7 +11,7 @@
 
 use super::KeyRing;
 use jsonwebtoken::{Algorithm, Validation};
-use moka::future::Cache;
+use moka::sync::Cache;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,33 +104,31 @@ impl AccessTokenVerifier {
         // Read before the set the verification uses: a key removed after this makes the entry
         // stale even if the verification saw the old set.
         let removals = self.keys.removals();
-        let hit = self.cache.get(&key).await;
+        let hit = self.cache.get(&key);
         // An entry from before a key left the set is verified again against the current one.
         if let Some(hit) = hit.as_ref().filter(|h| h.removals == removals) {
             if hit.token.exp.saturating_add(leeway) >= now {
                 return Ok(hit.token.clone());
             }
-            self.cache.invalidate(&key).await;
+            self.cache.invalidate(&key);
             return Err(VerifyError::Invalid("token expired".to_owned()));
         }
         let verified = match self.verify_uncached(token) {
             Ok(v) => Arc::new(v),
             Err(e) => {
                 if hit.is_some() {
-                    self.cache.invalidate(&key).await;
+                    self.cache.invalidate(&key);
                 }
                 return Err(e);
             }
         };
-        self.cache
-            .insert(
-                key,
-                Cached {
-                    removals,
-                    token: verified.clone(),
-                },
-            )
-            .await;
+        self.cache.insert(
+            key,
+            Cached {
+                removals,
+                token: verified.clone(),
+            },
+        );
         Ok(verified)
     }
 

@@ -37,7 +37,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     let stats = gw.running().policy_stats.clone();
     let input = deploy_input("maintainer");
     let original = engine.revision();
-    assert!(engine.decide(&input, 1).await.allow);
+    assert!(engine.decide(&input, 1).allow);
 
     // 1. A syntax error.
     let authz = pol.path().join("authz.rego");
@@ -46,7 +46,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     wait_for(|| stats.rejected.get() >= 1, "syntax error rejected").await;
     assert_eq!(engine.revision(), original);
     assert!(
-        engine.decide(&input, 2).await.allow,
+        engine.decide(&input, 2).allow,
         "running policy still decides"
     );
     assert!(last_error(&stats).contains("compile"));
@@ -60,7 +60,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
     std::fs::write(&authz, &no_company_env).unwrap();
     wait_for(|| stats.rejected.get() >= 2, "failing tests rejected").await;
     assert_eq!(engine.revision(), original);
-    assert!(engine.decide(&input, 3).await.allow);
+    assert!(engine.decide(&input, 3).allow);
     assert!(last_error(&stats).contains("tests failed"));
 
     // 2b. The tests removed: a policy without tests never goes live.
@@ -108,7 +108,7 @@ async fn broken_changes_keep_the_running_policy_and_good_ones_apply_within_two_s
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("good policy applied after {:?}", written.elapsed());
-    assert!(engine.decide(&input, 4).await.allow);
+    assert!(engine.decide(&input, 4).allow);
     assert_eq!(stats.applied.get(), 1);
     assert!(stats.last_error.lock().unwrap().is_none());
     let metrics = String::from_utf8(gw.get("/-/metrics").await.body.to_vec()).unwrap();
@@ -339,7 +339,7 @@ async fn policy_data_naming_unknown_permissions_is_refused_at_start_reload_and_t
         last_error(&stats)
     );
     assert_eq!(engine.revision(), original);
-    assert!(engine.decide(&deploy_input("maintainer"), 1).await.allow);
+    assert!(engine.decide(&deploy_input("maintainer"), 1).allow);
     gw.stop().await;
 }
 
@@ -393,7 +393,7 @@ async fn a_kubelet_style_configmap_swap_goes_live_and_a_failing_one_does_not() {
     let engine = gw.running().policy.clone();
     let stats = gw.running().policy_stats.clone();
     let original = engine.revision();
-    assert!(engine.decide(&deploy_input("maintainer"), 1).await.allow);
+    assert!(engine.decide(&deploy_input("maintainer"), 1).allow);
 
     // A new revision (one more comment) swapped in goes live.
     kubelet_mount(
@@ -419,5 +419,5 @@ async fn a_kubelet_style_configmap_swap_goes_live_and_a_failing_one_does_not() {
     kubelet_mount(pol.path(), 3, &with_authz(&failing));
     wait_for(|| stats.rejected.get() >= 1, "failing swap rejected").await;
     assert_eq!(engine.revision(), second);
-    assert!(engine.decide(&deploy_input("maintainer"), 2).await.allow);
+    assert!(engine.decide(&deploy_input("maintainer"), 2).allow);
 }
