@@ -85,3 +85,25 @@ async fn ten_thousand_projects_are_filtered_within_the_budget() {
         .collect();
     assert_eq!(list, expected);
 }
+
+/// Slices join into one JSON array whatever the list's length: none, one item short of a
+/// slice, several slices; items of other companies and of unexpected shapes are left out.
+#[tokio::test]
+async fn lists_of_every_length_come_back_whole_and_filtered() {
+    let up = TestUpstream::start().await;
+    let gw = common::gateway().upstream(&up.url()).start().await;
+    let (_, token) = gw.company_owner("acme").await;
+    for n in [0, 1, 255, 256, 257, 600] {
+        let mut sent = projects(n).as_array().unwrap().clone();
+        sent.push(json!("not a project"));
+        sent.push(json!({"_id": 7, "tenantId": "globex"}));
+        up.answer("/api/backend/projects/", 200, Value::Array(sent.clone()));
+        let r = gw.get_as("/api/backend/projects/", &token).await;
+        assert_eq!(r.status, 200, "{n}");
+        let want: Vec<Value> = sent
+            .into_iter()
+            .filter(|p| p["tenantId"] == "acme")
+            .collect();
+        assert_eq!(r.json(), Value::Array(want), "{n}");
+    }
+}
