@@ -789,6 +789,10 @@ impl Gateway {
             let targets = view
                 .targets(check)
                 .map_err(|e| bad_request(e.to_string()))?;
+            // Each target is decided on the one input, its fields set in place: a copy of the
+            // whole document per target cost as much as the cached decision itself.
+            input.route.permission = permission;
+            input.route.rule = rule;
             for target in &targets {
                 let resource = self.complete(target, check).map_err(|refused| {
                     input.resource = ResourceInput {
@@ -796,8 +800,6 @@ impl Gateway {
                         project_id: target.project.as_deref().map(Arc::from),
                         env_id: target.env.as_deref().map(Arc::from),
                     };
-                    input.route.permission = permission.clone();
-                    input.route.rule = rule.clone();
                     self.log_refusal(input, refused)
                 })?;
                 match (&company, &resource.company_id) {
@@ -805,11 +807,7 @@ impl Gateway {
                     (None, Some(c)) => company = Some(c.clone()),
                     (Some(a), Some(b)) => one_company &= a == b,
                 }
-                // Each target is decided on the one input, its target fields set in place: a copy
-                // of the whole document per target cost as much as the cached decision itself.
                 input.resource = resource;
-                input.route.permission = permission.clone();
-                input.route.rule = rule.clone();
                 let decision = self.policy.decide_filling(input, version, &mut *fill);
                 if decision.allow {
                     self.decisions.allow.inc();

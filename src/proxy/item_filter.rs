@@ -39,25 +39,24 @@ pub(super) fn stream(
         let total = items.len();
         let mut decided = Decided::default();
         let mut items = items.into_iter();
-        let mut first = true;
+        if tx.send(Bytes::from_static(b"[")).await.is_err() {
+            return;
+        }
         loop {
             let slice: Vec<serde_json::Value> = items.by_ref().take(SLICE).collect();
-            if slice.is_empty() && !first {
+            if slice.is_empty() {
                 break;
             }
             let (snap, f) = (snapshot.clone(), filter.clone());
             let job = tokio::task::spawn_blocking(move || {
                 let mut out = Vec::with_capacity(16 * 1024);
-                if first {
-                    out.push(b'[');
-                }
                 let ok = decided.write(&snap, &f, &mut input, &slice, &mut out);
                 (ok.then_some(out), decided, input)
             });
             let Ok((Some(out), d, i)) = job.await else {
                 return;
             };
-            (decided, input, first) = (d, i, false);
+            (decided, input) = (d, i);
             if tx.send(Bytes::from(out)).await.is_err() {
                 // The caller left.
                 return;

@@ -120,8 +120,8 @@ impl KeyRing {
     /// Replaces the set. When it takes a key away, the removal count goes up after the new set
     /// is in place: whatever was verified under the old set before that is stale.
     pub fn replace(&self, set: KeySet) {
-        let old = self.set.swap(Arc::new(set));
-        let new = self.set.load();
+        let new = Arc::new(set);
+        let old = self.set.swap(new.clone());
         let removed = old
             .published
             .iter()
