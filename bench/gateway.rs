@@ -40,7 +40,7 @@ fn verification(c: &mut Criterion) {
         "https://gw",
         "https://gw",
         Duration::from_secs(30),
-        1000,
+        1 << 20,
     );
     rt.block_on(cached.verify(&token, now)).unwrap();
     c.bench_function("access_token_verify_cached", |b| {
@@ -54,7 +54,7 @@ fn verification(c: &mut Criterion) {
                 "https://gw",
                 "https://gw",
                 Duration::from_secs(30),
-                10,
+                1 << 20,
             );
             black_box(rt.block_on(v.verify(black_box(&token), now)).unwrap())
         })

@@ -349,7 +349,7 @@ mod tests {
             "https://gw",
             "https://gw",
             Duration::from_secs(30),
-            100,
+            1 << 20,
         ));
         let snapshot = AccountSnapshot::new(vec![account("sa-1")]);
         (

@@ -616,7 +616,7 @@ async fn build_gateway(
         issuer_id,
         audience,
         settings.oauth.clock_skew,
-        100_000,
+        crate::token::verifier::AccessTokenVerifier::CACHE_BYTES,
     ));
     let mut externals = Vec::new();
     for e in &settings.external_issuers {

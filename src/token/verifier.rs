@@ -2,10 +2,12 @@
 //!
 //! Explicit typing (`typ: at+jwt`, RFC 9068) keeps client assertions and foreign JWTs out; the
 //! key is chosen by `kid` among the published keys only, with RS256 as the one algorithm; `iss`,
-//! `aud` and `exp` are required. Verified tokens are cached by the SHA-256 of the token, and a
-//! hit is honoured only while the token is unexpired and no key has left the set since it was
-//! verified (a revoked key takes its tokens with it at once), so the cache only ever skips
-//! signature work.
+//! `aud` and `exp` are required. Verified tokens are cached under a seeded 64-bit hash of the
+//! token, and a hit is honoured only if the entry's token equals the presented one byte for byte
+//! (so a collision, found or chance, is a miss), the token is unexpired and no key has left the
+//! set since it was verified (a revoked key takes its tokens with it at once): the cache only ever
+//! skips signature work. A cryptographic digest as the key would cost more than the rest of a
+//! cached request together; the comparison makes it unnecessary.
 //! Whether the account still exists is the caller's check, against the live snapshot, on every
 //! request.
 
@@ -13,6 +15,7 @@ use super::KeyRing;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use serde::Deserialize;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,21 +56,48 @@ pub struct VerifiedToken {
 }
 
 /// Verifies access tokens signed by a [`KeyRing`].
-pub struct AccessTokenVerifier {
+///
+/// `S` hashes tokens into cache keys; only tests choose another than the seeded default.
+pub struct AccessTokenVerifier<S = foldhash::quality::RandomState> {
     keys: KeyRing,
     validation: Validation,
-    /// Keyed by the token's SHA-256; a seeded fast hasher spreads those keys as well as SipHash.
-    cache: Cache<[u8; 32], Cached, foldhash::quality::RandomState>,
+    /// Seeded per process, so which tokens share a key cannot be planned from outside.
+    token_hash: S,
+    cache: Cache<u64, Cached, foldhash::quality::RandomState>,
 }
 
-/// A verified token and the key ring's removal count it was verified under.
+/// A verified token, the token itself and the key ring's removal count it was verified under.
 #[derive(Clone)]
 struct Cached {
+    text: Arc<str>,
     removals: u64,
     token: Arc<VerifiedToken>,
 }
 
-impl std::fmt::Debug for AccessTokenVerifier {
+impl Cached {
+    /// What the entry counts against the cache's size in bytes.
+    fn weight(&self) -> u32 {
+        let t = &self.token;
+        let claims = t.sub.len()
+            + t.client_id.len()
+            + t.jti.len()
+            + t.permissions.iter().map(|p| p.len() + 24).sum::<usize>();
+        u32::try_from(self.text.len() + claims + 128).unwrap_or(u32::MAX)
+    }
+}
+
+/// Whether two tokens are the same, in time that depends on their lengths only: the entry's token
+/// is a secret the presented one must not be able to probe byte by byte.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.as_bytes()
+            .iter()
+            .zip(b.as_bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl<S> std::fmt::Debug for AccessTokenVerifier<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessTokenVerifier")
             .finish_non_exhaustive()
@@ -75,9 +105,40 @@ impl std::fmt::Debug for AccessTokenVerifier {
 }
 
 impl AccessTokenVerifier {
-    /// A verifier for tokens with `issuer` and `audience`, tolerating `skew`, caching up to
-    /// `capacity` verified tokens.
-    pub fn new(keys: KeyRing, issuer: &str, audience: &str, skew: Duration, capacity: u64) -> Self {
+    /// The serving cache's size: 64 MiB, the tokens themselves and their claims, about 60,000
+    /// tokens of a typical size.
+    pub const CACHE_BYTES: u64 = 64 << 20;
+
+    /// A verifier for tokens with `issuer` and `audience`, tolerating `skew`, caching verified
+    /// tokens up to `cache_bytes`.
+    pub fn new(
+        keys: KeyRing,
+        issuer: &str,
+        audience: &str,
+        skew: Duration,
+        cache_bytes: u64,
+    ) -> Self {
+        Self::with_token_hash(
+            keys,
+            issuer,
+            audience,
+            skew,
+            cache_bytes,
+            foldhash::quality::RandomState::default(),
+        )
+    }
+}
+
+impl<S: BuildHasher> AccessTokenVerifier<S> {
+    /// [`AccessTokenVerifier::new`] with `token_hash` making the cache keys.
+    fn with_token_hash(
+        keys: KeyRing,
+        issuer: &str,
+        audience: &str,
+        skew: Duration,
+        cache_bytes: u64,
+        token_hash: S,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -86,8 +147,10 @@ impl AccessTokenVerifier {
         Self {
             keys,
             validation,
+            token_hash,
             cache: Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(cache_bytes)
+                .weigher(|_, v: &Cached| v.weight())
                 // Tokens live an hour by default; entries never outlive that by much, and a hit
                 // is re-checked against the token's own exp anyway.
                 .time_to_live(Duration::from_secs(3600))
@@ -97,14 +160,13 @@ impl AccessTokenVerifier {
 
     /// Verifies `token` at time `now` (Unix seconds).
     pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, VerifyError> {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
+        let key = self.token_hash.hash_one(token);
         let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
         // Read before the set the verification uses: a key removed after this makes the entry
         // stale even if the verification saw the old set.
         let removals = self.keys.removals();
-        let hit = self.cache.get(&key);
+        // Another token under the same key is a miss; its entry gives way to this one's.
+        let hit = self.cache.get(&key).filter(|h| same_token(&h.text, token));
         // An entry from before a key left the set is verified again against the current one.
         if let Some(hit) = hit.as_ref().filter(|h| h.removals == removals) {
             if hit.token.exp.saturating_add(leeway) >= now {
@@ -125,6 +187,7 @@ impl AccessTokenVerifier {
         self.cache.insert(
             key,
             Cached {
+                text: Arc::from(token),
                 removals,
                 token: verified.clone(),
             },
@@ -173,7 +236,7 @@ mod tests {
             "https://gw.example",
             "https://gw.example",
             Duration::from_secs(30),
-            1000,
+            1 << 20,
         );
         (issuer, v, active)
     }
@@ -196,6 +259,54 @@ mod tests {
             v.verify(&t, now + 3600 + 31).await,
             Err(VerifyError::Invalid(_))
         ));
+    }
+
+    /// Every token hashes to the same cache key.
+    #[derive(Clone, Default)]
+    struct Colliding;
+    impl BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+    struct Constant;
+    impl std::hash::Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[tokio::test]
+    async fn a_token_sharing_a_cached_token_s_key_never_gets_its_identity() {
+        let (issuer, _, _) = setup();
+        let v = AccessTokenVerifier::with_token_hash(
+            issuer.keys.clone(),
+            "https://gw.example",
+            "https://gw.example",
+            Duration::from_secs(30),
+            1 << 20,
+            Colliding,
+        );
+        let now = unix_now();
+        let a = issuer.mint("client-1", &[], now).unwrap().token;
+        assert_eq!(v.verify(&a, now).await.unwrap().sub, "client-1");
+        // The same key, another text: an unsigned copy of the cached token's claims, a token cut
+        // short, garbage. Each is verified itself and refused.
+        let (signed, _) = a.rsplit_once('.').unwrap();
+        for forged in [
+            format!("{signed}."),
+            a[..a.len() - 1].to_owned(),
+            "x".to_owned(),
+        ] {
+            assert!(v.verify(&forged, now).await.is_err(), "{forged}");
+        }
+        // Another valid token takes the key; both keep their own identity.
+        let b = issuer.mint("client-2", &[], now).unwrap().token;
+        assert_eq!(v.verify(&b, now).await.unwrap().sub, "client-2");
+        assert_eq!(v.verify(&a, now).await.unwrap().sub, "client-1");
+        assert!(same_token(&a, &a) && !same_token(&a, &b) && !same_token(&a, signed));
     }
 
     #[tokio::test]
