@@ -19,7 +19,7 @@ pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The general pooled HTTP/1.1 client (plain or TLS) for JWKS URLs and directory sync: off the
-/// request path, to any host. Proxied requests go through [`Pool`] instead.
+/// request path, to any host. Proxied requests go through `crate::proxy::pool::Pool` instead.
 pub type HttpClient = Client<Connector, Body>;
 
 /// The connector for `http` and `https` URLs, with `connect_timeout`. TLS trusts the Mozilla

@@ -261,7 +261,8 @@ impl BearerAuth {
         Ok(Caller {
             id: account.client_id.clone(),
             kind: CallerKind::ServiceAccount,
-            principal: Principal::service_account(&account.client_id).into(),
+            // The account was found under the token's client id: its principal is the token's.
+            principal: verified.principal.clone(),
             groups: Arc::default(),
             group_principals: Arc::default(),
             permissions: account.permissions.clone(),
@@ -376,6 +377,13 @@ mod tests {
             .unwrap();
         assert_eq!(caller.id, "sa-1");
         assert_eq!(caller.company(), Some("acme"));
+        assert_eq!(&*caller.principal, "serviceaccount:sa-1");
+        // A cache hit hands out the same principal.
+        let again = auth
+            .authenticate(&with_auth(&format!("Bearer {t}")), None, now)
+            .await
+            .unwrap();
+        assert_eq!(&*again.principal, "serviceaccount:sa-1");
         snapshot.apply("sa-1", None);
         let err = auth
             .authenticate(&with_auth(&format!("Bearer {t}")), None, now)

@@ -19,8 +19,20 @@ pub type Memo = Box<dyn Any + Send + Sync>;
 /// memoised in it, so a directory that hands out one `BindingSet` per subject pays a conversion
 /// once per change, not once per request. The bindings themselves, and the names they use, are
 /// shared with the directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BindingSet(Arc<BindingSetInner>);
+
+impl Default for BindingSet {
+    /// The empty set, one shared by the whole process: every policy input starts with an empty
+    /// set, and building and freeing one (its name table included) per request cost more than
+    /// the cached decision's lookup. What is memoised in it is derived from no bindings, the
+    /// same for every caller.
+    fn default() -> Self {
+        static EMPTY: std::sync::LazyLock<BindingSet> =
+            std::sync::LazyLock::new(|| BindingSet(Arc::default()));
+        EMPTY.clone()
+    }
+}
 
 #[derive(Default)]
 struct BindingSetInner {

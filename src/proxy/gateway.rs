@@ -11,7 +11,7 @@ use super::path::split;
 use super::resolve::{RequestView, Target};
 use super::route::Match;
 use super::table::{Access, Requirement, Route, Routes};
-use super::upstream::{Identity, Upstream};
+use super::upstream::{Identity, Upstream, X_REQUEST_ID};
 use crate::authn::bearer::{BearerAuth, Caller};
 use crate::error::{ApiError, Body, ConcealedReason, full};
 use crate::iam::directory::Directory;
@@ -123,7 +123,7 @@ pub(super) fn identity_of(caller: &Caller) -> Identity {
         user_id: caller.id.clone(),
         groups: caller.groups.clone(),
         properties: caller.properties_json(),
-        client_type: caller.kind.as_str().to_owned(),
+        client_type: caller.kind.as_str(),
     }
 }
 
@@ -305,7 +305,7 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let request_id = parts
             .headers
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

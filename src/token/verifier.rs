@@ -53,6 +53,10 @@ pub struct VerifiedToken {
     /// Root permissions.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// The principal key of the client (`serviceaccount:<client_id>`), made once when the token
+    /// is verified rather than on every request that presents it.
+    #[serde(skip)]
+    pub principal: Arc<str>,
 }
 
 /// Verifies access tokens signed by a [`KeyRing`].
@@ -210,9 +214,11 @@ impl<S: BuildHasher> AccessTokenVerifier<S> {
         let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
         let set = self.keys.current();
         let dk = set.verifying_key(&kid).ok_or(VerifyError::UnknownKey)?;
-        jsonwebtoken::decode::<VerifiedToken>(token, dk, &self.validation)
+        let mut claims = jsonwebtoken::decode::<VerifiedToken>(token, dk, &self.validation)
             .map(|d| d.claims)
-            .map_err(|e| VerifyError::Invalid(e.to_string()))
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        claims.principal = crate::model::Principal::service_account(&claims.client_id).into();
+        Ok(claims)
     }
 }
 
