@@ -104,7 +104,8 @@ ports_free() {
 }
 
 # oha_leg NAME URL [OHA ARGS...]: RATE req/s for DURATION seconds at 64 connections, latency
-# corrected; prints p50/p99 and keeps them in $work/NAME.fixed.
+# corrected; prints p50/p99 and keeps them in $work/NAME.fixed (the count answered in
+# $work/last.requests).
 oha_leg() {
     local name=$1 url=$2 out
     shift 2
@@ -116,7 +117,8 @@ d = json.loads(sys.argv[2])
 p = d['latencyPercentiles']
 print(f\"{sys.argv[1]:<22} p50 {p['p50']*1e6:8.0f} us   p99 {p['p99']*1e6:8.0f} us   ok {d['summary']['successRate']:.4f}\")
 open(sys.argv[3], 'w').write(f\"{p['p50']} {p['p99']}\")
-" "$name" "$out" "$work/$name.fixed"
+open(sys.argv[4], 'w').write(str(sum(d['statusCodeDistribution'].values())))
+" "$name" "$out" "$work/$name.fixed" "$work/last.requests"
 }
 
 # oha_added NAME...: the latency each of NAME adds to the upstream-direct leg.
@@ -128,5 +130,29 @@ base = [float(x) for x in open(f"{w}/upstream-direct.fixed").read().split()]
 for n in sys.argv[2:]:
     v = [float(x) for x in open(f"{w}/{n}.fixed").read().split()]
     print(f"added by {n:<20} p50 {(v[0]-base[0])*1e6:7.0f} us   p99 {(v[1]-base[1])*1e6:7.0f} us")
+PY
+}
+
+# cpu_before PID / cpu_after PID NAME: the CPU time PID spent between the two calls, user and
+# system (all its threads, from /proc), divided by the requests the last oha_leg answered;
+# printed and kept in $work/NAME.cpu as "user_us system_us".
+cpu_ticks() {
+    # Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    # 13th of them.
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'
+}
+cpu_before() {
+    cpu_start=$(cpu_ticks "$1")
+}
+cpu_after() {
+    python3 - "$cpu_start" "$(cpu_ticks "$1")" "$(getconf CLK_TCK)" "$work/last.requests" "$2" \
+        "$work/$2.cpu" <<'PY'
+import sys
+u0, s0 = map(int, sys.argv[1].split())
+u1, s1 = map(int, sys.argv[2].split())
+tck, n = int(sys.argv[3]), int(open(sys.argv[4]).read())
+user, system = (u1 - u0) / tck / n * 1e6, (s1 - s0) / tck / n * 1e6
+print(f"cpu of {sys.argv[5]:<16} user {user:6.1f} us   system {system:6.1f} us per request ({n} requests)")
+open(sys.argv[6], "w").write(f"{user} {system}")
 PY
 }

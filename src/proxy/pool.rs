@@ -100,7 +100,10 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: a new connection is rare, and its state (the TLS stream being set up)
+                // would otherwise be part of every proxied request's future, which is copied
+                // each time it moves.
+                None => (Box::pin(self.connect()).await?, false),
             };
             // A returned connection may still be finishing its previous exchange; a closed one
             // errors here, before anything was written to it.
