@@ -15,12 +15,11 @@ import sys
 
 # (label, regular expression on callgrind_annotate's function name), outermost first.
 STAGES = [
-    ("hyper server connection (all of a request)", r"<hyper::server::conn::http1::UpgradeableConnection<I,S> as core::future::future::Future>::poll$"),
+    ("hyper server connection (all of a request)", r"<hyper_util::server::conn::auto::UpgradeableConnection<I,S,E> as core::future::future::Future>::poll$"),
     ("  read and parse the request head", r"hyper::proto::h1::conn::Conn<I,B,T>::poll_read_head$"),
     ("  write the response head", r"hyper::proto::h1::conn::Conn<I,B,T>::write_head$"),
     ("  flush to the socket", r"hyper::proto::h1::io::Buffered<T,B>::poll_flush$"),
     ("  tower stack: request id, masking, shed, limit, timeout", r"<hyper_util::service::oneshot::Oneshot<S,Req> as core::future::future::Future>::poll$"),
-    ("    timeout layer: arming its timer", r"<tower::timeout::Timeout<S> as tower_service::Service<Request>>::call$"),
     ("    application: route, decide, forward", r"iamgate::server::routes::App::route::\{\{closure\}\}$"),
     ("      route match and path rules", r"iamgate::proxy::gateway::Gateway::find$"),
     ("      decide (authentication and authorization)", r"iamgate::proxy::gateway::Gateway::decide_revealing::\{\{closure\}\}$"),

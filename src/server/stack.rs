@@ -6,8 +6,9 @@
 //!    `set-cookie` on the way back) sensitive before anything below can log them (1 and 2 are
 //!    one service, [`Hygiene`]);
 //! 3. error mapping: the refusals of the layers below (shed, timed out) become JSON responses;
-//! 4. load shedding over a concurrency limit: past `max_concurrent_requests` a request gets 503
-//!    at once instead of queueing, so overload never turns into unbounded latency or memory;
+//! 4. load shedding over a concurrency limit ([`Shed`]): past `max_concurrent_requests` a request
+//!    gets 503 at once instead of queueing, so overload never turns into unbounded latency or
+//!    memory;
 //! 5. timeout: a request that has no response headers after `request_timeout` gets 504 (bodies
 //!    keep streaming past it: a 100 MB download is not cut);
 //! 6. body limit: a declared `Content-Length` over `max_body_bytes` gets 413 before anything is
@@ -29,6 +30,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use tower::{BoxError, Service, ServiceBuilder};
 use tracing::Instrument;
@@ -236,6 +238,14 @@ where
     }
 }
 
+/// A refusal made when the request was called, handed out when its future is first polled.
+fn refusal<E>(response: &mut Option<Response<Body>>) -> Poll<Result<Response<Body>, E>> {
+    // Polled again after it answered: a caller's bug, answered as a server error.
+    Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+    })))
+}
+
 pin_project_lite::pin_project! {
     /// The response of [`BodyLimit`]: the refusal, or the inner service's own future, unboxed
     /// (the application's future is boxed once already).
@@ -258,16 +268,87 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            BodyLimitProjection::Refused { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                // Polled again after it answered: a caller's bug, answered as a server error.
-                None => Poll::Ready(Ok(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error",
-                )
-                .into_response())),
-            },
+            BodyLimitProjection::Refused { response } => refusal(response),
             BodyLimitProjection::Inner { inner } => inner.poll(cx),
+        }
+    }
+}
+
+/// Layer 4: load shedding over a concurrency limit, as one counter shared by every connection's
+/// copy of the stack. A request past `max` in flight gets 503 at once; an admitted one holds its
+/// place until its response (headers) is ready or it is dropped. tower's `LoadShed` over
+/// `ConcurrencyLimit` did the same through a semaphore and a boxed acquire per request.
+#[derive(Clone)]
+pub struct Shed<S> {
+    inner: S,
+    in_flight: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// A place among the requests in flight, given back when dropped.
+pub struct Permit(Arc<AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, R> Service<R> for Shed<S>
+where
+    S: Service<R, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gateway overloaded")
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return ShedFuture::Refused { response: Some(r) };
+        }
+        ShedFuture::Admitted {
+            permit: Some(Permit(self.in_flight.clone())),
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of [`Shed`]: the 503, or the inner future holding its place.
+    // The macro takes no attributes on fields; the variants say what theirs hold.
+    #[allow(missing_docs)]
+    #[project = ShedProjection]
+    pub enum ShedFuture<F> {
+        /// Past the limit: the 503, taken when polled.
+        Refused { response: Option<Response<Body>> },
+        /// Admitted: the inner future and the place it holds until it is ready.
+        Admitted { #[pin] inner: F, permit: Option<Permit> },
+    }
+}
+
+impl<F, E> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ShedProjection::Refused { response } => refusal(response),
+            ShedProjection::Admitted { inner, permit } => {
+                let out = std::task::ready!(inner.poll(cx));
+                permit.take();
+                Poll::Ready(out)
+            }
         }
     }
 }
@@ -277,13 +358,6 @@ where
 fn map_refusal(result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
     Ok(match result {
         Ok(r) => r,
-        Err(e) if e.is::<tower::load_shed::error::Overloaded>() => {
-            let mut r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "gateway overloaded")
-                .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
         Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request timed out").into_response()
         }
@@ -309,11 +383,18 @@ pub fn build(
 + Send
 + 'static {
     let max_body = settings.max_body_bytes;
+    let (in_flight, max) = (
+        Arc::new(AtomicUsize::new(0)),
+        settings.max_concurrent_requests,
+    );
     ServiceBuilder::new()
         .layer_fn(|inner| Hygiene { inner })
         .map_result(map_refusal)
-        .load_shed()
-        .concurrency_limit(settings.max_concurrent_requests)
+        .layer_fn(move |inner| Shed {
+            inner,
+            in_flight: in_flight.clone(),
+            max,
+        })
         .timeout(settings.request_timeout)
         .layer_fn(move |inner| BodyLimit {
             inner,
@@ -386,6 +467,37 @@ mod tests {
         // Two requests get two ids.
         let (again, _) = through(&[], &[]).await;
         assert_ne!(again.get("x-request-id"), Some(id));
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_requests_get_503_and_a_finished_or_dropped_one_gives_its_place_back() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let rx = Arc::new(std::sync::Mutex::new(Some(rx)));
+        let inner = tower::service_fn(move |_: ()| {
+            let rx = rx.lock().unwrap().take();
+            async move {
+                if let Some(rx) = rx {
+                    let _ = rx.await;
+                }
+                Ok::<_, Infallible>(Response::new(crate::error::full(bytes::Bytes::new())))
+            }
+        });
+        let mut shed = Shed {
+            inner,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max: 1,
+        };
+        let held = tokio::spawn(shed.call(()));
+        let refused = shed.call(()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        tx.send(()).unwrap();
+        assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(shed.call(()).await.unwrap().status(), StatusCode::OK);
+        // A request dropped before its answer (the client went away) gives its place back too.
+        drop(shed.call(()));
+        assert_eq!(shed.in_flight.load(Ordering::Acquire), 0);
+        assert_eq!(shed.call(()).await.unwrap().status(), StatusCode::OK);
     }
 
     #[tokio::test]
