@@ -11,6 +11,8 @@
 #   SECONDS_LOADED=20       wrk duration of the loaded run
 #   KEEP=DIR                keeps both runs' callgrind files there (idle.out, loaded.out) and
 #                           prints the per-stage breakdown of a request (bench/request-stages.py)
+#   FLOOR=1                 measures the transport floor (bench/hyper_floor.rs: the same runtime,
+#                           hyper server and upstream pool, no gateway logic) the same way
 # Needs: valgrind, wrk, nginx, curl, python3, openssl.
 set -euo pipefail
 # Backtraces captured for errors at start-up (RUST_BACKTRACE) would differ between the runs.
@@ -20,7 +22,10 @@ UP_PORT=${UP_PORT:-18391}
 GW_PORT=${GW_PORT:-18392}
 SINK_PORT=18397
 SECONDS_LOADED=${SECONDS_LOADED:-20}
-if [ -z "${BIN:-}" ]; then
+if [ "${FLOOR:-0}" = 1 ]; then
+    cargo build --release -q --example hyper_floor
+    BIN=$PWD/target/release/examples/hyper_floor
+elif [ -z "${BIN:-}" ]; then
     cargo build --release -q --bin iamgate
     BIN=$PWD/target/release/iamgate
 fi
@@ -49,16 +54,23 @@ run() {
     # One signing key for both runs: a generated one costs a random number of prime
     # candidates, billions of instructions that would not cancel out.
     gateway_yaml "$dir" "${EXTRA_YAML:-}" >"$dir.yaml"
+    local args=(serve --config "$dir.yaml") probe=/-/healthz
+    if [ "${FLOOR:-0}" = 1 ]; then
+        args=("127.0.0.1:$GW_PORT" "http://127.0.0.1:$UP_PORT") probe=/
+    fi
     TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
-        "$BIN" serve --config "$dir.yaml" >"$dir/log" 2>&1 &
+        "$BIN" "${args[@]}" >"$dir/log" 2>&1 &
     local vg=$!
     pids+=($vg)
     for _ in $(seq 1 600); do
-        curl -fs "http://127.0.0.1:$GW_PORT/-/healthz" >/dev/null 2>&1 && break
+        curl -fs "http://127.0.0.1:$GW_PORT$probe" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    local token
-    token=$(bootstrap_token "$1/data" "http://127.0.0.1:$GW_PORT")
+    # The floor authenticates nothing; it forwards the same header all the same.
+    local token=floor-leg
+    if [ "${FLOOR:-0}" != 1 ]; then
+        token=$(bootstrap_token "$1/data" "http://127.0.0.1:$GW_PORT")
+    fi
     local n=0
     if [ "$2" -gt 0 ]; then
         printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$dir/auth.lua"
