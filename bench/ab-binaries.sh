@@ -2,7 +2,8 @@
 # Two iamgate binaries against each other on the proxied, policy-decided GET (bootstrap account,
 # company route, nginx as the upstream), in alternating rounds so the machine's speed phases
 # fall on both alike: ROUNDS rounds of DURATION seconds each at CONNS connections (wrk -t2).
-# Prints each leg's req/s and p99 and the ratio of the medians (B / A).
+# Prints each leg's req/s, p99 and CPU time per request (user, system; /proc), the ratio of the
+# median req/s (B / A) and the median CPU time per request of each.
 #   bench/ab-binaries.sh A_BINARY B_BINARY
 #   e.g. A = the default build (mimalloc), B = cargo build --release --no-default-features
 # Needs: wrk, nginx, curl, python3.
@@ -33,7 +34,9 @@ leg() {
     local token
     token=$(bootstrap_token "$1-$3/data" "http://127.0.0.1:$GW_PORT")
     printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token" >"$dir/auth.lua"
+    cpu_before "$pid"
     wrk_leg "$1" "http://127.0.0.1:$GW_PORT$path" "$dir/auth.lua"
+    cpu_after "$pid" "$1-$3" | sed 's/^/    /'
     kill "$pid"
     wait "$pid" 2>/dev/null || true
 }
@@ -48,4 +51,9 @@ python3 - "$work" <<'PY'
 import statistics, sys
 m = {n: statistics.median(float(x) for x in open(f"{sys.argv[1]}/{n}.rps")) for n in ("A", "B")}
 print(f"medians: A {m['A']:.0f} req/s, B {m['B']:.0f} req/s; B / A = {m['B'] / m['A']:.3f}")
+import glob
+for n in ("A", "B"):
+    cpu = [tuple(map(float, open(f).read().split())) for f in glob.glob(f"{sys.argv[1]}/{n}-*.cpu")]
+    print(f"{n}: CPU per request, medians: user {statistics.median(c[0] for c in cpu):.1f} us, "
+          f"system {statistics.median(c[1] for c in cpu):.1f} us")
 PY

@@ -81,7 +81,8 @@ bootstrap_token() {
 }
 
 # wrk_leg NAME URL [SCRIPT]: one wrk run of DURATION seconds at CONNS connections; prints
-# req/s, p50, p99 and non-2xx, and appends req/s to $work/NAME.rps.
+# req/s, p50, p99 and non-2xx, appends req/s to $work/NAME.rps and keeps the count answered in
+# $work/last.requests.
 wrk_leg() {
     local out rps p50 p99 errs
     out=$(timeout $((DURATION + 30)) wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency ${3:+-s "$3"} "$2")
@@ -91,6 +92,7 @@ wrk_leg() {
     errs=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     printf '%-22s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
     echo "$rps" >>"$work/$1.rps"
+    echo "$out" | awk '/requests in/ {print $1}' >"$work/last.requests"
 }
 
 # ports_free PORT...: exits when one is taken (a leftover server would be measured instead).
