@@ -56,7 +56,7 @@ impl Default for IdentityHeaders {
 }
 
 /// The verified identity to hand upstream.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Identity {
     /// Subject id.
     pub user_id: String,
@@ -64,8 +64,8 @@ pub struct Identity {
     pub groups: Arc<[String]>,
     /// Properties as JSON text.
     pub properties: String,
-    /// `serviceaccount` or `user`.
-    pub client_type: &'static str,
+    /// `serviceaccount` or `user`, as the header carries it.
+    pub client_type: HeaderValue,
 }
 
 impl Identity {
@@ -86,15 +86,7 @@ impl Identity {
                 names.properties.clone(),
                 HeaderValue::from_str(&self.properties)?,
             ),
-            (
-                names.client_type.clone(),
-                // The two kinds are static values: no copy per request.
-                match self.client_type {
-                    "serviceaccount" => HeaderValue::from_static("serviceaccount"),
-                    "user" => HeaderValue::from_static("user"),
-                    other => HeaderValue::from_str(other)?,
-                },
-            ),
+            (names.client_type.clone(), self.client_type.clone()),
         ])
     }
 }

@@ -157,7 +157,7 @@ impl Service<Request<Incoming>> for AppService {
         let span = if debug {
             let id = req
                 .headers()
-                .get("x-request-id")
+                .get(X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             tracing::debug_span!(target: "iamgate::request", "request", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = tracing::field::Empty)
@@ -210,7 +210,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BodyLimitFuture<S::Future>;
+    type Future = Answer<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -228,48 +228,52 @@ where
                 format!("request body larger than {} bytes", self.max),
             )
             .into_response();
-            return BodyLimitFuture::Refused {
+            return Answer::Refused {
                 response: Some(refused),
             };
         }
-        BodyLimitFuture::Inner {
+        Answer::Inner {
             inner: self.inner.call(req),
+            permit: None,
         }
     }
 }
 
-/// A refusal made when the request was called, handed out when its future is first polled.
-fn refusal<E>(response: &mut Option<Response<Body>>) -> Poll<Result<Response<Body>, E>> {
-    // Polled again after it answered: a caller's bug, answered as a server error.
-    Poll::Ready(Ok(response.take().unwrap_or_else(|| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-    })))
-}
-
 pin_project_lite::pin_project! {
-    /// The response of [`BodyLimit`]: the refusal, or the inner service's own future, unboxed
-    /// (the application's future is boxed once already).
+    /// The response of [`BodyLimit`] and [`Shed`]: a refusal made when the request was called,
+    /// or the inner service's own future, unboxed (the application's future is boxed once
+    /// already), with the place it holds among the requests in flight, if any.
     // The macro takes no attributes on fields; the variants say what theirs hold.
     #[allow(missing_docs)]
-    #[project = BodyLimitProjection]
-    pub enum BodyLimitFuture<F> {
-        /// Over the limit: the 413, taken when polled.
+    #[project = AnswerProjection]
+    pub enum Answer<F> {
+        /// Refused: the response, taken when polled.
         Refused { response: Option<Response<Body>> },
-        /// Passed on: the inner service's future.
-        Inner { #[pin] inner: F },
+        /// Passed on: the inner future and the place it holds until it is ready.
+        Inner { #[pin] inner: F, permit: Option<Permit> },
     }
 }
 
-impl<F> Future for BodyLimitFuture<F>
+impl<F, E> Future for Answer<F>
 where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
+    F: Future<Output = Result<Response<Body>, E>>,
 {
-    type Output = Result<Response<Body>, Infallible>;
+    type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            BodyLimitProjection::Refused { response } => refusal(response),
-            BodyLimitProjection::Inner { inner } => inner.poll(cx),
+            // Polled again after it answered: a caller's bug, answered as a server error.
+            AnswerProjection::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                        .into_response()
+                })))
+            }
+            AnswerProjection::Inner { inner, permit } => {
+                let out = std::task::ready!(inner.poll(cx));
+                permit.take();
+                Poll::Ready(out)
+            }
         }
     }
 }
@@ -300,7 +304,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ShedFuture<S::Future>;
+    type Future = Answer<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -313,42 +317,11 @@ where
                 .into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return ShedFuture::Refused { response: Some(r) };
+            return Answer::Refused { response: Some(r) };
         }
-        ShedFuture::Admitted {
+        Answer::Inner {
             permit: Some(Permit(self.in_flight.clone())),
             inner: self.inner.call(req),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response of [`Shed`]: the 503, or the inner future holding its place.
-    // The macro takes no attributes on fields; the variants say what theirs hold.
-    #[allow(missing_docs)]
-    #[project = ShedProjection]
-    pub enum ShedFuture<F> {
-        /// Past the limit: the 503, taken when polled.
-        Refused { response: Option<Response<Body>> },
-        /// Admitted: the inner future and the place it holds until it is ready.
-        Admitted { #[pin] inner: F, permit: Option<Permit> },
-    }
-}
-
-impl<F, E> Future for ShedFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, E>>,
-{
-    type Output = Result<Response<Body>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ShedProjection::Refused { response } => refusal(response),
-            ShedProjection::Admitted { inner, permit } => {
-                let out = std::task::ready!(inner.poll(cx));
-                permit.take();
-                Poll::Ready(out)
-            }
         }
     }
 }

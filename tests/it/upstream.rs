@@ -53,7 +53,7 @@ fn identity() -> Identity {
         user_id: "sa-1".into(),
         groups: vec!["ci".into(), "ops".into()].into(),
         properties: r#"{"name":"deployer"}"#.into(),
-        client_type: "serviceaccount",
+        client_type: http::HeaderValue::from_static("serviceaccount"),
     }
 }
 
