@@ -112,14 +112,16 @@ pub fn reload_once(engine: &PolicyEngine, dir: &Path, stats: &ReloadStats, slot:
         Ok(None) => false,
         Ok(Some(snapshot)) => {
             tracing::info!(revision = %snapshot.revision(), "{what} reloaded");
-            stats.applied.inc();
-            if let Ok(mut e) = stats.last_error.lock() {
-                *e = None;
-            }
+            // In service first, counted after: whoever sees the count (a metric, a test) must
+            // find the new revision deciding, not the old one still.
             match slot {
                 Slot::Live => engine.swap(snapshot),
                 Slot::Shadow => engine.swap_shadow(snapshot),
             }
+            if let Ok(mut e) = stats.last_error.lock() {
+                *e = None;
+            }
+            stats.applied.inc();
             true
         }
         Err(e) => {
