@@ -9,7 +9,7 @@
 
 use super::path::split;
 use super::resolve::{RequestView, Target};
-use super::route::Match;
+use super::route::{Match, PathParams};
 use super::table::{Access, Requirement, Route, Routes};
 use super::upstream::{Identity, Upstream, X_REQUEST_ID};
 use crate::authn::bearer::{BearerAuth, Caller};
@@ -206,9 +206,22 @@ impl Gateway {
     /// Handles one proxied request.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        let (route_id, result) = self.run(req, conn).await;
+        let (route, params) = match self.find(req.method(), req.uri().path()) {
+            Ok(found) => found,
+            Err(refused) => {
+                self.count(None, refused.status(), started);
+                return refused;
+            }
+        };
+        if let Some(t) = req.extensions().get::<RequestTrace>() {
+            t.set_route(req.method(), &route.id);
+        }
+        // The route's future is boxed where it is built, and only there: it is the request's
+        // largest state (about 4 KB), and a future held by value is copied whole each time its
+        // owner is built or moved, once per layer of the stack above.
+        let result = Box::pin(self.serve_route(req, conn, route.clone(), params)).await;
         let resp = result.unwrap_or_else(|refused| refused);
-        self.count(route_id.as_deref(), resp.status(), started);
+        self.count(Some(&route.id), resp.status(), started);
         resp
     }
 
@@ -225,23 +238,6 @@ impl Gateway {
         self.limits.max_decision_body
     }
 
-    async fn run(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> (Option<Arc<str>>, Result<Response<Body>, Refusal>) {
-        let route = match self.find(req.method(), req.uri().path()) {
-            Ok(found) => found,
-            Err(refused) => return (None, Err(refused)),
-        };
-        let (route, params) = route;
-        if let Some(t) = req.extensions().get::<RequestTrace>() {
-            t.set_route(req.method(), &route.id);
-        }
-        let id = route.id.clone();
-        (Some(id), self.serve_route(req, conn, route, params).await)
-    }
-
     /// The route `method` and `path` match, with the path's parameters; 400 for a path the
     /// rules refuse or an id parameter that breaks the rules of ids in bodies, 405 (with
     /// `Allow`) or 404 when nothing matches.
@@ -250,7 +246,7 @@ impl Gateway {
         &self,
         method: &http::Method,
         path: &str,
-    ) -> Result<(Arc<Route>, BTreeMap<String, String>), Refusal> {
+    ) -> Result<(Arc<Route>, PathParams), Refusal> {
         let segments = split(path).map_err(|e| bad_request(e.to_string()))?;
         match self.table.load().routes.find(method, &segments) {
             Match::Found(route, params) => {
@@ -277,7 +273,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
         route: Arc<Route>,
-        params: BTreeMap<String, String>,
+        params: PathParams,
     ) -> Result<Response<Body>, Refusal> {
         if route.local.is_some()
             && let Some(m) = &self.management
@@ -338,7 +334,7 @@ impl Gateway {
                 if let (Some(i), false) = (&mut input, filled) {
                     self.fill_details(i, &parts, c, &params, &query);
                 }
-                let company = params.get("companyId").map(String::as_str);
+                let company = params.get("companyId");
                 let project = match query.iter().find(|(k, _)| k == "projectId") {
                     None => None,
                     Some((_, p)) => match self.directory.project(p) {
@@ -447,7 +443,7 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         route: &Route,
-        params: &BTreeMap<String, String>,
+        params: &PathParams,
         body: Option<&Bytes>,
     ) -> Result<Allowed, Refusal> {
         self.decide_revealing(parts, route, params, body)
@@ -460,7 +456,7 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         route: &Route,
-        params: &BTreeMap<String, String>,
+        params: &PathParams,
         body: Option<&Bytes>,
     ) -> Result<Allowed, Refusal> {
         // Authentication and the decision get spans of their own only in a sampled trace.
@@ -689,11 +685,11 @@ impl Gateway {
         input: &mut DecisionInput,
         parts: &http::request::Parts,
         caller: &Caller,
-        params: &BTreeMap<String, String>,
+        params: &PathParams,
         pairs: &[(String, String)],
     ) {
         let r = &mut input.request;
-        r.path_params = params.clone();
+        r.path_params = params.to_map();
         for (k, v) in pairs {
             r.query.entry(k.clone()).or_insert_with(|| v.clone());
         }

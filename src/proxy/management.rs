@@ -13,10 +13,10 @@ use crate::iam::manage::{
 };
 use crate::iam::{NewAccount, Owner};
 use crate::model::RoleModel;
+use crate::proxy::route::PathParams;
 use crate::util::unix_now;
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// Largest `per_page` of a listing.
 pub const MAX_PER_PAGE: usize = 200;
@@ -27,7 +27,7 @@ pub struct LocalRequest<'a> {
     /// The authenticated caller.
     pub caller: &'a Caller,
     /// Path parameters.
-    pub params: &'a BTreeMap<String, String>,
+    pub params: &'a PathParams,
     /// Query pairs.
     pub query: &'a [(String, String)],
     /// The JSON body, if any.
@@ -207,14 +207,14 @@ const PATH_IDS: [&str; 6] = [
 /// reads it: an id that a body may not carry must not reach the store, a binding key or the
 /// policy through a path (`/api/companies/a%2Fb/…`). A user or group may be `issuer:id`; the
 /// issuer is matched against the configured names where the principal is resolved.
-pub fn check_path_ids(params: &BTreeMap<String, String>) -> Result<(), ManageError> {
-    for (name, v) in params {
-        if !PATH_IDS.contains(&name.as_str()) {
+pub fn check_path_ids(params: &PathParams) -> Result<(), ManageError> {
+    for (name, v) in params.iter() {
+        if !PATH_IDS.contains(&name) {
             continue;
         }
-        let id = match (name.as_str(), v.split_once(':')) {
+        let id = match (name, v.split_once(':')) {
             ("identityId", Some((_, id))) => id,
-            _ => v.as_str(),
+            _ => v,
         };
         check_id(name, id)?;
     }
@@ -224,7 +224,6 @@ pub fn check_path_ids(params: &BTreeMap<String, String>) -> Result<(), ManageErr
 fn param<'a>(r: &'a LocalRequest<'_>, name: &str) -> Result<&'a str, ManageError> {
     r.params
         .get(name)
-        .map(String::as_str)
         .ok_or_else(|| bad(name, "missing path parameter"))
 }
 
@@ -400,13 +399,12 @@ pub struct PolicyFacts {
 pub fn policy_facts(
     m: &Manager,
     route: &str,
-    params: &BTreeMap<String, String>,
+    params: &PathParams,
     body: Option<&Value>,
 ) -> Result<PolicyFacts, ManageError> {
     let p = |name: &str| {
         params
             .get(name)
-            .map(String::as_str)
             .ok_or_else(|| bad(name, "missing path parameter"))
     };
     let id = || p("clientId").or_else(|_| p("identityId"));

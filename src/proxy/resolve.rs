@@ -7,8 +7,8 @@
 //! fill is the client's error (400 naming the field); a check whose `when` conditions do not
 //! hold is skipped.
 
+use super::route::PathParams;
 use super::table::{Check, Cond, MAX_TARGETS, PointerStep, Source};
-use std::collections::BTreeMap;
 
 /// Why a request's resources could not be resolved; answered with 400 (413 never: the body cap
 /// is enforced before this stage).
@@ -29,7 +29,7 @@ pub enum ResolveError {
 #[derive(Debug)]
 pub struct RequestView<'a> {
     /// Decoded path parameters.
-    pub path_params: &'a BTreeMap<String, String>,
+    pub path_params: &'a PathParams,
     /// Decoded query pairs, in order.
     pub query: &'a [(String, String)],
     /// The parsed JSON body, when the route needs it.
@@ -80,7 +80,12 @@ impl RequestView<'_> {
     /// Every value of `src` (empty when absent). Body values must be strings.
     pub fn values(&self, src: &Source) -> Result<Vec<String>, ResolveError> {
         match src {
-            Source::Path(n) => Ok(self.path_params.get(n).cloned().into_iter().collect()),
+            Source::Path(n) => Ok(self
+                .path_params
+                .get(n)
+                .map(str::to_owned)
+                .into_iter()
+                .collect()),
             Source::Query(n) => Ok(self
                 .query
                 .iter()
@@ -135,6 +140,29 @@ impl RequestView<'_> {
 
     /// The targets of an applicable check: the product of its sources' values.
     pub fn targets(&self, check: &Check) -> Result<Vec<Target>, ResolveError> {
+        // Most checks name at most one value per part, from the path: one target, without the
+        // product's intermediate lists (five allocations on every proxied request).
+        let single = |src: &Option<Source>| match src {
+            None => Some(Ok(None)),
+            Some(s @ Source::Path(n)) => Some(
+                self.path_params
+                    .get(n)
+                    .map(|v| Some(v.to_owned()))
+                    .ok_or_else(|| ResolveError::Missing(s.describe())),
+            ),
+            Some(_) => None,
+        };
+        if let (Some(company), Some(project), Some(env)) = (
+            single(&check.company),
+            single(&check.project),
+            single(&check.env),
+        ) {
+            return Ok(vec![Target {
+                company: company?,
+                project: project?,
+                env: env?,
+            }]);
+        }
         let each = |src: &Option<Source>| -> Result<Vec<Option<String>>, ResolveError> {
             match src {
                 None => Ok(vec![None]),
@@ -193,7 +221,7 @@ mod tests {
 
     #[test]
     fn sources_read_path_query_and_body() {
-        let params = BTreeMap::from([("projectId".to_owned(), "p1".to_owned())]);
+        let params = PathParams::from_iter([("projectId", "p1")]);
         let query = vec![
             ("projectIds".to_owned(), "a,b".to_owned()),
             ("projectIds".to_owned(), "c".to_owned()),
@@ -236,7 +264,7 @@ mod tests {
 
     #[test]
     fn missing_and_wrong_typed_ids_are_client_errors() {
-        let params = BTreeMap::new();
+        let params = PathParams::default();
         let body = serde_json::json!({"environment": 5, "list": ["a", {"x": 1}]});
         let view = RequestView {
             path_params: &params,
@@ -263,7 +291,7 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let params = BTreeMap::from([("contextType".to_owned(), "project".to_owned())]);
+        let params = PathParams::from_iter([("contextType", "project")]);
         let body = serde_json::json!({"role": ""});
         let view = RequestView {
             path_params: &params,
@@ -279,7 +307,7 @@ mod tests {
 
     #[test]
     fn expansion_is_bounded() {
-        let params = BTreeMap::new();
+        let params = PathParams::default();
         let ids: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
         let query = vec![("projectIds".to_owned(), ids.join(","))];
         let view = RequestView {

@@ -4,6 +4,7 @@
 
 use super::path::Segments;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Why a template could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +36,8 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug)]
 struct Node<T> {
     literals: Map<String, Node<T>>,
-    param: Option<(String, Box<Node<T>>)>,
+    /// A parameter's name is shared with every match that binds it: no copy per request.
+    param: Option<(Arc<str>, Box<Node<T>>)>,
     routes: Map<http::Method, T>,
 }
 
@@ -53,11 +55,68 @@ impl<T> Default for Node<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Match<'t, T> {
     /// A route, with its path parameters (decoded).
-    Found(&'t T, BTreeMap<String, String>),
+    Found(&'t T, PathParams),
     /// The path exists for other methods.
     MethodNotAllowed(Vec<http::Method>),
     /// No route has this path.
     NotFound,
+}
+
+/// A matched route's path parameters, decoded, in the order of the path. The values share one
+/// buffer and the names are the table's: a match with parameters costs two allocations, not a
+/// map node and two strings per parameter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathParams {
+    text: String,
+    /// Each parameter's name and the end of its value in `text`; a value starts where the one
+    /// before it ends.
+    ends: Vec<(Arc<str>, usize)>,
+}
+
+impl PathParams {
+    /// The value of the parameter `name`; a name a template binds twice has its last value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Every parameter as `(name, value)`, in the order of the path.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> {
+        self.ends.iter().enumerate().map(|(i, (name, end))| {
+            let start = i
+                .checked_sub(1)
+                .and_then(|before| self.ends.get(before))
+                .map_or(0, |(_, e)| *e);
+            (&**name, self.text.get(start..*end).unwrap_or_default())
+        })
+    }
+
+    /// Whether the route has no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The parameters as a map, as the policy input carries them (a repeated name keeps its
+    /// last value).
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn push(&mut self, name: Arc<str>, value: &str) {
+        self.text.push_str(value);
+        self.ends.push((name, self.text.len()));
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for PathParams {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(pairs: I) -> Self {
+        let mut out = Self::default();
+        for (n, v) in pairs {
+            out.push(Arc::from(n), v);
+        }
+        out
+    }
 }
 
 /// A method + path-template table.
@@ -97,12 +156,12 @@ impl<T> RouteTable<T> {
                     }
                     let slot = node
                         .param
-                        .get_or_insert_with(|| (name.to_owned(), Box::default()));
-                    if slot.0 != name {
+                        .get_or_insert_with(|| (Arc::from(name), Box::default()));
+                    if &*slot.0 != name {
                         return Err(RouteError::ParamConflict {
                             template: template.to_owned(),
                             name: name.to_owned(),
-                            existing: slot.0.clone(),
+                            existing: slot.0.to_string(),
                         });
                     }
                     node = &mut slot.1;
@@ -123,11 +182,27 @@ impl<T> RouteTable<T> {
 
     /// Looks up a validated path.
     pub fn find(&self, method: &http::Method, path: &Segments<'_>) -> Match<'_, T> {
-        let mut params = Vec::new();
-        match find_node(&self.root, &path.decoded, &mut params) {
+        // The search records where each parameter sits; the values are copied once, on a match.
+        let mut bound = Vec::new();
+        match find_node(&self.root, &path.decoded, 0, &mut bound) {
             None => Match::NotFound,
             Some(node) => match node.routes.get(method) {
-                Some(v) => Match::Found(v, params.into_iter().collect()),
+                Some(v) => {
+                    let segs = &path.decoded;
+                    let mut params = PathParams {
+                        text: String::with_capacity(
+                            bound
+                                .iter()
+                                .map(|(_, i)| segs.get(*i).map_or(0, |s| s.len()))
+                                .sum(),
+                        ),
+                        ends: Vec::with_capacity(bound.len()),
+                    };
+                    for (name, i) in bound {
+                        params.push(name.clone(), segs.get(i).map_or("", |s| s.as_ref()));
+                    }
+                    Match::Found(v, params)
+                }
                 None => {
                     let mut allowed: Vec<http::Method> = node.routes.keys().cloned().collect();
                     allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -138,22 +213,25 @@ impl<T> RouteTable<T> {
     }
 }
 
+/// The node `segs[at..]` leads to from `node`, with the parameters bound on the way (name and
+/// segment index) in `params`.
 fn find_node<'t, T>(
     node: &'t Node<T>,
     segs: &[std::borrow::Cow<'_, str>],
-    params: &mut Vec<(String, String)>,
+    at: usize,
+    params: &mut Vec<(&'t Arc<str>, usize)>,
 ) -> Option<&'t Node<T>> {
-    let Some((first, rest)) = segs.split_first() else {
+    let Some(first) = segs.get(at) else {
         return (!node.routes.is_empty()).then_some(node);
     };
     if let Some(child) = node.literals.get(first.as_ref())
-        && let Some(found) = find_node(child, rest, params)
+        && let Some(found) = find_node(child, segs, at + 1, params)
     {
         return Some(found);
     }
     let (name, child) = node.param.as_ref()?;
-    params.push((name.clone(), first.as_ref().to_owned()));
-    match find_node(child, rest, params) {
+    params.push((name, at));
+    match find_node(child, segs, at + 1, params) {
         Some(found) => Some(found),
         None => {
             params.pop();
@@ -220,7 +298,7 @@ mod tests {
             panic!()
         };
         assert_eq!(*v, "one");
-        assert_eq!(params["projectId"], "p1");
+        assert_eq!(params.get("projectId"), Some("p1"));
     }
 
     #[test]
@@ -235,8 +313,8 @@ mod tests {
             panic!()
         };
         assert_eq!(*v, "env");
-        assert_eq!(params["projectId"], "draft");
-        assert_eq!(params["envId"], "dev");
+        assert_eq!(params.get("projectId"), Some("draft"));
+        assert_eq!(params.get("envId"), Some("dev"));
     }
 
     #[test]
@@ -245,7 +323,30 @@ mod tests {
         let Match::Found(_, params) = find(&t, Method::GET, "/api/backend/projects/a%2Fb") else {
             panic!()
         };
-        assert_eq!(params["projectId"], "a/b");
+        assert_eq!(params.get("projectId"), Some("a/b"));
+    }
+
+    #[test]
+    fn parameters_keep_path_order_and_a_repeated_name_its_last_value() {
+        let mut t = RouteTable::default();
+        t.insert(Method::GET, "/a/{x}/b/{y}/c/{x}", "r").unwrap();
+        let Match::Found(_, params) = find(&t, Method::GET, "/a/1/b/%2F2/c/3") else {
+            panic!()
+        };
+        assert_eq!(
+            params.iter().collect::<Vec<_>>(),
+            [("x", "1"), ("y", "/2"), ("x", "3")]
+        );
+        assert_eq!(params.get("x"), Some("3"));
+        assert_eq!(params.get("z"), None);
+        assert_eq!(
+            params.to_map(),
+            BTreeMap::from([("x".into(), "3".into()), ("y".into(), "/2".into())])
+        );
+        let Match::Found(_, none) = find(&table(), Method::GET, "/api/backend/projects") else {
+            panic!()
+        };
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -134,18 +134,26 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         return;
     }
     // `Connection` lists further hop-by-hop names (RFC 9110 §7.6.1); `keep-alive`, the usual
-    // token, is removed with the fixed names below.
-    let listed: Vec<HeaderName> = h
+    // token, is removed with the fixed names below. The names are collected (to remove them
+    // from the map they are read from) only when another one is listed.
+    fn listed(h: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+        h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+    }
+    // An answer's usual `Connection: keep-alive` names nothing more: decided without parsing.
+    let only_keep_alive = h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.eq_ignore_ascii_case("keep-alive"))
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"keep-alive"));
+    if !only_keep_alive && listed(h).next().is_some() {
+        for n in listed(h).collect::<Vec<_>>() {
+            h.remove(n);
+        }
     }
     for (n, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         h.remove(n);

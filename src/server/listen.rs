@@ -1,5 +1,5 @@
-//! The accept loop: TCP (and TLS) connections served by hyper's HTTP/1.1 and HTTP/2, each request
-//! tagged with its connection's peer address, until shutdown; then a grace period for open
+//! The accept loop: TCP (and TLS) connections served by hyper's HTTP/1.1 and HTTP/2, each by a
+//! service made for it from its peer address, until shutdown; then a grace period for open
 //! connections.
 
 use crate::proxy::gateway::ConnInfo;
@@ -16,10 +16,11 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `service` on `listener` until `shutdown` flips.
-pub(super) async fn serve<S, B>(
+/// Serves `listener` until `shutdown` flips, each connection with the service `service` makes
+/// for it.
+pub(super) async fn serve<F, S, B>(
     listener: TcpListener,
-    service: S,
+    service: F,
     tls: Option<tokio_rustls::TlsAcceptor>,
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -32,8 +33,8 @@ pub(super) async fn serve<S, B>(
     S::Future: Send + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<tower::BoxError>,
+    F: Fn(ConnInfo) -> S,
 {
-    use tower::ServiceExt;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its request headers must not hold a connection forever.
@@ -56,11 +57,7 @@ pub(super) async fn serve<S, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
-                let svc = service.clone().map_request(move |mut r: http::Request<hyper::body::Incoming>| {
-                    r.extensions_mut().insert(conn);
-                    r
-                });
-                let svc = hyper_util::service::TowerToHyperService::new(svc);
+                let svc = hyper_util::service::TowerToHyperService::new(service(conn));
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 match &tls {

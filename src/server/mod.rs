@@ -521,7 +521,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     if let Some(l) = admin_listener {
         tracing::info!(addr = ?admin_addr, "operational endpoints listening");
         let ops = routes::OpsService(app.clone());
-        listeners.spawn(listen::serve(l, ops, None, grace, shutdown_rx.clone()));
+        listeners.spawn(listen::serve(
+            l,
+            move |_| ops.clone(),
+            None,
+            grace,
+            shutdown_rx.clone(),
+        ));
     }
     if let Some(l) = grpc_listener {
         let svc = crate::proxy::ext_authz::ExtAuthz::new(
@@ -531,16 +537,31 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             traces.clone(),
         );
         tracing::info!(addr = ?ext_authz_addr, "ext_authz gRPC listening");
+        let svc = svc.into_service();
         listeners.spawn(listen::serve(
             l,
-            svc.into_service(),
+            // Its requests carry their connection's facts in their extensions.
+            move |conn| {
+                use tower::ServiceExt;
+                svc.clone()
+                    .map_request(move |mut r: http::Request<hyper::body::Incoming>| {
+                        r.extensions_mut().insert(conn);
+                        r
+                    })
+            },
             tls.clone(),
             grace,
             shutdown_rx.clone(),
         ));
     }
-    let service = stack::build(app, &settings.server);
-    listeners.spawn(listen::serve(listener, service, tls, grace, shutdown_rx));
+    let stacks = stack::Stacks::new(app, &settings.server);
+    listeners.spawn(listen::serve(
+        listener,
+        move |conn| stacks.clone().for_connection(conn),
+        tls,
+        grace,
+        shutdown_rx,
+    ));
     let task = tokio::spawn(async move {
         while listeners.join_next().await.is_some() {}
         // The spans of the requests just drained go out before the process ends.

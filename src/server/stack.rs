@@ -128,9 +128,12 @@ where
     }
 }
 
-/// The application as a tower service.
+/// The application as a tower service, for one connection.
 #[derive(Clone)]
-pub struct AppService(pub Arc<App>);
+pub struct AppService {
+    app: Arc<App>,
+    conn: ConnInfo,
+}
 
 impl Service<Request<Incoming>> for AppService {
     type Response = Response<Body>;
@@ -142,8 +145,7 @@ impl Service<Request<Incoming>> for AppService {
     }
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
-        let app = self.0.clone();
-        let conn = req.extensions().get::<ConnInfo>().copied();
+        let (app, conn) = (self.app.clone(), Some(self.conn));
         let trace = app
             .traces
             .start(req.method(), req.uri().path(), req.headers());
@@ -341,39 +343,66 @@ fn map_refusal(result: Result<Response<Body>, BoxError>) -> Result<Response<Body
     })
 }
 
-/// Builds the stack around `app`; cloned once per connection (the concurrency limit is shared).
-pub fn build(
+/// The stack around `app`, built for each connection by [`Stacks::for_connection`]. The
+/// connection's facts are its service's own (no per-request extension map, which cost an
+/// allocation and a hashed insert per request); the concurrency limit is shared by every
+/// connection.
+#[derive(Clone)]
+pub struct Stacks {
     app: Arc<App>,
-    settings: &ServerSettings,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<
-        impl hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
-    >,
-    Error = BoxError,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ 'static {
-    let max_body = settings.max_body_bytes;
-    let (in_flight, max) = (
-        Arc::new(AtomicUsize::new(0)),
-        settings.max_concurrent_requests,
-    );
-    ServiceBuilder::new()
-        .layer_fn(|inner| Hygiene { inner })
-        .map_result(map_refusal)
-        .layer_fn(move |inner| Shed {
-            inner,
-            in_flight: in_flight.clone(),
-            max,
-        })
-        .timeout(settings.request_timeout)
-        .layer_fn(move |inner| BodyLimit {
-            inner,
-            max: max_body,
-        })
-        .service(AppService(app))
+    in_flight: Arc<AtomicUsize>,
+    max_concurrent: usize,
+    max_body: u64,
+    timeout: std::time::Duration,
+}
+
+impl Stacks {
+    /// The stacks of `app` under `settings`.
+    pub fn new(app: Arc<App>, settings: &ServerSettings) -> Self {
+        Self {
+            app,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_concurrent: settings.max_concurrent_requests,
+            max_body: settings.max_body_bytes,
+            timeout: settings.request_timeout,
+        }
+    }
+
+    /// The stack serving the requests of the connection `conn` describes (a copy of `self`:
+    /// two shared pointers).
+    pub fn for_connection(
+        self,
+        conn: ConnInfo,
+    ) -> impl Service<
+        Request<Incoming>,
+        Response = Response<
+            impl hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
+        >,
+        Error = BoxError,
+        Future = impl Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        let (in_flight, max, max_body) =
+            (self.in_flight.clone(), self.max_concurrent, self.max_body);
+        ServiceBuilder::new()
+            .layer_fn(|inner| Hygiene { inner })
+            .map_result(map_refusal)
+            .layer_fn(move |inner| Shed {
+                inner,
+                in_flight: in_flight.clone(),
+                max,
+            })
+            .timeout(self.timeout)
+            .layer_fn(move |inner| BodyLimit {
+                inner,
+                max: max_body,
+            })
+            .service(AppService {
+                app: self.app,
+                conn,
+            })
+    }
 }
 
 #[cfg(test)]

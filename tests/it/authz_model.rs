@@ -723,7 +723,6 @@ async fn a_project_is_recorded_from_the_consoles_answer_to_its_creation_only() {
 #[tokio::test]
 async fn a_target_that_changes_between_decision_and_write_is_not_written() {
     use iamgate::proxy::management::{LocalRequest, handle, policy_facts};
-    use std::collections::BTreeMap;
     let gw = gateway().start().await;
     let (boot_id, boot_secret) = bootstrap(&gw);
     let admin = token(&gw, &boot_id, &boot_secret).await;
@@ -739,7 +738,7 @@ async fn a_target_that_changes_between_decision_and_write_is_not_written() {
         gw.running().directory.clone(),
         0,
     );
-    let params = BTreeMap::from([("clientId".to_owned(), target_id.to_owned())]);
+    let params = iamgate::proxy::route::PathParams::from_iter([("clientId", target_id)]);
     // The policy decides on the peer's authority as it is now: equal to the caller's, allowed.
     let decided = policy_facts(&m, "root.secret.rotate", &params, None).unwrap();
     // Before the write, someone else makes the peer a super user (console level).
