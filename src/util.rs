@@ -1,6 +1,9 @@
 //! Small encoding helpers shared by the token signer, the client-key parser and the CLI: base64url
-//! without padding (the JOSE alphabet), PEM armour, randomness, and the clock. They sit below every
-//! layer (with [`crate::error`], the lowest) and hold no state.
+//! without padding (the JOSE alphabet), PEM armour, randomness, and the clock; and one container,
+//! [`ttl_cache::TtlCache`]. They sit below every layer (with [`crate::error`], the lowest) and
+//! hold no global state.
+
+pub mod ttl_cache;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;

@@ -13,7 +13,6 @@ use super::source::{PolicySource, is_test_file, package_of};
 use super::{PolicyError, testing};
 use crate::telemetry::metrics::ShadowLabels;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -555,7 +554,7 @@ fn interpret(v: &regorus::Value, revision: &Arc<str>) -> Decision {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 struct CacheKey {
     revision: Arc<str>,
     directory_version: u64,
@@ -591,6 +590,71 @@ impl std::hash::Hash for CacheKey {
         for id in [&r.company_id, &r.project_id, &r.env_id] {
             id.hash(state);
         }
+    }
+}
+
+/// Whether two shared values are equal, by pointer first: a hit's key and the entry's share most
+/// of their fields (the revision, the principal, the route's names, an account's permission
+/// list), and `Arc`'s own equality compares the contents even then (every string of a root
+/// account's permissions, on every request).
+fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// [`same`] for optional values.
+fn same_opt<T: ?Sized + PartialEq>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Every field compared (the derived equality's meaning), each shared one by pointer first. The
+/// destructuring names every field, so a field added to the key cannot be left out here.
+impl PartialEq for CacheKey {
+    fn eq(&self, o: &Self) -> bool {
+        let Self {
+            revision,
+            directory_version,
+            principal,
+            subject,
+            kind,
+            issuer,
+            groups,
+            group_principals,
+            permissions,
+            method,
+            route,
+            permission,
+            resource:
+                ResourceInput {
+                    company_id,
+                    project_id,
+                    env_id,
+                },
+            grants,
+            target,
+        } = self;
+        let r = &o.resource;
+        // The fields that most often differ between two keys in one bucket come first.
+        *directory_version == o.directory_version
+            && same(principal, &o.principal)
+            && same(route, &o.route)
+            && same(permission, &o.permission)
+            && same_opt(company_id, &r.company_id)
+            && same_opt(project_id, &r.project_id)
+            && same_opt(env_id, &r.env_id)
+            && same(revision, &o.revision)
+            && same(subject, &o.subject)
+            && same(kind, &o.kind)
+            && same_opt(issuer, &o.issuer)
+            && same(groups, &o.groups)
+            && same(group_principals, &o.group_principals)
+            && same(permissions, &o.permissions)
+            && same(method, &o.method)
+            && *grants == o.grants
+            && *target == o.target
     }
 }
 
@@ -678,7 +742,7 @@ impl InputSample {
 
 /// Keys hold request-chosen strings, so the hasher is seeded per process; foldhash's quality
 /// variant hashes a key several times faster than the default SipHash.
-type DecisionCache = Cache<CacheKey, (bool, Arc<str>), foldhash::quality::RandomState>;
+type DecisionCache = crate::util::ttl_cache::TtlCache<CacheKey, (bool, Arc<str>)>;
 
 /// The live policy: the current snapshot and a decision cache.
 pub struct PolicyEngine {
@@ -757,12 +821,7 @@ impl PolicyEngine {
             interpreter,
             current: ArcSwap::from_pointee(snapshot),
             named: ArcSwap::from_pointee(Vec::new()),
-            cache: cache.map(|c| {
-                Cache::builder()
-                    .max_capacity(c.capacity)
-                    .time_to_live(c.ttl)
-                    .build_with_hasher(foldhash::quality::RandomState::default())
-            }),
+            cache: cache.map(|c| DecisionCache::new(c.capacity, c.ttl)),
             inputs: None,
             shadow: ArcSwapOption::empty(),
             disagreements: None,

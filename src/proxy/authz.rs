@@ -223,7 +223,7 @@ impl Gateway {
         let started = Instant::now();
         let (route_id, result) = self.decide_inner(mode, original).await;
         let verdict = match result {
-            Ok(identity) => allow(mode, identity.as_ref()),
+            Ok(identity) => allow(mode, identity),
             Err(refusal) => denial(refusal).await,
         };
         self.count(route_id.as_deref(), verdict.status(), started);
@@ -320,7 +320,7 @@ impl Gateway {
 }
 
 /// The allow answer for `identity` (none on a public route).
-fn allow(mode: &IngressMode, identity: Option<&super::upstream::Identity>) -> Verdict {
+fn allow(mode: &IngressMode, identity: Option<super::upstream::Identity>) -> Verdict {
     let names = mode.names.all().map(Clone::clone).to_vec();
     match identity.map(|i| i.headers(&mode.names)) {
         None => Verdict::Allow {

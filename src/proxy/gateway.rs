@@ -406,7 +406,7 @@ impl Gateway {
         let resp = upstream
             .forward_from(
                 forward,
-                identity.as_ref(),
+                identity,
                 &super::upstream::Hop {
                     peer: conn.peer.ip(),
                     trusted: conn.trusted,

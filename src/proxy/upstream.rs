@@ -71,22 +71,22 @@ pub struct Identity {
 impl Identity {
     /// The identity as headers named by `names`: user id, groups ([`groups_header`]),
     /// properties and client type. Fails only for a value no header can carry (a control
-    /// character in an external issuer's claim).
+    /// character in an external issuer's claim). The texts become the values without a copy.
     pub fn headers(
-        &self,
+        self,
         names: &IdentityHeaders,
     ) -> Result<[(HeaderName, HeaderValue); 4], header::InvalidHeaderValue> {
+        let value = |s: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(s));
+        let groups = if self.groups.is_empty() {
+            HeaderValue::from_static("")
+        } else {
+            value(groups_header(&self.groups))?
+        };
         Ok([
-            (names.user_id.clone(), HeaderValue::from_str(&self.user_id)?),
-            (
-                names.groups.clone(),
-                HeaderValue::from_str(&groups_header(&self.groups))?,
-            ),
-            (
-                names.properties.clone(),
-                HeaderValue::from_str(&self.properties)?,
-            ),
-            (names.client_type.clone(), self.client_type.clone()),
+            (names.user_id.clone(), value(self.user_id)?),
+            (names.groups.clone(), groups),
+            (names.properties.clone(), value(self.properties)?),
+            (names.client_type.clone(), self.client_type),
         ])
     }
 }
@@ -307,7 +307,7 @@ impl Upstream {
     pub async fn forward(
         &self,
         req: Request<Body>,
-        identity: Option<&Identity>,
+        identity: Option<Identity>,
         peer: SocketAddr,
         request_id: &str,
         tls: bool,
@@ -326,7 +326,7 @@ impl Upstream {
     pub async fn forward_from(
         &self,
         req: Request<Body>,
-        identity: Option<&Identity>,
+        identity: Option<Identity>,
         hop: &Hop,
         request_id: &str,
     ) -> Result<Response<Body>, UpstreamError> {

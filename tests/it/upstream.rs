@@ -94,7 +94,7 @@ async fn forwards_with_trusted_identity_and_clean_headers() {
         .body(full(Bytes::from_static(br#"{"environment":"dev"}"#)))
         .unwrap();
     let resp = up
-        .forward(req, Some(&identity()), peer(), "req-42", false)
+        .forward(req, Some(identity()), peer(), "req-42", false)
         .await
         .unwrap();
     let (status, headers, echo) = echo(resp).await;
@@ -154,7 +154,7 @@ async fn authorization_is_forwarded_only_when_configured() {
         .body(full(Bytes::new()))
         .unwrap();
     let (_, _, echo) = echo(
-        up.forward(req, Some(&identity()), peer(), "r", true)
+        up.forward(req, Some(identity()), peer(), "r", true)
             .await
             .unwrap(),
     )
@@ -173,7 +173,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     let err = upstream(closed, "", false)
         .forward(
             Request::get("/x").body(full(Bytes::new())).unwrap(),
-            Some(&identity()),
+            Some(identity()),
             peer(),
             "r",
             false,
@@ -191,7 +191,7 @@ async fn down_and_slow_upstreams_answer_502_and_504_in_json() {
     let err = upstream(addr, "", false)
         .forward(
             Request::get("/slow").body(full(Bytes::new())).unwrap(),
-            Some(&identity()),
+            Some(identity()),
             peer(),
             "r",
             false,
