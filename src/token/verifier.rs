@@ -3,17 +3,18 @@
 //! Explicit typing (`typ: at+jwt`, RFC 9068) keeps client assertions and foreign JWTs out; the
 //! key is chosen by `kid` among the published keys only, with RS256 as the one algorithm; `iss`,
 //! `aud` and `exp` are required. Verified tokens are cached under a seeded 64-bit hash of the
-//! token, and a hit is honoured only if the entry's token equals the presented one byte for byte
-//! (so a collision, found or chance, is a miss), the token is unexpired and no key has left the
-//! set since it was verified (a revoked key takes its tokens with it at once): the cache only ever
-//! skips signature work. A cryptographic digest as the key would cost more than the rest of a
-//! cached request together; the comparison makes it unnecessary.
+//! token's length and its last bytes (the end of its signature), and a hit is honoured only if
+//! the entry's token equals the presented one byte for byte (so a collision, found or chance, is
+//! a miss), the token is unexpired and no key has left the set since it was verified (a revoked
+//! key takes its tokens with it at once): the cache only ever skips signature work. A
+//! cryptographic digest as the key would cost more than the rest of a cached request together;
+//! the comparison makes it unnecessary.
 //! Whether the account still exists is the caller's check, against the live snapshot, on every
 //! request.
 
 use super::KeyRing;
+use crate::util::ttl_cache::TtlCache;
 use jsonwebtoken::{Algorithm, Validation};
-use moka::sync::Cache;
 use serde::Deserialize;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ pub struct AccessTokenVerifier<S = foldhash::quality::RandomState> {
     validation: Validation,
     /// Seeded per process, so which tokens share a key cannot be planned from outside.
     token_hash: S,
-    cache: Cache<u64, Cached, foldhash::quality::RandomState>,
+    cache: TtlCache<u64, Cached>,
 }
 
 /// A verified token, the token itself and the key ring's removal count it was verified under.
@@ -80,14 +81,31 @@ struct Cached {
 
 impl Cached {
     /// What the entry counts against the cache's size in bytes.
-    fn weight(&self) -> u32 {
+    fn weight(&self) -> u64 {
         let t = &self.token;
         let claims = t.sub.len()
             + t.client_id.len()
             + t.jti.len()
             + t.permissions.iter().map(|p| p.len() + 24).sum::<usize>();
-        u32::try_from(self.text.len() + claims + 128).unwrap_or(u32::MAX)
+        u64::try_from(self.text.len() + claims + 128).unwrap_or(u64::MAX)
     }
+}
+
+/// Bytes at the end of a token its cache key is made from.
+const KEY_TAIL: usize = 32;
+
+/// The part of `token` its cache key hashes: its length and its last [`KEY_TAIL`] bytes. A
+/// verified token ends with its signature, which nobody without the signing key can choose, so
+/// valid tokens spread over the keys as well as if all their bytes were hashed (about 900, a
+/// tenth of a cached request's own work); only verified tokens are ever stored, and a presented
+/// token that shares an entry's key without being its token is a miss.
+fn cache_key_part(token: &[u8]) -> (usize, &[u8]) {
+    (
+        token.len(),
+        token
+            .get(token.len().saturating_sub(KEY_TAIL)..)
+            .unwrap_or(token),
+    )
 }
 
 /// Whether two tokens are the same, in time that depends on their lengths only: the entry's token
@@ -147,13 +165,9 @@ impl<S: BuildHasher> AccessTokenVerifier<S> {
             keys,
             validation,
             token_hash,
-            cache: Cache::builder()
-                .max_capacity(cache_bytes)
-                .weigher(|_, v: &Cached| v.weight())
-                // Tokens live an hour by default; entries never outlive that by much, and a hit
-                // is re-checked against the token's own exp anyway.
-                .time_to_live(Duration::from_secs(3600))
-                .build_with_hasher(foldhash::quality::RandomState::default()),
+            // Tokens live an hour by default; entries never outlive that by much, and a hit is
+            // re-checked against the token's own exp anyway.
+            cache: TtlCache::new(cache_bytes, Duration::from_secs(3600)),
         }
     }
 
@@ -166,7 +180,7 @@ impl<S: BuildHasher> AccessTokenVerifier<S> {
         now: i64,
     ) -> Result<Arc<VerifiedToken>, VerifyError> {
         let bytes = token.as_ref();
-        let key = self.token_hash.hash_one(bytes);
+        let key = self.token_hash.hash_one(cache_key_part(bytes));
         let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
         // Read before the set the verification uses: a key removed after this makes the entry
         // stale even if the verification saw the old set.
@@ -196,14 +210,13 @@ impl<S: BuildHasher> AccessTokenVerifier<S> {
                 return Err(e);
             }
         };
-        self.cache.insert(
-            key,
-            Cached {
-                text: Arc::from(text),
-                removals,
-                token: verified.clone(),
-            },
-        );
+        let entry = Cached {
+            text: Arc::from(text),
+            removals,
+            token: verified.clone(),
+        };
+        let weight = entry.weight();
+        self.cache.insert_weighted(key, entry, weight);
         Ok(verified)
     }
 

@@ -1,5 +1,6 @@
 //! A bounded, read-mostly cache whose entries expire a fixed time after they were written: the
-//! policy engine's decision cache, read on every proxied request and written on a miss.
+//! policy engine's decision cache and the verified-token cache, both read on every proxied
+//! request and written on a miss.
 //!
 //! A hit is one hash of the key, a shared lock on one shard, one probe and a clone of the value;
 //! the expiry is checked on read. moka, which held these decisions before, also recorded every
@@ -21,17 +22,38 @@ struct Entry<K, V> {
     hash: u64,
     key: K,
     value: V,
+    weight: u64,
     expires: Instant,
 }
 
-/// One shard: a table under its own lock.
-type Shard<K, V> = RwLock<HashTable<Entry<K, V>>>;
+/// One shard's entries and their total weight.
+struct Table<K, V> {
+    entries: HashTable<Entry<K, V>>,
+    weight: u64,
+}
 
-/// A cache of at most `capacity` entries, each readable for `ttl` after it was inserted.
+impl<K, V> Table<K, V> {
+    fn remove(&mut self, hash: u64, is: impl Fn(&Entry<K, V>) -> bool) -> bool {
+        match self.entries.find_entry(hash, is) {
+            Ok(found) => {
+                let (gone, _) = found.remove();
+                self.weight = self.weight.saturating_sub(gone.weight);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// One shard: a table under its own lock.
+type Shard<K, V> = RwLock<Table<K, V>>;
+
+/// A cache of entries whose weights (one each, unless inserted with another) add up to at most
+/// its capacity, each readable for its time to live after it was inserted.
 pub struct TtlCache<K, V> {
     hasher: foldhash::quality::RandomState,
     shards: Box<[Shard<K, V>]>,
-    per_shard: usize,
+    per_shard: u64,
     ttl: Duration,
 }
 
@@ -46,14 +68,21 @@ impl<K, V> std::fmt::Debug for TtlCache<K, V> {
 }
 
 impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
-    /// A cache holding at most `capacity` entries (at least one), each for `ttl`.
+    /// A cache holding at most `capacity` (at least one) of weight, each entry for `ttl`.
     pub fn new(capacity: u64, ttl: Duration) -> Self {
-        let capacity = usize::try_from(capacity.max(1)).unwrap_or(usize::MAX);
-        // Every shard holds at least one entry and all of them together at most `capacity`.
-        let shards = SHARDS.min(capacity);
+        let capacity = capacity.max(1);
+        // Every shard holds at least one of weight and all of them together at most `capacity`.
+        let shards = u64::try_from(SHARDS).unwrap_or(1).min(capacity);
         Self {
             hasher: foldhash::quality::RandomState::default(),
-            shards: (0..shards).map(|_| RwLock::new(HashTable::new())).collect(),
+            shards: (0..shards)
+                .map(|_| {
+                    RwLock::new(Table {
+                        entries: HashTable::new(),
+                        weight: 0,
+                    })
+                })
+                .collect(),
             per_shard: capacity / shards,
             ttl,
         }
@@ -79,6 +108,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         shard
+            .entries
             .find(hash, |e| e.hash == hash && e.key == *key)
             .filter(|e| e.expires > now)
             .map(|e| e.value.clone())
@@ -86,47 +116,73 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
 
     /// Puts `value` under `key` (replacing what was there), making room in a full shard.
     pub fn insert(&self, key: K, value: V) {
-        self.insert_at(key, value, Instant::now());
+        self.insert_at(key, value, 1, Instant::now());
     }
 
-    fn insert_at(&self, key: K, value: V, now: Instant) {
+    /// [`insert`](Self::insert) of an entry that weighs `weight` against the capacity; one
+    /// heavier than a shard's share of it is not kept.
+    pub fn insert_weighted(&self, key: K, value: V, weight: u64) {
+        self.insert_at(key, value, weight, Instant::now());
+    }
+
+    fn insert_at(&self, key: K, value: V, weight: u64, now: Instant) {
         let hash = self.hasher.hash_one(&key);
         let mut shard = self
             .shard(hash)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let entry = Entry {
-            hash,
-            key,
-            value,
-            expires: now + self.ttl,
-        };
-        if let Ok(mut found) = shard.find_entry(hash, |e| e.hash == hash && e.key == entry.key) {
-            *found.get_mut() = entry;
+        shard.remove(hash, |e| e.hash == hash && e.key == key);
+        if weight > self.per_shard {
             return;
         }
-        if shard.len() >= self.per_shard {
-            shard.retain(|e| e.expires > now);
+        if shard.weight + weight > self.per_shard {
+            let mut dropped = 0;
+            shard.entries.retain(|e| {
+                let live = e.expires > now;
+                if !live {
+                    dropped += e.weight;
+                }
+                live
+            });
+            shard.weight = shard.weight.saturating_sub(dropped);
         }
-        if shard.len() >= self.per_shard {
-            // The first entry in the table's order: where the seeded hash put it, which no
-            // client can aim at.
-            if let Some(victim) = shard.iter().next().map(|e| e.hash)
-                && let Ok(found) = shard.find_entry(victim, |e| e.hash == victim)
-            {
-                found.remove();
-            }
+        // Then the first entries in the table's order: where the seeded hash put them, which
+        // no client can aim at.
+        while shard.weight + weight > self.per_shard {
+            let Some(victim) = shard.entries.iter().next().map(|e| e.hash) else {
+                break;
+            };
+            shard.remove(victim, |e| e.hash == victim);
         }
-        shard.insert_unique(hash, entry, |e| e.hash);
+        shard.weight += weight;
+        shard.entries.insert_unique(
+            hash,
+            Entry {
+                hash,
+                key,
+                value,
+                weight,
+                expires: now + self.ttl,
+            },
+            |e| e.hash,
+        );
+    }
+
+    /// Drops the entry under `key`, if any.
+    pub fn invalidate(&self, key: &K) {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(hash, |e| e.hash == hash && e.key == *key);
     }
 
     /// Drops every entry.
     pub fn invalidate_all(&self) {
         for shard in &self.shards {
-            shard
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            shard.entries.clear();
+            shard.weight = 0;
         }
     }
 
@@ -134,7 +190,12 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| {
+                s.read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entries
+                    .len()
+            })
             .sum()
     }
 
@@ -152,12 +213,12 @@ mod tests {
     fn a_value_is_read_until_it_expires_and_replaced_by_a_new_insert() {
         let c = TtlCache::new(10, Duration::from_secs(60));
         let t0 = Instant::now();
-        c.insert_at("a", 1, t0);
+        c.insert_at("a", 1, 1, t0);
         assert_eq!(c.get_at(&"a", t0), Some(1));
         assert_eq!(c.get_at(&"b", t0), None);
         assert_eq!(c.get_at(&"a", t0 + Duration::from_secs(59)), Some(1));
         assert_eq!(c.get_at(&"a", t0 + Duration::from_secs(60)), None);
-        c.insert_at("a", 2, t0 + Duration::from_secs(61));
+        c.insert_at("a", 2, 1, t0 + Duration::from_secs(61));
         assert_eq!(c.get_at(&"a", t0 + Duration::from_secs(62)), Some(2));
         assert_eq!(c.len(), 1);
         c.invalidate_all();
@@ -171,7 +232,7 @@ mod tests {
             let c = TtlCache::new(capacity, Duration::from_secs(60));
             let now = Instant::now();
             for i in 0..5000u32 {
-                c.insert_at(i, i, now);
+                c.insert_at(i, i, 1, now);
                 assert_eq!(c.get_at(&i, now), Some(i), "capacity {capacity}, key {i}");
                 assert!(
                     c.len() as u64 <= capacity,
@@ -186,10 +247,39 @@ mod tests {
     fn a_full_shard_drops_expired_entries_before_live_ones() {
         let c = TtlCache::new(1, Duration::from_secs(1));
         let t0 = Instant::now();
-        c.insert_at(1, 1, t0);
-        c.insert_at(2, 2, t0 + Duration::from_secs(2));
+        c.insert_at(1, 1, 1, t0);
+        c.insert_at(2, 2, 1, t0 + Duration::from_secs(2));
         assert_eq!(c.len(), 1);
         assert_eq!(c.get_at(&2, t0 + Duration::from_secs(2)), Some(2));
+    }
+
+    #[test]
+    fn weights_add_up_to_at_most_the_capacity_and_an_entry_heavier_than_a_share_is_not_kept() {
+        let c = TtlCache::new(16 * 100, Duration::from_secs(60));
+        let now = Instant::now();
+        for i in 0..2000u32 {
+            c.insert_at(i, i, u64::from(i % 7) + 1, now);
+            assert_eq!(c.get_at(&i, now), Some(i));
+            let held: u64 = c
+                .shards
+                .iter()
+                .map(|s| {
+                    s.read()
+                        .unwrap()
+                        .entries
+                        .iter()
+                        .map(|e| e.weight)
+                        .sum::<u64>()
+                })
+                .sum();
+            let counted: u64 = c.shards.iter().map(|s| s.read().unwrap().weight).sum();
+            assert_eq!(held, counted);
+            assert!(held <= 1600, "{held}");
+        }
+        c.insert_at(9999, 0, 101, now);
+        assert_eq!(c.get_at(&9999, now), None);
+        c.invalidate(&1999);
+        assert_eq!(c.get_at(&1999, now), None);
     }
 
     /// Keys that all hash alike are still told apart by equality: a hash collision never
@@ -207,7 +297,7 @@ mod tests {
         let c = TtlCache::new(50 * SHARDS as u64, Duration::from_secs(60));
         let now = Instant::now();
         for i in 0..50 {
-            c.insert_at(Colliding(i), i, now);
+            c.insert_at(Colliding(i), i, 1, now);
         }
         for i in 0..50 {
             assert_eq!(c.get_at(&Colliding(i), now), Some(i));
