@@ -132,6 +132,11 @@ fn body(path: &str) -> Result<Option<(&str, bool)>, PathError> {
     }))
 }
 
+/// Whether `b` is a byte the rules of [`decode_segment`] look at.
+fn needs_rules(b: u8) -> bool {
+    matches!(b, b'%' | b'\\' | b';' | 0..=0x1f | 0x7f)
+}
+
 /// Validates `path` (without query) and splits it into segments.
 pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
     let Some((body, trailing_slash)) = body(path)? else {
@@ -148,6 +153,36 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
     let bytes = body.as_bytes();
     let mut raw = Vec::with_capacity(8);
     let mut decoded = Vec::with_capacity(8);
+    // Most paths hold none of those bytes: one pass without early exit (which the compiler turns
+    // into wide compares) tells, and such a path only splits at its slashes.
+    if !bytes.iter().fold(false, |any, &b| any | needs_rules(b)) {
+        let mut start = 0;
+        // Each slash, then the end: every segment is the text before one of them.
+        let ends = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(bytes.len()));
+        for end in ends {
+            // `start` and `end` sit at slashes or the ends, always character boundaries.
+            let seg = body.get(start..end).unwrap_or_default();
+            if seg.is_empty() {
+                return Err(PathError::EmptySegment);
+            }
+            if seg == "." || seg == ".." {
+                return Err(PathError::DotSegment);
+            }
+            decoded.push(Cow::Borrowed(seg));
+            raw.push(seg);
+            start = end + 1;
+        }
+        return Ok(Segments {
+            raw,
+            decoded,
+            trailing_slash,
+        });
+    }
     let mut start = 0;
     loop {
         let mut end = start;
@@ -155,7 +190,7 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
         while let Some(&b) = bytes.get(end) {
             match b {
                 b'/' => break,
-                b'%' | b'\\' | b';' | 0..=0x1f | 0x7f => plain = false,
+                b if needs_rules(b) => plain = false,
                 _ => {}
             }
             end += 1;
