@@ -138,3 +138,68 @@ async fn an_invalid_route_file_fails_start_up_listing_every_problem() {
     );
     assert!(err.contains("route b: access `sometimes`"), "{err}");
 }
+
+/// The request timeout covers every await of a request, here the token endpoint reading a body
+/// the client declared and never sent: 504, in JSON, from the timeout (not from the client's
+/// connection being dropped).
+#[tokio::test]
+async fn a_request_without_its_declared_body_is_504_at_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with("server: {request_timeout_secs: 1}")
+        .start()
+        .await;
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /api/oauth/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\ngrant_type=",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The head and the JSON body come in one write or two; the connection stays open.
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") || !answer.ends_with(b"}") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("an answer before the test's own wait")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("request timed out"), "{text}");
+}
+
+/// Of the request timeout and the upstream's answer timeout, the earlier one answers, and says
+/// which it was.
+#[tokio::test]
+async fn the_earlier_of_the_request_and_upstream_timeouts_answers() {
+    let up = TestUpstream::start().await;
+    // The harness gives the upstream 1.5 s to answer; the request gets 1 s in all.
+    let gw = gateway()
+        .upstream(&up.url())
+        .with("server: {request_timeout_secs: 1}")
+        .start()
+        .await;
+    let (_, token) = gw.root_sa(&["console.root.view"]).await;
+    let r = gw
+        .get_as("/api/marketplace/categories?sleep_ms=3000", &token)
+        .await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["message"], "request timed out");
+    // The upstream's 1.5 s within the default request timeout of a minute.
+    let gw = gateway().upstream(&up.url()).start().await;
+    let (_, token) = gw.root_sa(&["console.root.view"]).await;
+    let r = gw
+        .get_as("/api/marketplace/categories?sleep_ms=3000", &token)
+        .await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["message"], "upstream timed out");
+    // A fast answer after a timed-out one: nothing of the last request's timers is left.
+    let r = gw.get_as("/api/marketplace/categories", &token).await;
+    assert_eq!(r.status, 200);
+}
