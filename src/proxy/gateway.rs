@@ -7,6 +7,7 @@
 //! request body the decision needs (read up to a cap, then forwarded unchanged) and the answer of
 //! a response-filtered route (read up to a cap, filtered, re-serialised).
 
+use super::deadline::Deadline;
 use super::path::split;
 use super::resolve::{RequestView, Target};
 use super::route::{Match, PathParams};
@@ -203,8 +204,13 @@ impl Gateway {
         self
     }
 
-    /// Handles one proxied request.
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    /// Handles one proxied request running under `deadline` (driven by [`Deadline::run`]).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        deadline: &Deadline,
+    ) -> Response<Body> {
         let started = Instant::now();
         let (route, params) = match self.find(req.method(), req.uri().path()) {
             Ok(found) => found,
@@ -219,7 +225,7 @@ impl Gateway {
         // The route's future is boxed where it is built, and only there: it is the request's
         // largest state (about 4 KB), and a future held by value is copied whole each time its
         // owner is built or moved, once per layer of the stack above.
-        let result = Box::pin(self.serve_route(req, conn, route.clone(), params)).await;
+        let result = Box::pin(self.serve_route(req, conn, route.clone(), params, deadline)).await;
         let resp = result.unwrap_or_else(|refused| refused);
         self.count(Some(&route.id), resp.status(), started);
         resp
@@ -274,6 +280,7 @@ impl Gateway {
         conn: ConnInfo,
         route: Arc<Route>,
         params: PathParams,
+        deadline: &Deadline,
     ) -> Result<Response<Body>, Refusal> {
         if route.local.is_some()
             && let Some(m) = &self.management
@@ -404,7 +411,7 @@ impl Gateway {
         }
         let identity = caller.as_ref().map(identity_of);
         let resp = upstream
-            .forward_from(
+            .forward_within(
                 forward,
                 identity,
                 &super::upstream::Hop {
@@ -413,6 +420,7 @@ impl Gateway {
                     tls: conn.tls,
                 },
                 &request_id,
+                deadline,
             )
             .await
             .map_err(|e| {

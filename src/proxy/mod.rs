@@ -4,10 +4,11 @@
 //! resource ids, [`gateway`] asks the policy and then either forwards through [`upstream`] (with
 //! its connection [`pool`]) or hands a `local` route to the [`management`] handlers. [`authz`]
 //! answers an existing ingress with the same decisions, forwarding nothing, over HTTP and over
-//! Envoy's gRPC [`ext_authz`].
+//! Envoy's gRPC [`ext_authz`]. Every request runs under one [`deadline`] timer.
 
 pub mod authz;
 pub mod console;
+pub mod deadline;
 pub mod ext_authz;
 pub mod gateway;
 mod item_filter;

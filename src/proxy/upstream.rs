@@ -6,6 +6,7 @@
 //! `Authorization` header is dropped unless configured; `X-Forwarded-*` and `x-request-id` are
 //! set. A refused connection becomes 502, a slow upstream 504, both with JSON bodies.
 
+use super::deadline::Deadline;
 use super::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE, Pool};
 use crate::error::{ApiError, Body};
 use crate::telemetry::trace::{RequestTrace, SpanKind};
@@ -330,6 +331,24 @@ impl Upstream {
         hop: &Hop,
         request_id: &str,
     ) -> Result<Response<Body>, UpstreamError> {
+        let deadline = Deadline::new(self.response_timeout);
+        deadline
+            .run(self.forward_within(req, identity, hop, request_id, &deadline))
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout))
+    }
+
+    /// [`Upstream::forward_from`] for a request running under `deadline` (which must be driving
+    /// this future through [`Deadline::run`]): the upstream's answer is bounded on the request's
+    /// own timer instead of a second one.
+    pub async fn forward_within(
+        &self,
+        req: Request<Body>,
+        identity: Option<Identity>,
+        hop: &Hop,
+        request_id: &str,
+        deadline: &Deadline,
+    ) -> Result<Response<Body>, UpstreamError> {
         let (peer, tls) = (hop.peer, hop.tls);
         let (mut parts, body) = req.into_parts();
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
@@ -419,7 +438,8 @@ impl Upstream {
             );
         }
         let upstream_req = Request::from_parts(parts, body);
-        let resp = tokio::time::timeout(self.response_timeout, self.pool.send(upstream_req))
+        let resp = deadline
+            .upstream(self.response_timeout, self.pool.send(upstream_req))
             .await
             .map_err(|_| UpstreamError::Timeout)
             .and_then(|r| r.map_err(|e| UpstreamError::Unavailable(e.to_string())));

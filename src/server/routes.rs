@@ -4,6 +4,7 @@
 
 use crate::authn::TokenEndpoint;
 use crate::error::{ApiError, Body, json};
+use crate::proxy::deadline::Deadline;
 use crate::proxy::gateway::{ConnInfo, Gateway};
 use crate::proxy::{authz, console};
 use crate::store::Store;
@@ -86,8 +87,13 @@ impl App {
         }
     }
 
-    /// Dispatches one request.
-    pub async fn route(&self, req: Request<Incoming>, conn: Option<ConnInfo>) -> Response<Body> {
+    /// Dispatches one request, running under `deadline` (driven by [`Deadline::run`]).
+    pub async fn route(
+        &self,
+        req: Request<Incoming>,
+        conn: Option<ConnInfo>,
+        deadline: &Deadline,
+    ) -> Response<Body> {
         let mut conn = conn.unwrap_or(ConnInfo {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             tls: false,
@@ -140,10 +146,10 @@ impl App {
                 Some(mode) => {
                     Box::pin(authz::serve_http(&self.gateway, mode, req, conn.trusted)).await
                 }
-                None => self.gateway.handle(req, conn).await,
+                None => self.gateway.handle(req, conn, deadline).await,
             },
             // The proxied request boxes its own large state, where it is built.
-            _ => self.gateway.handle(req, conn).await,
+            _ => self.gateway.handle(req, conn, deadline).await,
         }
     }
 }

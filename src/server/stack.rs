@@ -5,24 +5,24 @@
 //! 2. sensitive-header masking: mark `authorization`, `cookie` and `proxy-authorization` (and
 //!    `set-cookie` on the way back) sensitive before anything below can log them (1 and 2 are
 //!    one service, [`Hygiene`]);
-//! 3. error mapping: the refusals of the layers below (shed, timed out) become JSON responses;
-//! 4. load shedding over a concurrency limit ([`Shed`]): past `max_concurrent_requests` a request
+//! 3. load shedding over a concurrency limit ([`Shed`]): past `max_concurrent_requests` a request
 //!    gets 503 at once instead of queueing, so overload never turns into unbounded latency or
 //!    memory;
-//! 5. timeout: a request that has no response headers after `request_timeout` gets 504 (bodies
-//!    keep streaming past it: a 100 MB download is not cut);
-//! 6. body limit: a declared `Content-Length` over `max_body_bytes` gets 413 before anything is
+//! 4. body limit: a declared `Content-Length` over `max_body_bytes` gets 413 before anything is
 //!    read;
-//! 7. the application: with tracing on, the request's server span (continuing the caller's
-//!    `traceparent`) and a log span carrying its trace id; with DEBUG logging on, one span per
-//!    request carrying method, path and request id, and a record of its status and latency
-//!    (see [`AppService`]); then the
+//! 5. the application, under its deadline: a request that has no response headers after
+//!    `request_timeout` gets 504 (bodies keep streaming past it: a 100 MB download is not cut);
+//!    one timer serves this deadline and the upstream's answer ([`Deadline`]). Then, with tracing
+//!    on, the request's server span (continuing the caller's `traceparent`) and a log span
+//!    carrying its trace id; with DEBUG logging on, one span per request carrying method, path
+//!    and request id, and a record of its status and latency (see [`AppService`]); then the
 //!    gateway's own endpoints, authentication, route match and resource resolution,
 //!    authorization, header rewrite and the proxy (`crate::proxy::gateway`).
 
 use super::App;
 use crate::config::ServerSettings;
 use crate::error::{ApiError, Body};
+use crate::proxy::deadline::{Deadline, RequestElapsed};
 use crate::proxy::gateway::ConnInfo;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -32,7 +32,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use tower::{BoxError, Service, ServiceBuilder};
+use std::time::Duration;
+use tower::{Service, ServiceBuilder};
 use tracing::Instrument;
 
 use crate::proxy::upstream::X_REQUEST_ID;
@@ -133,6 +134,23 @@ where
 pub struct AppService {
     app: Arc<App>,
     conn: ConnInfo,
+    timeout: Duration,
+}
+
+/// `app`'s answer to `req`, or 504 when it has no response headers within `timeout`.
+async fn answer(
+    app: &App,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    timeout: Duration,
+) -> Response<Body> {
+    let deadline = Deadline::new(timeout);
+    match deadline.run(app.route(req, Some(conn), &deadline)).await {
+        Ok(resp) => resp,
+        Err(RequestElapsed) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request timed out").into_response()
+        }
+    }
 }
 
 impl Service<Request<Incoming>> for AppService {
@@ -145,7 +163,7 @@ impl Service<Request<Incoming>> for AppService {
     }
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
-        let (app, conn) = (self.app.clone(), Some(self.conn));
+        let (app, conn, timeout) = (self.app.clone(), self.conn, self.timeout);
         let trace = app
             .traces
             .start(req.method(), req.uri().path(), req.headers());
@@ -154,7 +172,7 @@ impl Service<Request<Incoming>> for AppService {
         // logged, about 6% of a proxied request's instructions.
         let debug = tracing::enabled!(target: "iamgate::request", tracing::Level::DEBUG);
         if trace.is_none() && !debug {
-            return Box::pin(async move { Ok(app.route(req, conn).await) });
+            return Box::pin(async move { Ok(answer(&app, req, conn, timeout).await) });
         }
         let span = if debug {
             let id = req
@@ -179,7 +197,7 @@ impl Service<Request<Incoming>> for AppService {
                 if debug {
                     tracing::debug!(target: "iamgate::request", "started processing request");
                 }
-                let resp = app.route(req, conn).await;
+                let resp = answer(&app, req, conn, timeout).await;
                 if let Some(t) = &trace {
                     t.finish(resp.status());
                 }
@@ -280,7 +298,7 @@ where
     }
 }
 
-/// Layer 4: load shedding over a concurrency limit, as one counter shared by every connection's
+/// Layer 3: load shedding over a concurrency limit, as one counter shared by every connection's
 /// copy of the stack. A request past `max` in flight gets 503 at once; an admitted one holds its
 /// place until its response (headers) is ready or it is dropped. tower's `LoadShed` over
 /// `ConcurrencyLimit` did the same through a semaphore and a boxed acquire per request.
@@ -328,21 +346,6 @@ where
     }
 }
 
-/// Turns the refusals of the layers below into responses. Its error type stays `BoxError` only
-/// because tower requires it to absorb `poll_ready` errors; it never returns `Err`.
-fn map_refusal(result: Result<Response<Body>, BoxError>) -> Result<Response<Body>, BoxError> {
-    Ok(match result {
-        Ok(r) => r,
-        Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request timed out").into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "request failed in the stack");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    })
-}
-
 /// The stack around `app`, built for each connection by [`Stacks::for_connection`]. The
 /// connection's facts are its service's own (no per-request extension map, which cost an
 /// allocation and a hashed insert per request); the concurrency limit is shared by every
@@ -353,7 +356,7 @@ pub struct Stacks {
     in_flight: Arc<AtomicUsize>,
     max_concurrent: usize,
     max_body: u64,
-    timeout: std::time::Duration,
+    timeout: Duration,
 }
 
 impl Stacks {
@@ -378,7 +381,7 @@ impl Stacks {
         Response = Response<
             impl hyper::body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + 'static,
         >,
-        Error = BoxError,
+        Error = Infallible,
         Future = impl Send + 'static,
     > + Clone
     + Send
@@ -387,13 +390,11 @@ impl Stacks {
             (self.in_flight.clone(), self.max_concurrent, self.max_body);
         ServiceBuilder::new()
             .layer_fn(|inner| Hygiene { inner })
-            .map_result(map_refusal)
             .layer_fn(move |inner| Shed {
                 inner,
                 in_flight: in_flight.clone(),
                 max,
             })
-            .timeout(self.timeout)
             .layer_fn(move |inner| BodyLimit {
                 inner,
                 max: max_body,
@@ -401,6 +402,7 @@ impl Stacks {
             .service(AppService {
                 app: self.app,
                 conn,
+                timeout: self.timeout,
             })
     }
 }
