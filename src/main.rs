@@ -67,8 +67,9 @@ enum Command {
         /// The private key PEM file.
         #[arg(long)]
         key: PathBuf,
-        /// The key id registered for the account.
-        #[arg(long)]
+        /// The key id registered for the account. A thumbprint may start with `-`: taken as the
+        /// value, not as an option.
+        #[arg(long, allow_hyphen_values = true)]
         kid: String,
         /// Audience.
         #[arg(long, default_value = "console-client-credentials")]
@@ -203,7 +204,8 @@ enum KeysCommand {
     /// is deleted, and every instance refuses the tokens it signed within `signing.reload_secs`.
     /// Revoking the active key promotes the next one first. Audited with actor `cli`.
     Revoke {
-        /// The key's `kid` (as in the JWKS and in the tokens' header).
+        /// The key's `kid` (as in the JWKS and in the tokens' header); it may start with `-`.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         config: Option<PathBuf>,

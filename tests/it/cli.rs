@@ -116,6 +116,21 @@ async fn generated_key_created_account_and_cli_assertion_get_a_token() {
         &gw.data_path(),
     );
     assert!(ok, "{err}");
+    // A thumbprint kid starts with `-` one time in 64: a value, not an unknown option.
+    let (ok, hyphen, err) = iamgate(
+        &[
+            "assertion",
+            "--client-id",
+            client_id,
+            "--key",
+            key_file.to_str().unwrap(),
+            "--kid",
+            "-4leading-hyphen",
+        ],
+        &gw.data_path(),
+    );
+    assert!(ok, "{err}");
+    assert!(!hyphen.trim().is_empty());
     let form = format!(
         "{}&token_endpoint_auth_method=private_key_jwt",
         assertion_form(assertion.trim(), Some(client_id))
