@@ -1,5 +1,6 @@
 //! The load harness's reference leg: a pass-through proxy built from iamgate's own transport
-//! (the same runtime, hyper's HTTP/1.1 server, the same upstream pool and allocator) with no
+//! (the same connection workers, one single-threaded runtime per core with connections handed to
+//! the least loaded, hyper's HTTP/1.1 server, the same upstream pool and allocator) with no
 //! authentication, no route table, no policy and no header rewriting. Whatever this leg loses
 //! to nginx is the cost of the transport alone, which no gateway logic on top can win back.
 //!
@@ -15,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use iamgate::proxy::pool::{IDLE_TIMEOUT, MAX_IDLE, Pool};
+use iamgate::util::workers::{self, Workers};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let workers = Workers::start(workers::count(0), "floor-conn").unwrap();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         loop {
@@ -37,7 +40,9 @@ fn main() {
             };
             let _ = stream.set_nodelay(true);
             let (pool, host) = (pool.clone(), host.clone());
-            tokio::spawn(async move {
+            let stream = stream.into_std().unwrap();
+            workers.spawn(move || async move {
+                let stream = tokio::net::TcpStream::from_std(stream).unwrap();
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let (pool, host) = (pool.clone(), host.clone());
                     async move {

@@ -1,9 +1,10 @@
 //! Small encoding helpers shared by the token signer, the client-key parser and the CLI: base64url
-//! without padding (the JOSE alphabet), PEM armour, randomness, and the clock; and one container,
-//! [`ttl_cache::TtlCache`]. They sit below every layer (with [`crate::error`], the lowest) and
-//! hold no global state.
+//! without padding (the JOSE alphabet), PEM armour, randomness, and the clock; one container,
+//! [`ttl_cache::TtlCache`]; and the connection [`workers`] (one runtime per core). They sit below every layer (with [`crate::error`], the lowest) and
+//! hold no global state beyond the worker index of a thread.
 
 pub mod ttl_cache;
+pub mod workers;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;

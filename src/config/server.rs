@@ -16,6 +16,10 @@ pub struct RawServer {
     pub max_concurrent_requests: Option<usize>,
     /// Longest time from request to response headers, seconds. Default 60.
     pub request_timeout_secs: Option<u64>,
+    /// Threads serving the public listener's connections, each with its own single-threaded
+    /// runtime (a connection and its upstream exchanges stay on one thread). Default: one per
+    /// available core; 0 serves them on the shared runtime instead.
+    pub workers: Option<usize>,
     /// Largest declared request body, bytes. Default 1 GiB.
     pub max_body_bytes: Option<u64>,
     /// Largest request body read for a decision (deploy trigger, role edits), bytes. Default 1 MiB.
@@ -75,6 +79,8 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// Connection workers: `None` serves connections on the shared runtime.
+    pub workers: Option<usize>,
     /// Declared body ceiling.
     pub max_body_bytes: u64,
     /// Decision body cap.
@@ -153,6 +159,15 @@ impl RawServer {
         if !(1..=1_000_000).contains(&max_concurrent_requests) {
             errs.push("server.max_concurrent_requests: must be 1..=1000000".to_owned());
         }
+        let workers = match sv.workers {
+            None => Some(crate::util::workers::count(0)),
+            Some(0) => None,
+            Some(n) if n <= 1024 => Some(n),
+            Some(_) => {
+                errs.push("server.workers: must be 0..=1024".to_owned());
+                None
+            }
+        };
         let request_timeout = secs_in(
             "server.request_timeout_secs",
             sv.request_timeout_secs,
@@ -219,6 +234,7 @@ impl RawServer {
             tls,
             max_concurrent_requests,
             request_timeout,
+            workers,
             max_body_bytes,
             max_decision_body_bytes,
             max_filtered_response_bytes,

@@ -124,3 +124,31 @@ fn a_log_filter_the_filter_parser_panics_on_is_refused_not_a_crash() {
         .to_string();
     assert!(err.contains("log.level"), "{err}");
 }
+
+#[test]
+fn connection_workers_default_to_one_per_core_and_zero_means_the_shared_runtime() {
+    let s = parse_yaml("").unwrap().validate().unwrap();
+    assert_eq!(
+        s.server.workers,
+        Some(crate::util::workers::count(0)),
+        "one per core by default"
+    );
+    assert!(s.server.workers.is_some_and(|n| n >= 1));
+    let s = parse_yaml("server: {workers: 0}")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(s.server.workers, None);
+    let s = parse_yaml("server: {workers: 3}")
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(s.server.workers, Some(3));
+    let err = parse_yaml("server: {workers: 5000}")
+        .unwrap()
+        .validate()
+        .unwrap_err();
+    assert!(err.to_string().contains("server.workers"), "{err}");
+    let err = parse_yaml("server: {workers: -1}").unwrap_err();
+    assert!(err.contains("workers"), "{err}");
+}

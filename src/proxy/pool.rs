@@ -15,6 +15,7 @@
 
 use crate::error::Body;
 pub use crate::net::{Connector, IDLE_TIMEOUT};
+use crate::util::workers;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
@@ -51,7 +52,10 @@ struct Idle {
 pub struct Pool {
     connector: Connector,
     origin: Uri,
-    idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections by the worker that made them ([`workers::index`]): an upstream
+    /// connection's task runs on the runtime that opened it, and a request sent on it from
+    /// another thread would cross threads twice. Other threads share the first list.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
     idle_timeout: Duration,
     max_idle: usize,
 }
@@ -69,12 +73,14 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool to `origin` (scheme and authority; any path is ignored) keeping at most `max_idle`
-    /// connections, each for at most `idle_timeout` unused.
+    /// connections per worker, each for at most `idle_timeout` unused.
     pub fn new(connector: Connector, origin: Uri, idle_timeout: Duration, max_idle: usize) -> Self {
         Self {
             connector,
             origin,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..=workers::count(0))
+                .map(|_| Mutex::new(VecDeque::new()))
+                .collect(),
             idle_timeout,
             max_idle,
         }
@@ -82,13 +88,19 @@ impl Pool {
 
     /// How many idle connections the pool holds now.
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.idle.iter().map(|q| Self::locked(q).len()).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    fn locked(queue: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         // The queue is consistent between any two statements, so a panic elsewhere while it was
         // held leaves nothing to repair.
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The idle connections of the thread this runs on.
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let queue = &self.idle[workers::index() % self.idle.len()];
+        Self::locked(queue)
     }
 
     /// Sends `req` (origin-form URI, `Host` set) and returns the response head; the body returns

@@ -3,11 +3,12 @@
 //! connections.
 
 use crate::proxy::gateway::ConnInfo;
+use crate::util::workers::Workers;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// Longest time a client may take to send its request headers.
@@ -17,13 +18,14 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` flips, each connection with the service `service` makes
-/// for it.
+/// for it, on one of `workers` if given (else on the runtime this runs on).
 pub(super) async fn serve<F, S, B>(
     listener: TcpListener,
     service: F,
     tls: Option<tokio_rustls::TlsAcceptor>,
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
+    workers: Option<Workers>,
 ) where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
         + Clone
@@ -58,37 +60,21 @@ pub(super) async fn serve<F, S, B>(
                 let _ = stream.set_nodelay(true);
                 let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
                 let svc = hyper_util::service::TowerToHyperService::new(service(conn));
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                match &tls {
+                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer };
+                match &workers {
                     None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                        tokio::spawn(async move {
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with error");
-                            }
-                        });
+                        tokio::spawn(one.serve(stream, svc));
                     }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(error = %e, %peer, "tls handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%peer, "tls handshake timed out");
-                                    return;
-                                }
-                            };
-                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
-                                tracing::debug!(error = %e, "connection ended with error");
+                    // The socket leaves this runtime's reactor and joins the worker's.
+                    Some(workers) => match stream.into_std() {
+                        Ok(stream) => workers.spawn(move || async move {
+                            match tokio::net::TcpStream::from_std(stream) {
+                                Ok(stream) => one.serve(stream, svc).await,
+                                Err(e) => tracing::warn!(error = %e, "connection hand-off failed"),
                             }
-                        });
-                    }
+                        }),
+                        Err(e) => tracing::warn!(error = %e, "connection hand-off failed"),
+                    },
                 }
             }
             _ = shutdown.changed() => break,
@@ -100,5 +86,66 @@ pub(super) async fn serve<F, S, B>(
         .is_err()
     {
         tracing::warn!("shutdown grace period elapsed with connections still open");
+    }
+    // Only now: dropping the workers closes what they still serve.
+    drop(workers);
+}
+
+/// What serving one accepted connection needs, wherever it runs.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    peer: std::net::SocketAddr,
+}
+
+impl Connection {
+    /// Serves `stream` with `svc` (after the TLS handshake, if any) until it closes.
+    async fn serve<S, B>(self, stream: TcpStream, svc: S)
+    where
+        S: hyper::service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Send
+            + 'static,
+        S::Error: Into<tower::BoxError>,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<tower::BoxError>,
+    {
+        let Self {
+            builder,
+            watcher,
+            tls,
+            peer,
+        } = self;
+        let ended =
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "tls handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "tls handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with error");
+        }
     }
 }

@@ -527,6 +527,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             None,
             grace,
             shutdown_rx.clone(),
+            None,
         ));
     }
     if let Some(l) = grpc_listener {
@@ -552,15 +553,28 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             tls.clone(),
             grace,
             shutdown_rx.clone(),
+            None,
         ));
     }
     let stacks = stack::Stacks::new(app, &settings.server);
+    let workers = match settings.server.workers {
+        Some(n) => Some(
+            crate::util::workers::Workers::start(n, "iamgate-conn").map_err(|source| {
+                StartError::Io {
+                    what: "start the connection workers".to_owned(),
+                    source,
+                }
+            })?,
+        ),
+        None => None,
+    };
     listeners.spawn(listen::serve(
         listener,
         move |conn| stacks.clone().for_connection(conn),
         tls,
         grace,
         shutdown_rx,
+        workers,
     ));
     let task = tokio::spawn(async move {
         while listeners.join_next().await.is_some() {}

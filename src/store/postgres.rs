@@ -216,6 +216,9 @@ pub struct PgStore {
 struct Pool {
     config: Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The runtime the store was opened on, which opens and drives every connection: one opened
+    /// for a request on a connection worker must not stop with that worker.
+    runtime: tokio::runtime::Handle,
     idle: Mutex<Vec<Client>>,
     permits: tokio::sync::Semaphore,
 }
@@ -282,22 +285,28 @@ impl Pool {
     /// A new connection whose driver runs on its own task; with `notify`, that task forwards
     /// other instances' notifications.
     async fn connect(&self, notify: Option<Listener>) -> Result<Client, StoreError> {
-        let fut = async {
-            Ok::<_, tokio_postgres::Error>(match &self.tls {
-                None => {
-                    let (client, conn) = self.config.connect(NoTls).await?;
-                    tokio::spawn(drive(conn, notify));
-                    client
-                }
-                Some(tls) => {
-                    let (client, conn) = self.config.connect(tls.clone()).await?;
-                    tokio::spawn(drive(conn, notify));
-                    client
-                }
-            })
-        };
-        tokio::time::timeout(TIMEOUT, fut)
+        let (config, tls) = (self.config.clone(), self.tls.clone());
+        // Opened and driven on the store's runtime: the socket belongs to the reactor of the
+        // runtime that opens it.
+        let opened = self
+            .runtime
+            .spawn(tokio::time::timeout(TIMEOUT, async move {
+                Ok::<_, tokio_postgres::Error>(match tls {
+                    None => {
+                        let (client, conn) = config.connect(NoTls).await?;
+                        tokio::spawn(drive(conn, notify));
+                        client
+                    }
+                    Some(tls) => {
+                        let (client, conn) = config.connect(tls).await?;
+                        tokio::spawn(drive(conn, notify));
+                        client
+                    }
+                })
+            }));
+        opened
             .await
+            .map_err(|_| StoreError::Unavailable("connect abandoned".to_owned()))?
             .map_err(|_| StoreError::Unavailable("connect timed out".to_owned()))?
             .map_err(|e| connect_failed(&e))
     }
@@ -355,6 +364,7 @@ impl PgStore {
         let pool = Arc::new(Pool {
             config,
             tls,
+            runtime: tokio::runtime::Handle::current(),
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(POOL_SIZE),
         });

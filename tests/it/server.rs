@@ -45,3 +45,39 @@ async fn graceful_shutdown_stops_accepting() {
         "listener still accepting after shutdown"
     );
 }
+
+/// Connections served on the shared runtime (`workers: 0`), on one worker and on more workers
+/// than cores: a token request, proxied requests over one kept-alive connection and over many
+/// at once all answer alike.
+#[tokio::test]
+async fn every_worker_setting_serves_tokens_and_proxied_requests() {
+    let up = common::upstream::TestUpstream::start().await;
+    for workers in [0, 1, 3] {
+        let gw = gateway()
+            .upstream(&up.url())
+            .with(&format!("server: {{workers: {workers}}}"))
+            .start()
+            .await;
+        let (_, token) = gw.company_owner("acme").await;
+        let path = "/api/tenants/acme/marketplace/items/i1/versions";
+        for _ in 0..3 {
+            assert_eq!(
+                gw.get_as(path, &token).await.status,
+                200,
+                "workers: {workers}"
+            );
+        }
+        for _ in 0..4 {
+            let (a, b, c, d) = tokio::join!(
+                gw.get_as(path, &token),
+                gw.get_as(path, &token),
+                gw.get_as(path, &token),
+                gw.get_as(path, &token)
+            );
+            for r in [a, b, c, d] {
+                assert_eq!(r.status, 200, "workers: {workers}");
+            }
+        }
+        gw.stop().await;
+    }
+}
