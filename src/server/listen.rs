@@ -4,7 +4,7 @@
 
 use crate::proxy::gateway::ConnInfo;
 use crate::util::workers::Workers;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub(super) async fn serve<F, S, B>(
     F: Fn(ConnInfo) -> S,
 {
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(Shared(tokio::runtime::Handle::current()));
     // A client that never finishes its request headers must not hold a connection forever.
     builder
         .http1()
@@ -91,9 +91,26 @@ pub(super) async fn serve<F, S, B>(
     drop(workers);
 }
 
+/// Where hyper runs the tasks it spawns, which are the HTTP/2 streams (an HTTP/1.1 connection
+/// serves its requests in its own task): on the shared runtime, so that the streams of one
+/// HTTP/2 connection, which an ingress may send everything over, spread over every core
+/// instead of staying on the worker that holds the connection.
+#[derive(Clone)]
+struct Shared(tokio::runtime::Handle);
+
+impl<F> hyper::rt::Executor<F> for Shared
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
+}
+
 /// What serving one accepted connection needs, wherever it runs.
 struct Connection {
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<Shared>,
     watcher: hyper_util::server::graceful::Watcher,
     tls: Option<tokio_rustls::TlsAcceptor>,
     peer: std::net::SocketAddr,
