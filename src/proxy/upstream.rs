@@ -10,7 +10,7 @@ use super::deadline::Deadline;
 use super::pool::{Connector, IDLE_TIMEOUT, MAX_IDLE, Pool};
 use crate::error::{ApiError, Body};
 use crate::telemetry::trace::{RequestTrace, SpanKind};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use std::net::SocketAddr;
@@ -401,25 +401,40 @@ impl Upstream {
                 h.insert(name, v);
             }
         }
+        // Each of these headers is looked up once, through its entry: a `get` and then an
+        // `insert` hashed the name twice.
         // The stack's request-id layer usually put this very value in already.
-        if h.get(X_REQUEST_ID).map(HeaderValue::as_bytes) != Some(request_id.as_bytes()) {
-            h.insert(X_REQUEST_ID, value(request_id)?);
+        match h.entry(X_REQUEST_ID) {
+            Entry::Occupied(mut e) => {
+                if e.get().as_bytes() != request_id.as_bytes() {
+                    e.insert(value(request_id)?);
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(value(request_id)?);
+            }
         }
         let mut xff = String::with_capacity(48);
-        if let Some(prev) = h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            xff.push_str(prev);
-            xff.push_str(", ");
+        match h.entry(X_FORWARDED_FOR) {
+            Entry::Occupied(mut e) => {
+                if let Ok(prev) = e.get().to_str() {
+                    xff.push_str(prev);
+                    xff.push_str(", ");
+                }
+                push_ip(&mut xff, peer);
+                e.insert(value(&xff)?);
+            }
+            Entry::Vacant(e) => {
+                push_ip(&mut xff, peer);
+                e.insert(value(&xff)?);
+            }
         }
-        push_ip(&mut xff, peer);
-        h.insert(X_FORWARDED_FOR, value(&xff)?);
-        if !h.contains_key(X_FORWARDED_PROTO) {
-            h.insert(
-                X_FORWARDED_PROTO,
-                HeaderValue::from_static(if tls { "https" } else { "http" }),
-            );
-        }
-        if let Some(host) = original_host.filter(|_| !h.contains_key(X_FORWARDED_HOST)) {
-            h.insert(X_FORWARDED_HOST, host);
+        h.entry(X_FORWARDED_PROTO)
+            .or_insert_with(|| HeaderValue::from_static(if tls { "https" } else { "http" }));
+        if let Some(host) = original_host
+            && let Entry::Vacant(e) = h.entry(X_FORWARDED_HOST)
+        {
+            e.insert(host);
         }
         parts.uri = self.target(parts.uri.path_and_query())?;
         parts.version = http::Version::HTTP_11;
