@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # CPU instructions per proxied, policy-decided GET, counted by callgrind over the whole process
-# (every thread, the exporter's included): one gateway worker thread, nginx as the upstream, the
-# bootstrap account's token on a company route. Two runs of the same binary, one answering
+# (every thread, the exporter's included): the shared runtime on one thread, connections on the
+# connection workers (one per core), nginx as the upstream, the bootstrap account's token on a
+# company route. Two runs of the same binary, one answering
 # REQUESTS requests (wrk -t1 -c8) and one answering none; the difference divided by the number
 # answered. Start-up, the token grant and shutdown cancel out. The count does not depend on the
-# machine's speed, so it shows a change's cost on the request path exactly.
+# machine's speed, so it shows a change's cost on the request path (repeat runs agree within
+# about 0.5 %: the connection hand-offs vary with the run's request count).
 #   BIN=path/to/iamgate     the binary measured (default: a fresh release build)
 #   EXTRA_YAML='telemetry: {otlp_endpoint: "http://127.0.0.1:18397"}'   configuration added
 #   SINK=1                  runs a minimal OTLP/HTTP sink on 127.0.0.1:18397 (answers 200)
 #   SECONDS_LOADED=20       wrk duration of the loaded run
 #   KEEP=DIR                keeps both runs' callgrind files there (idle.out, loaded.out) and
 #                           prints the per-stage breakdown of a request (bench/request-stages.py)
-#   FLOOR=1                 measures the transport floor (bench/hyper_floor.rs: the same runtime,
+#   FLOOR=1                 measures the transport floor (bench/hyper_floor.rs: the same workers,
 #                           hyper server and upstream pool, no gateway logic) the same way
 # Needs: valgrind, wrk, nginx, curl, python3, openssl.
 set -euo pipefail
