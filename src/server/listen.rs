@@ -3,10 +3,13 @@
 //! connections.
 
 use crate::proxy::gateway::ConnInfo;
+use crate::telemetry::metrics::WorkerLabels;
 use crate::util::workers::Workers;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -26,6 +29,7 @@ pub(super) async fn serve<F, S, B>(
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
     workers: Option<Workers>,
+    open: Option<Family<WorkerLabels, Gauge>>,
 ) where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
         + Clone
@@ -60,7 +64,7 @@ pub(super) async fn serve<F, S, B>(
                 let _ = stream.set_nodelay(true);
                 let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
                 let svc = hyper_util::service::TowerToHyperService::new(service(conn));
-                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer };
+                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer, open: open.clone() };
                 match &workers {
                     None => {
                         tokio::spawn(one.serve(stream, svc));
@@ -114,6 +118,17 @@ struct Connection {
     watcher: hyper_util::server::graceful::Watcher,
     tls: Option<tokio_rustls::TlsAcceptor>,
     peer: std::net::SocketAddr,
+    /// Where the connection is counted while open, by the worker serving it.
+    open: Option<Family<WorkerLabels, Gauge>>,
+}
+
+/// One open connection counted on its worker's gauge until dropped (served or cancelled).
+struct Counted(Gauge);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Connection {
@@ -135,7 +150,16 @@ impl Connection {
             watcher,
             tls,
             peer,
+            open,
         } = self;
+        let _counted = open.map(|family| {
+            let labels = WorkerLabels {
+                worker: crate::util::workers::index().to_string(),
+            };
+            let gauge = family.get_or_create(&labels).clone();
+            gauge.inc();
+            Counted(gauge)
+        });
         let ended =
             match tls {
                 None => {

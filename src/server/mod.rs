@@ -528,6 +528,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             grace,
             shutdown_rx.clone(),
             None,
+            None,
         ));
     }
     if let Some(l) = grpc_listener {
@@ -554,8 +555,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             grace,
             shutdown_rx.clone(),
             None,
+            None,
         ));
     }
+    let connections_open = app.metrics.connections_open.clone();
     let stacks = stack::Stacks::new(app, &settings.server);
     let workers = match settings.server.workers {
         Some(n) => Some(
@@ -575,6 +578,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         grace,
         shutdown_rx,
         workers,
+        Some(connections_open),
     ));
     let task = tokio::spawn(async move {
         while listeners.join_next().await.is_some() {}

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -53,6 +54,13 @@ pub struct ShadowLabels {
     pub shadow: &'static str,
 }
 
+/// Labels of the open connections of one connection worker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    /// The worker, from 1; 0 for connections served on the shared runtime (`server.workers: 0`).
+    pub worker: String,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -70,6 +78,8 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     /// Decisions the shadow policy made otherwise than the live one.
     pub shadow_disagreements: Family<ShadowLabels, Counter>,
+    /// Open connections of the public listener by connection worker: whether they are balanced.
+    pub connections_open: Family<WorkerLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,7 +138,14 @@ impl Metrics {
             "Decisions where the shadow policy (policy.shadow_dir) disagreed with the live one",
             shadow_disagreements.clone(),
         );
+        let connections_open = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Open connections of the public listener by connection worker (0: the shared runtime)",
+            connections_open.clone(),
+        );
         Self {
+            connections_open,
             shadow_disagreements,
             registry,
             token_requests,

@@ -81,3 +81,69 @@ async fn every_worker_setting_serves_tokens_and_proxied_requests() {
         gw.stop().await;
     }
 }
+
+/// Sends one request on `s` and reads its whole answer (`Connection: keep-alive`, a small body
+/// with a Content-Length).
+async fn exchange(s: &mut tokio::net::TcpStream, path: &str) -> String {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("answer within the wait")
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+/// Three long-lived connections on two workers: the metric shows them spread two and one, never
+/// three on one worker.
+#[tokio::test]
+async fn open_connections_are_balanced_over_the_workers_and_counted_in_the_metrics() {
+    let gw = gateway().with("server: {workers: 2}").start().await;
+    let addr = gw.running().addr;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            exchange(&mut s, "/-/healthz")
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+        held.push(s);
+    }
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let metrics = exchange(&mut s, "/-/metrics").await;
+    let open = |worker: &str| -> i64 {
+        let prefix = format!("iamgate_connections_open{{worker=\"{worker}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no gauge for worker {worker}: {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (one, two) = (open("1"), open("2"));
+    assert_eq!(one + two, 3, "{metrics}");
+    assert_eq!(one.abs_diff(two), 1, "{metrics}");
+    drop(held);
+}
