@@ -3,7 +3,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::collections::BTreeMap;
 
 fuzz_target!(|data: &[u8]| {
     let (pointer, body) = match data.iter().position(|b| *b == b'\n') {
@@ -19,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
         return;
     };
-    let params = BTreeMap::new();
+    let params = iamgate::proxy::route::PathParams::default();
     let view = iamgate::proxy::resolve::RequestView {
         path_params: &params,
         query: &[],
