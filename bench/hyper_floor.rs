@@ -31,7 +31,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let workers = Workers::start(workers::count(0), "floor-conn").unwrap();
+    let workers = Workers::start(workers::per_core(), "floor-conn").unwrap();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         loop {

@@ -160,7 +160,7 @@ impl RawServer {
             errs.push("server.max_concurrent_requests: must be 1..=1000000".to_owned());
         }
         let workers = match sv.workers {
-            None => Some(crate::util::workers::count(0)),
+            None => Some(crate::util::workers::per_core()),
             Some(0) => None,
             Some(n) if n <= 1024 => Some(n),
             Some(_) => {

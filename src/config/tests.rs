@@ -130,7 +130,7 @@ fn connection_workers_default_to_one_per_core_and_zero_means_the_shared_runtime(
     let s = parse_yaml("").unwrap().validate().unwrap();
     assert_eq!(
         s.server.workers,
-        Some(crate::util::workers::count(0)),
+        Some(crate::util::workers::per_core()),
         "one per core by default"
     );
     assert!(s.server.workers.is_some_and(|n| n >= 1));

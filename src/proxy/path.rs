@@ -132,6 +132,17 @@ fn body(path: &str) -> Result<Option<(&str, bool)>, PathError> {
     }))
 }
 
+/// `seg` as it is in the path, if it may be a segment at all: not empty, not a dot segment.
+fn checked(seg: &str) -> Result<&str, PathError> {
+    if seg.is_empty() {
+        return Err(PathError::EmptySegment);
+    }
+    if seg == "." || seg == ".." {
+        return Err(PathError::DotSegment);
+    }
+    Ok(seg)
+}
+
 /// Whether `b` is a byte the rules of [`decode_segment`] look at.
 fn needs_rules(b: u8) -> bool {
     matches!(b, b'%' | b'\\' | b';' | 0..=0x1f | 0x7f)
@@ -166,13 +177,7 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
             .chain(std::iter::once(bytes.len()));
         for end in ends {
             // `start` and `end` sit at slashes or the ends, always character boundaries.
-            let seg = body.get(start..end).unwrap_or_default();
-            if seg.is_empty() {
-                return Err(PathError::EmptySegment);
-            }
-            if seg == "." || seg == ".." {
-                return Err(PathError::DotSegment);
-            }
+            let seg = checked(body.get(start..end).unwrap_or_default())?;
             decoded.push(Cow::Borrowed(seg));
             raw.push(seg);
             start = end + 1;
@@ -196,13 +201,7 @@ pub fn split(path: &str) -> Result<Segments<'_>, PathError> {
             end += 1;
         }
         // `start` and `end` sit at ASCII bytes or the ends, always character boundaries.
-        let seg = body.get(start..end).unwrap_or_default();
-        if seg.is_empty() {
-            return Err(PathError::EmptySegment);
-        }
-        if seg == "." || seg == ".." {
-            return Err(PathError::DotSegment);
-        }
+        let seg = checked(body.get(start..end).unwrap_or_default())?;
         let value = if plain {
             Cow::Borrowed(seg)
         } else {

@@ -78,7 +78,7 @@ impl Pool {
         Self {
             connector,
             origin,
-            idle: (0..=workers::count(0))
+            idle: (0..=workers::per_core())
                 .map(|_| Mutex::new(VecDeque::new()))
                 .collect(),
             idle_timeout,

@@ -13,7 +13,6 @@ use crate::token::{KeyRing, metadata};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Shared state of the gateway's own endpoints.
@@ -91,15 +90,9 @@ impl App {
     pub async fn route(
         &self,
         req: Request<Incoming>,
-        conn: Option<ConnInfo>,
+        mut conn: ConnInfo,
         deadline: &Deadline,
     ) -> Response<Body> {
-        let mut conn = conn.unwrap_or(ConnInfo {
-            peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            tls: false,
-            client: std::net::IpAddr::from([0, 0, 0, 0]),
-            trusted: false,
-        });
         let origin = crate::net::client_addr(&self.trusted_proxies, conn.peer.ip(), req.headers());
         (conn.client, conn.trusted) = (origin.client, origin.peer_trusted);
         let path = req.uri().path();

@@ -145,7 +145,7 @@ async fn answer(
     timeout: Duration,
 ) -> Response<Body> {
     let deadline = Deadline::new(timeout);
-    match deadline.run(app.route(req, Some(conn), &deadline)).await {
+    match deadline.run(app.route(req, conn, &deadline)).await {
         Ok(resp) => resp,
         Err(RequestElapsed) => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request timed out").into_response()

@@ -48,20 +48,18 @@ impl std::fmt::Debug for Workers {
     }
 }
 
-/// How many workers `configured` asks for: 0 means one per available core.
-pub fn count(configured: usize) -> usize {
-    match configured {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
+/// One worker per available core (a container's CPU limit counts), the default.
+pub fn per_core() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Workers {
     /// Starts `n` workers (at least one), their threads named `{name}-{i}`.
     pub fn start(n: usize, name: &str) -> std::io::Result<Self> {
-        let mut workers = Vec::with_capacity(n.max(1));
-        let mut stops = Vec::with_capacity(n.max(1));
-        for i in 1..=n.max(1) {
+        let n = n.max(1);
+        let mut workers = Vec::with_capacity(n);
+        let mut stops = Vec::with_capacity(n);
+        for i in 1..=n {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -99,7 +97,8 @@ impl Workers {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let n = self.workers.len();
-        let first = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        // Never 0: `start` makes at least one.
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let Some(worker) = (0..n)
             .map(|k| &self.workers[(first + k) % n])
             .min_by_key(|w| w.open.load(Ordering::Relaxed))

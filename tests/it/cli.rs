@@ -103,32 +103,24 @@ async fn generated_key_created_account_and_cli_assertion_get_a_token() {
     assert!(gw.running().bootstrap_file.is_none(), "store was not empty");
 
     let client_id = jwt_account["clientId"].as_str().unwrap();
-    let (ok, assertion, err) = iamgate(
-        &[
-            "assertion",
-            "--client-id",
-            client_id,
-            "--key",
-            key_file.to_str().unwrap(),
-            "--kid",
-            &kid,
-        ],
-        &gw.data_path(),
-    );
+    let assertion_for = |kid: &str| {
+        iamgate(
+            &[
+                "assertion",
+                "--client-id",
+                client_id,
+                "--key",
+                key_file.to_str().unwrap(),
+                "--kid",
+                kid,
+            ],
+            &gw.data_path(),
+        )
+    };
+    let (ok, assertion, err) = assertion_for(&kid);
     assert!(ok, "{err}");
     // A thumbprint kid starts with `-` one time in 64: a value, not an unknown option.
-    let (ok, hyphen, err) = iamgate(
-        &[
-            "assertion",
-            "--client-id",
-            client_id,
-            "--key",
-            key_file.to_str().unwrap(),
-            "--kid",
-            "-4leading-hyphen",
-        ],
-        &gw.data_path(),
-    );
+    let (ok, hyphen, err) = assertion_for("-4leading-hyphen");
     assert!(ok, "{err}");
     assert!(!hyphen.trim().is_empty());
     let form = format!(
