@@ -1,7 +1,8 @@
 //! The accept loop: TCP (and TLS) connections served by hyper's HTTP/1.1 and HTTP/2, each by a
 //! service made for it from its peer address, until shutdown; then a grace period for open
-//! connections.
+//! connections. Each socket closes lingering ([`Linger`]), beneath TLS.
 
+use super::linger::Linger;
 use crate::proxy::gateway::ConnInfo;
 use crate::telemetry::metrics::WorkerLabels;
 use crate::util::workers::Workers;
@@ -160,31 +161,33 @@ impl Connection {
             gauge.inc();
             Counted(gauge)
         });
-        let ended =
-            match tls {
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, %peer, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "tls handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
+        let ended = match tls {
+            None => {
+                let conn =
+                    builder.serve_connection_with_upgrades(TokioIo::new(Linger::new(stream)), svc);
+                watcher.watch(conn.into_owned()).await
+            }
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(
+                    TLS_HANDSHAKE_TIMEOUT,
+                    acceptor.accept(Linger::new(stream)),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %peer, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "tls handshake timed out");
+                        return;
+                    }
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                watcher.watch(conn.into_owned()).await
+            }
+        };
         if let Err(e) = ended {
             tracing::debug!(error = %e, "connection ended with error");
         }

@@ -6,6 +6,7 @@
 //! [`start`] is what both `iamgate serve` and the integration tests call, so the tests exercise
 //! exactly the production wiring on a real socket.
 
+mod linger;
 mod listen;
 mod routes;
 pub mod stack;

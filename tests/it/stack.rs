@@ -203,3 +203,73 @@ async fn the_earlier_of_the_request_and_upstream_timeouts_answers() {
     let r = gw.get_as("/api/marketplace/categories", &token).await;
     assert_eq!(r.status, 200);
 }
+
+/// Sends `head` and then `body_len` bytes of body in full, as a simple client does before it
+/// looks for an answer, then reads the answer to the end. Fails when a write or the read is cut
+/// off: the gateway must read away what it refused rather than reset the connection under the
+/// client, which would lose the answer.
+async fn send_whole_body_then_read(base: &str, head: &str, body_len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![b'x'; 64 << 10];
+    let send = async {
+        s.write_all(head.as_bytes()).await?;
+        let mut left = body_len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(WAIT, send)
+        .await
+        .expect("the exchange within the test's own wait")
+        .unwrap_or_else(|e| panic!("the connection was cut under the client: {e}"));
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An attack on the client's answer, not on the gateway: a refusal made before the body is
+/// read (a declared length over the limit, a missing token, a decision body over its cap) used
+/// to close the connection with the body unread, which resets it, so a client still sending
+/// got a broken pipe instead of the refusal. The gateway now reads away the rest of the body,
+/// within a bound, before it closes.
+#[tokio::test]
+async fn a_refusal_before_the_body_is_read_still_reaches_a_client_sending_it() {
+    let up = TestUpstream::start().await;
+    let gw = gateway()
+        .upstream(&up.url())
+        .with("server: {max_body_bytes: 4096}")
+        .start()
+        .await;
+    let big = 16 << 20;
+    let head = |path: &str, extra: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\n{extra}content-length: {big}\r\n\r\n"
+        )
+    };
+    let text = send_whole_body_then_read(&gw.base, &head("/api/oauth/token", ""), big).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("larger than 4096 bytes"), "{text}");
+
+    // Within the body limit, refused before the body is read: a proxied route without a token,
+    // then a body the decision needs over its cap.
+    let gw = gateway().upstream(&up.url()).start().await;
+    let text = send_whole_body_then_read(
+        &gw.base,
+        &head("/api/tenants/acme/marketplace/files", ""),
+        big,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let (_, token) = gw.root_sa(&["console.root.view"]).await;
+    let auth = format!("authorization: Bearer {token}\r\n");
+    let deploy = "/api/deploy/projects/p1/trigger/pipeline/";
+    let text = send_whole_body_then_read(&gw.base, &head(deploy, &auth), big).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("larger than 1048576 bytes"), "{text}");
+    assert_eq!(up.hits(), 0);
+}
