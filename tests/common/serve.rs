@@ -66,6 +66,24 @@ pub fn spawn_in(dir: tempfile::TempDir, upstream: &str, log: &str, extra: &str) 
 }
 
 impl Proc {
+    /// The lines logged so far, once `enough` holds for them: the process writes its log lines
+    /// around its answers, not before them, and the reader thread takes them from the pipe
+    /// later still. Fails the test after [`WAIT`], naming `what`.
+    pub fn log_until(&self, what: &str, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let lines = self.log.lock().unwrap().clone();
+            if enough(&lines) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for the log: {what}\n{lines:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// An access token of the bootstrap account, from the process's token endpoint.
     pub async fn bootstrap_token(&self) -> String {
         let creds: serde_json::Value = serde_json::from_slice(

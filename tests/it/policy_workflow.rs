@@ -91,13 +91,16 @@ async fn replay_reports_exactly_the_decisions_a_policy_change_would_turn() {
             .await;
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let lines: Vec<String> = gw.log.lock().unwrap().clone();
+    let decisions_in = |lines: &[String]| -> Vec<serde_json::Value> {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "iamgate::decision")
+            .collect()
+    };
+    let lines = gw.log_until("five decisions", |l| decisions_in(l).len() >= 5);
     drop(gw);
-    let decisions: Vec<serde_json::Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "iamgate::decision")
-        .collect();
+    let decisions = decisions_in(&lines);
     assert_eq!(decisions.len(), 5, "{lines:#?}");
     let route = |path: &str| {
         decisions
