@@ -12,7 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Longest the rest of a client's data is read away after the gateway has finished with the
@@ -61,15 +61,36 @@ impl Linger {
 async fn drain(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
     let until = tokio::time::Instant::now() + LINGER_TOTAL;
-    let mut scratch = [0u8; 16 << 10];
     loop {
         let wait = until.min(tokio::time::Instant::now() + LINGER_IDLE);
-        match tokio::time::timeout_at(wait, stream.read(&mut scratch)).await {
+        match tokio::time::timeout_at(wait, discard(&mut stream)).await {
             Ok(Ok(n)) if n > 0 => {}
             // The client's close, a failure, or a bound reached.
             _ => return,
         }
     }
+}
+
+thread_local! {
+    /// Where a thread's draining connections read what they throw away: one buffer per thread,
+    /// borrowed within a single poll, so a lingering connection's task holds no buffer of its
+    /// own (many of them is what a flood of refused uploads leaves behind).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; 16 << 10].into_boxed_slice());
+}
+
+/// Reads once from `stream` and throws the bytes away; how many there were (0 at the end).
+async fn discard(stream: &mut TcpStream) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 impl Drop for Linger {
@@ -145,6 +166,7 @@ impl AsyncWrite for Linger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
     use tokio::time::Instant;
 
