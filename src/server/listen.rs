@@ -1,8 +1,10 @@
 //! The accept loop: TCP (and TLS) connections served by hyper's HTTP/1.1 and HTTP/2, each by a
 //! service made for it from its peer address, until shutdown; then a grace period for open
-//! connections. Each socket closes lingering ([`Linger`]), beneath TLS.
+//! connections. Each connection has a watchdog for stalls ([`Progress`]), and its socket closes
+//! lingering ([`Linger`]), beneath TLS.
 
 use super::linger::Linger;
+use super::watchdog::{Progress, STALL_LIMIT, Watched};
 use crate::proxy::gateway::ConnInfo;
 use crate::telemetry::metrics::WorkerLabels;
 use crate::util::workers::Workers;
@@ -14,9 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// Longest time a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,11 +43,8 @@ pub(super) async fn serve<F, S, B>(
 {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(Shared(tokio::runtime::Handle::current()));
-    // A client that never finishes its request headers must not hold a connection forever.
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // No header-read timeout of hyper's: the connection's watchdog closes a connection that
+    // stalls before or between requests, whatever the protocol (`super::watchdog`).
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     loop {
         tokio::select! {
@@ -64,8 +60,9 @@ pub(super) async fn serve<F, S, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
-                let svc = hyper_util::service::TowerToHyperService::new(service(conn));
-                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer, open: open.clone() };
+                let progress = Progress::start();
+                let svc = hyper_util::service::TowerToHyperService::new(Watched::new(service(conn), progress.clone()));
+                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer, open: open.clone(), progress };
                 match &workers {
                     None => {
                         tokio::spawn(one.serve(stream, svc));
@@ -121,6 +118,8 @@ struct Connection {
     peer: std::net::SocketAddr,
     /// Where the connection is counted while open, by the worker serving it.
     open: Option<Family<WorkerLabels, Gauge>>,
+    /// What its watchdog knows of it.
+    progress: std::sync::Arc<Progress>,
 }
 
 /// One open connection counted on its worker's gauge until dropped (served or cancelled).
@@ -152,6 +151,7 @@ impl Connection {
             tls,
             peer,
             open,
+            progress,
         } = self;
         let _counted = open.map(|family| {
             let labels = WorkerLabels {
@@ -165,7 +165,7 @@ impl Connection {
             None => {
                 let conn =
                     builder.serve_connection_with_upgrades(TokioIo::new(Linger::new(stream)), svc);
-                watcher.watch(conn.into_owned()).await
+                until_stalled(watcher.watch(conn.into_owned()), &progress, peer).await
             }
             Some(acceptor) => {
                 let stream = match tokio::time::timeout(
@@ -185,11 +185,29 @@ impl Connection {
                     }
                 };
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                watcher.watch(conn.into_owned()).await
+                until_stalled(watcher.watch(conn.into_owned()), &progress, peer).await
             }
         };
         if let Err(e) = ended {
             tracing::debug!(error = %e, "connection ended with error");
+        }
+    }
+}
+
+/// Serves `conn` until it ends, or until its watchdog finds it stalled: then it is dropped,
+/// which closes the socket (lingering).
+async fn until_stalled<E>(
+    conn: impl std::future::Future<Output = Result<(), E>>,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> Result<(), E> {
+    tokio::select! {
+        // The connection first: it is what wakes the task, request after request.
+        biased;
+        ended = conn => ended,
+        () = progress.stalled(STALL_LIMIT) => {
+            tracing::debug!(%peer, "connection closed: no request within the stall limit");
+            Ok(())
         }
     }
 }

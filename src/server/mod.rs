@@ -11,6 +11,7 @@ mod listen;
 mod routes;
 pub mod stack;
 mod tls;
+mod watchdog;
 
 use crate::authn::{TokenEndpoint, default_audiences};
 use crate::config::Settings;

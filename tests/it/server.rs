@@ -32,6 +32,68 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     );
 }
 
+/// The attack on the connection table: connections that send nothing at all, or stop inside
+/// the HTTP/2 preface, were held open for ever (hyper's header timeout starts only once the
+/// protocol is known), so a client could exhaust the gateway's file descriptors with idle
+/// sockets. Each is now closed once it has made no progress for 10 s, as a stalled request head
+/// is, and an idle kept-alive connection 10 s after its last answer. All wait at once, bounded.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_stalls_in_the_preface_is_closed() {
+    let gw = gateway().start().await;
+    let addr = gw.running().addr;
+    let stalled = |first: &'static [u8]| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(first).await.unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "{:?}: connection still open after 20 s",
+            String::from_utf8_lossy(first)
+        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(9), "closed too early: {took:?}");
+        assert!(buf.is_empty(), "{:?}", String::from_utf8_lossy(&buf));
+    };
+    // A kept-alive connection: its requests are progress, and the limit runs again from each
+    // response.
+    let kept_alive = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut answered = Instant::now();
+        for _ in 0..2 {
+            s.write_all(b"GET /-/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+            answered = Instant::now();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut rest))
+            .await
+            .expect("an idle kept-alive connection is closed")
+            .unwrap();
+        let idle = answered.elapsed();
+        assert!(idle >= Duration::from_secs(9), "closed too early: {idle:?}");
+    };
+    tokio::join!(
+        stalled(b""),
+        stalled(b"PRI * HTTP/2.0\r\n"),
+        stalled(b"G"),
+        kept_alive
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_stops_accepting() {
     let gw = gateway().start().await;
