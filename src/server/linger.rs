@@ -8,8 +8,10 @@
 //! reading gets a broken pipe instead of the 413 that explains it. nginx's `lingering_close`
 //! does the same for the same reason.
 
+use super::watchdog::Progress;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -23,20 +25,24 @@ const LINGER_TOTAL: Duration = Duration::from_secs(10);
 const LINGER_IDLE: Duration = Duration::from_secs(2);
 
 /// A served TCP connection that reads away what the client still sends once it is dropped,
-/// unless the client had closed its side already.
+/// unless the client had closed its side already or the connection was abandoned.
 pub(super) struct Linger {
     /// The socket, taken by the draining task when this is dropped.
     stream: Option<TcpStream>,
     /// The client closed its side, or the connection failed: nothing is left to read away.
     done: bool,
+    /// The connection's watchdog: a connection closed for stalling (a slowloris client, which
+    /// would go on trickling into the lingering read) closes outright.
+    progress: Arc<Progress>,
 }
 
 impl Linger {
-    /// Serves `stream`, with a lingering close.
-    pub(super) fn new(stream: TcpStream) -> Self {
+    /// Serves `stream`, with a lingering close unless `progress` says it was abandoned.
+    pub(super) fn new(stream: TcpStream, progress: Arc<Progress>) -> Self {
         Self {
             stream: Some(stream),
             done: false,
+            progress,
         }
     }
 
@@ -98,7 +104,7 @@ impl Drop for Linger {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        if self.done {
+        if self.done || self.progress.abandoned() {
             return;
         }
         // Outside a runtime (never the case for a served connection) the socket simply closes.
@@ -223,7 +229,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_lingers_once_the_client_has_closed() {
         let (served, client) = pair().await;
-        let mut served = Linger::new(served);
+        let mut served = Linger::new(served, Progress::start());
         drop(client);
         let mut rest = Vec::new();
         served.read_to_end(&mut rest).await.unwrap();

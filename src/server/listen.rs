@@ -163,24 +163,33 @@ impl Connection {
         });
         let ended = match tls {
             None => {
-                let conn =
-                    builder.serve_connection_with_upgrades(TokioIo::new(Linger::new(stream)), svc);
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(Linger::new(stream, progress.clone())),
+                    svc,
+                );
                 until_stalled(watcher.watch(conn.into_owned()), &progress, peer).await
             }
             Some(acceptor) => {
+                // The socket comes back from a failed handshake, to be closed outright: there
+                // is no answer to linger for.
                 let stream = match tokio::time::timeout(
                     TLS_HANDSHAKE_TIMEOUT,
-                    acceptor.accept(Linger::new(stream)),
+                    acceptor
+                        .accept(Linger::new(stream, progress.clone()))
+                        .into_fallible(),
                 )
                 .await
                 {
                     Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
+                    Ok(Err((e, socket))) => {
                         tracing::debug!(error = %e, %peer, "tls handshake failed");
+                        progress.abandon();
+                        drop(socket);
                         return;
                     }
                     Err(_) => {
                         tracing::debug!(%peer, "tls handshake timed out");
+                        progress.abandon();
                         return;
                     }
                 };

@@ -35,6 +35,9 @@ pub(super) struct Progress {
     /// The connection speaks HTTP/2: its streams are the protocol's to manage, and an idle
     /// HTTP/2 connection (an ingress keeps a few) stays open.
     http2: AtomicBool,
+    /// The connection is closed for misbehaving (stalled, or no TLS handshake), not ended:
+    /// there is no answer the client could still be reading, so it closes without lingering.
+    abandoned: AtomicBool,
 }
 
 impl Progress {
@@ -45,11 +48,23 @@ impl Progress {
             in_flight: AtomicU32::new(0),
             last_nanos: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
         })
     }
 
+    /// Marks the connection as closed for misbehaving: its socket closes outright.
+    pub(super) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`abandon`](Self::abandon) was called.
+    pub(super) fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
     /// Resolves once the connection has gone `limit` without progress and with nothing in
-    /// progress; never for an HTTP/2 connection that has made a request.
+    /// progress, having marked it abandoned; never for an HTTP/2 connection that has made a
+    /// request.
     pub(super) async fn stalled(&self, limit: Duration) {
         let mut due = self.epoch + limit;
         loop {
@@ -64,6 +79,8 @@ impl Progress {
             }
             let last = self.epoch + Duration::from_nanos(self.last_nanos.load(Ordering::Acquire));
             if last + limit <= now {
+                // Before the connection is dropped (which closes its socket): outright.
+                self.abandon();
                 return;
             }
             due = last + limit;
@@ -193,6 +210,10 @@ mod tests {
         let started = Instant::now();
         p.stalled(STALL_LIMIT).await;
         assert_eq!(started.elapsed(), STALL_LIMIT);
+        assert!(
+            p.abandoned(),
+            "a stalled connection closes without lingering"
+        );
     }
 
     #[tokio::test(start_paused = true)]

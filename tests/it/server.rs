@@ -94,6 +94,47 @@ async fn a_connection_that_sends_nothing_or_stalls_in_the_preface_is_closed() {
     );
 }
 
+/// A stalled connection is closed outright, not with the lingering read that protects an
+/// answer: a slowloris client that goes on trickling bytes after the close would otherwise hold
+/// the socket up to another 10 s. After the end of the stream, a write must soon fail (the
+/// socket is gone and answers with a reset).
+#[tokio::test]
+async fn a_stalled_connection_is_not_held_by_lingering() {
+    let gw = gateway().start().await;
+    let mut s = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /-/healthz HTTP/1.1\r\n").await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        // One header byte every 500 ms: never a whole head. Returns when the gateway has
+        // really closed the socket (a write fails), with the time of that failure.
+        for _ in 0..80 {
+            if wr.write_all(b"x").await.is_err() {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None
+    });
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut buf))
+        .await
+        .expect("closed within 20 s")
+        .ok();
+    let ended = Instant::now();
+    let failed = tokio::time::timeout(Duration::from_secs(20), trickle)
+        .await
+        .expect("the trickle ends")
+        .unwrap()
+        .expect("a write failed: the socket was closed");
+    assert!(
+        failed.duration_since(ended) < Duration::from_secs(4),
+        "the socket stayed open {:?} after the stream ended",
+        failed.duration_since(ended)
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_stops_accepting() {
     let gw = gateway().start().await;

@@ -236,3 +236,41 @@ async fn a_renewed_certificate_is_served_to_new_connections_without_a_restart() 
     }
     assert_eq!(answers(CERT).await, None);
 }
+
+/// A failed TLS handshake closes the socket outright: with nothing answered, there is nothing
+/// to linger for, and a client that goes on sending after it must not hold the socket.
+#[tokio::test]
+async fn a_failed_handshake_closes_the_socket_without_lingering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway()
+        .with(&format!(
+            "server:\n  tls: {{cert_file: {CERT}, key_file: {KEY}}}"
+        ))
+        .start()
+        .await;
+    let mut s = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /-/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut alert = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut alert))
+        .await
+        .expect("the handshake fails at once")
+        .ok();
+    let ended = std::time::Instant::now();
+    let mut failed = None;
+    for _ in 0..60 {
+        if s.write_all(b"more plaintext").await.is_err() {
+            failed = Some(ended.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let failed = failed.expect("a write failed: the socket was closed");
+    assert!(
+        failed < std::time::Duration::from_secs(4),
+        "the socket stayed open {failed:?} after the handshake failed"
+    );
+}
