@@ -4,13 +4,12 @@
 //! lingering ([`Linger`]), beneath TLS.
 
 use super::linger::Linger;
-use super::watchdog::{Progress, STALL_LIMIT, Watched};
+use super::watchdog::{Progress, STALL_LIMIT, Stall, Watched};
 use crate::proxy::gateway::ConnInfo;
 use crate::telemetry::metrics::WorkerLabels;
 use crate::util::workers::Workers;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use std::time::Duration;
@@ -41,7 +40,9 @@ pub(super) async fn serve<F, S, B>(
     B::Error: Into<tower::BoxError>,
     F: Fn(ConnInfo) -> S,
 {
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a sender until it ends: at shutdown, the channel closing says that
+    // every connection has.
+    let (alive, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     let mut builder = auto::Builder::new(Shared(tokio::runtime::Handle::current()));
     // No header-read timeout of hyper's: the connection's watchdog closes a connection that
     // stalls before or between requests, whatever the protocol (`super::watchdog`).
@@ -62,7 +63,7 @@ pub(super) async fn serve<F, S, B>(
                 let conn = ConnInfo { peer, tls: tls.is_some(), client: peer.ip(), trusted: false };
                 let progress = Progress::start();
                 let svc = hyper_util::service::TowerToHyperService::new(Watched::new(service(conn), progress.clone()));
-                let one = Connection { builder: builder.clone(), watcher: graceful.watcher(), tls: tls.clone(), peer, open: open.clone(), progress };
+                let one = Connection { builder: builder.clone(), alive: alive.clone(), shutdown: shutdown.clone(), tls: tls.clone(), peer, open: open.clone(), progress };
                 match &workers {
                     None => {
                         tokio::spawn(one.serve(stream, svc));
@@ -83,10 +84,8 @@ pub(super) async fn serve<F, S, B>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(alive);
+    if tokio::time::timeout(grace, all_ended.recv()).await.is_err() {
         tracing::warn!("shutdown grace period elapsed with connections still open");
     }
     // Only now: dropping the workers closes what they still serve.
@@ -113,7 +112,10 @@ where
 /// What serving one accepted connection needs, wherever it runs.
 struct Connection {
     builder: auto::Builder<Shared>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Held until the connection ends, for the shutdown's wait.
+    alive: tokio::sync::mpsc::Sender<()>,
+    /// Flips at shutdown: the connection finishes what it serves and closes.
+    shutdown: watch::Receiver<bool>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     peer: std::net::SocketAddr,
     /// Where the connection is counted while open, by the worker serving it.
@@ -147,7 +149,8 @@ impl Connection {
     {
         let Self {
             builder,
-            watcher,
+            alive,
+            shutdown,
             tls,
             peer,
             open,
@@ -167,7 +170,7 @@ impl Connection {
                     TokioIo::new(Linger::new(stream, progress.clone())),
                     svc,
                 );
-                until_stalled(watcher.watch(conn.into_owned()), &progress, peer).await
+                until_stalled(conn.into_owned(), &progress, peer, shutdown).await
             }
             Some(acceptor) => {
                 // The socket comes back from a failed handshake, to be closed outright: there
@@ -194,29 +197,73 @@ impl Connection {
                     }
                 };
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                until_stalled(watcher.watch(conn.into_owned()), &progress, peer).await
+                until_stalled(conn.into_owned(), &progress, peer, shutdown).await
             }
         };
+        drop(alive);
         if let Err(e) = ended {
             tracing::debug!(error = %e, "connection ended with error");
         }
     }
 }
 
-/// Serves `conn` until it ends, or until its watchdog finds it stalled: then it is dropped,
-/// which closes the socket (lingering).
-async fn until_stalled<E>(
-    conn: impl std::future::Future<Output = Result<(), E>>,
+/// Serves `conn` until it ends. At shutdown, or once its watchdog finds an HTTP/2 connection
+/// idle, it is shut gracefully (HTTP/1.1: after the request in progress; HTTP/2: a GOAWAY);
+/// once its watchdog finds it stalled, it is dropped, which closes the socket outright.
+async fn until_stalled(
+    conn: impl Finish,
     progress: &Progress,
     peer: std::net::SocketAddr,
-) -> Result<(), E> {
-    tokio::select! {
-        // The connection first: it is what wakes the task, request after request.
-        biased;
-        ended = conn => ended,
-        () = progress.stalled(STALL_LIMIT) => {
-            tracing::debug!(%peer, "connection closed: no request within the stall limit");
-            Ok(())
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tower::BoxError> {
+    let mut conn = std::pin::pin!(conn);
+    let mut going = false;
+    let mut shutting = false;
+    loop {
+        tokio::select! {
+            // The connection first: it is what wakes the task, request after request.
+            biased;
+            ended = conn.as_mut() => return ended,
+            // A change, or the channel closed with the server: either way, shut down.
+            _ = shutdown.changed(), if !shutting => {
+                shutting = true;
+                if !going {
+                    going = true;
+                    conn.as_mut().finish();
+                }
+            }
+            stall = progress.stalled(STALL_LIMIT, !going) => match stall {
+                Stall::Abandon => {
+                    tracing::debug!(%peer, "connection closed: no request within the stall limit");
+                    return Ok(());
+                }
+                Stall::GoAway => {
+                    tracing::debug!(%peer, "idle HTTP/2 connection sent away");
+                    going = true;
+                    conn.as_mut().finish();
+                }
+            },
         }
+    }
+}
+
+/// A served connection that can be asked to finish gracefully: hyper-util's own trait for this
+/// is sealed.
+trait Finish: std::future::Future<Output = Result<(), tower::BoxError>> {
+    /// Starts the graceful end: HTTP/1.1 after the request in progress, HTTP/2 with a GOAWAY.
+    fn finish(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> Finish for auto::UpgradeableConnection<'static, I, S, Shared>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn finish(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }

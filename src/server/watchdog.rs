@@ -2,7 +2,9 @@
 //! connection with no request in progress that has made no progress for [`STALL_LIMIT`] is
 //! closed. That covers a client that sends nothing at all, one that stops inside the HTTP/2
 //! preface (before hyper knows the protocol, so before any timeout of hyper's applies), one that
-//! trickles an HTTP/1.1 request head (slowloris), and an idle kept-alive connection.
+//! trickles an HTTP/1.1 request head (slowloris), and an idle kept-alive connection. An idle
+//! HTTP/2 connection is sent away with a GOAWAY instead, so a request sent as it closes is
+//! refused cleanly and retried by the client.
 //!
 //! One timer per connection, re-armed only when it fires: per request the connection's service
 //! counts the request in and, when its response has been handed over, out, with the time. This
@@ -32,8 +34,8 @@ pub(super) struct Progress {
     in_flight: AtomicU32,
     /// When the last response was handed over, in nanoseconds after `epoch`.
     last_nanos: AtomicU64,
-    /// The connection speaks HTTP/2: its streams are the protocol's to manage, and an idle
-    /// HTTP/2 connection (an ingress keeps a few) stays open.
+    /// The connection speaks HTTP/2 (it has made a request so): idle, it is sent away with a
+    /// GOAWAY rather than closed.
     http2: AtomicBool,
     /// The connection is closed for misbehaving (stalled, or no TLS handshake), not ended:
     /// there is no answer the client could still be reading, so it closes without lingering.
@@ -63,13 +65,16 @@ impl Progress {
     }
 
     /// Resolves once the connection has gone `limit` without progress and with nothing in
-    /// progress, having marked it abandoned; never for an HTTP/2 connection that has made a
-    /// request.
-    pub(super) async fn stalled(&self, limit: Duration) {
+    /// progress. An HTTP/1.1 connection, or one that never made a request, is then abandoned
+    /// ([`Stall::Abandon`]); an HTTP/2 connection that has made requests is idle, and is to be
+    /// sent away with a GOAWAY ([`Stall::GoAway`]), unless `idle_http2` is false (it is being
+    /// sent away already): then this never resolves for it.
+    pub(super) async fn stalled(&self, limit: Duration, idle_http2: bool) -> Stall {
         let mut due = self.epoch + limit;
         loop {
             tokio::time::sleep_until(due).await;
-            if self.http2.load(Ordering::Relaxed) {
+            let http2 = self.http2.load(Ordering::Relaxed);
+            if http2 && !idle_http2 {
                 return std::future::pending().await;
             }
             let now = Instant::now();
@@ -79,13 +84,25 @@ impl Progress {
             }
             let last = self.epoch + Duration::from_nanos(self.last_nanos.load(Ordering::Acquire));
             if last + limit <= now {
+                if http2 {
+                    return Stall::GoAway;
+                }
                 // Before the connection is dropped (which closes its socket): outright.
                 self.abandon();
-                return;
+                return Stall::Abandon;
             }
             due = last + limit;
         }
     }
+}
+
+/// What [`Progress::stalled`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// Stalled before or between requests: close the socket outright.
+    Abandon,
+    /// An idle HTTP/2 connection: send it away gracefully, as at shutdown.
+    GoAway,
 }
 
 /// One request in progress on its connection, until its response is handed over (or it is
@@ -208,7 +225,7 @@ mod tests {
     async fn a_connection_without_requests_stalls_at_the_limit() {
         let p = Progress::start();
         let started = Instant::now();
-        p.stalled(STALL_LIMIT).await;
+        assert_eq!(p.stalled(STALL_LIMIT, true).await, Stall::Abandon);
         assert_eq!(started.elapsed(), STALL_LIMIT);
         assert!(
             p.abandoned(),
@@ -222,7 +239,7 @@ mod tests {
         let started = Instant::now();
         let watching = tokio::spawn({
             let p = p.clone();
-            async move { p.stalled(STALL_LIMIT).await }
+            async move { p.stalled(STALL_LIMIT, true).await }
         });
         // A request from 4 s to 25 s: in progress across two of the timer's firings.
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -235,10 +252,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_that_made_a_request_is_left_to_its_protocol() {
+    async fn an_idle_http2_connection_is_sent_away_once_and_never_abandoned() {
         let p = Progress::start();
         p.http2.store(true, Ordering::Relaxed);
-        let waited = tokio::time::timeout(STALL_LIMIT * 10, p.stalled(STALL_LIMIT)).await;
+        let started = Instant::now();
+        assert_eq!(p.stalled(STALL_LIMIT, true).await, Stall::GoAway);
+        assert_eq!(started.elapsed(), STALL_LIMIT);
+        assert!(!p.abandoned(), "a GOAWAY, not a closed socket");
+        // Being sent away already: the watchdog waits for the connection to end.
+        let waited = tokio::time::timeout(STALL_LIMIT * 10, p.stalled(STALL_LIMIT, false)).await;
         assert!(waited.is_err());
     }
 }

@@ -135,6 +135,42 @@ async fn a_stalled_connection_is_not_held_by_lingering() {
     );
 }
 
+/// The same attack over HTTP/2: one request (any, a refused one will do), then an idle
+/// connection held for ever. An idle HTTP/2 connection now gets a GOAWAY 10 s after its last
+/// stream, and the client's connection ends.
+#[tokio::test]
+async fn an_idle_http2_connection_is_sent_away() {
+    let gw = gateway().start().await;
+    let tcp = tokio::net::TcpStream::connect(gw.running().addr)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, http_body_util::Empty<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/-/healthz", gw.running().addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let r = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    drop(r);
+    let answered = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(25), conn)
+        .await
+        .expect("an idle HTTP/2 connection is closed");
+    assert!(ended.unwrap().is_ok(), "closed gracefully (GOAWAY)");
+    let idle = answered.elapsed();
+    assert!(idle >= Duration::from_secs(9), "closed too early: {idle:?}");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_stops_accepting() {
     let gw = gateway().start().await;
