@@ -89,11 +89,9 @@ async fn discard(stream: &mut TcpStream) -> io::Result<usize> {
     std::future::poll_fn(|cx| {
         SCRATCH.with_borrow_mut(|scratch| {
             let mut buf = ReadBuf::new(scratch);
-            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
+            Pin::new(&mut *stream)
+                .poll_read(cx, &mut buf)
+                .map_ok(|()| buf.filled().len())
         })
     })
     .await

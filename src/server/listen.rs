@@ -170,7 +170,7 @@ impl Connection {
                     TokioIo::new(Linger::new(stream, progress.clone())),
                     svc,
                 );
-                until_stalled(conn.into_owned(), &progress, peer, shutdown).await
+                drive(conn.into_owned(), &progress, peer, shutdown).await
             }
             Some(acceptor) => {
                 // The socket comes back from a failed handshake, to be closed outright: there
@@ -197,7 +197,7 @@ impl Connection {
                     }
                 };
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                until_stalled(conn.into_owned(), &progress, peer, shutdown).await
+                drive(conn.into_owned(), &progress, peer, shutdown).await
             }
         };
         drop(alive);
@@ -210,27 +210,24 @@ impl Connection {
 /// Serves `conn` until it ends. At shutdown, or once its watchdog finds an HTTP/2 connection
 /// idle, it is shut gracefully (HTTP/1.1: after the request in progress; HTTP/2: a GOAWAY);
 /// once its watchdog finds it stalled, it is dropped, which closes the socket outright.
-async fn until_stalled(
+async fn drive(
     conn: impl Finish,
     progress: &Progress,
     peer: std::net::SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tower::BoxError> {
     let mut conn = std::pin::pin!(conn);
+    // Once the graceful end has begun (at shutdown or for idleness), nothing starts it again.
     let mut going = false;
-    let mut shutting = false;
     loop {
         tokio::select! {
             // The connection first: it is what wakes the task, request after request.
             biased;
             ended = conn.as_mut() => return ended,
             // A change, or the channel closed with the server: either way, shut down.
-            _ = shutdown.changed(), if !shutting => {
-                shutting = true;
-                if !going {
-                    going = true;
-                    conn.as_mut().finish();
-                }
+            _ = shutdown.changed(), if !going => {
+                going = true;
+                conn.as_mut().finish();
             }
             stall = progress.stalled(STALL_LIMIT, !going) => match stall {
                 Stall::Abandon => {

@@ -110,6 +110,14 @@ pub(super) enum Stall {
 #[derive(Debug)]
 pub(super) struct InFlight(Arc<Progress>);
 
+impl InFlight {
+    /// Counts a request in on `progress`; dropping it counts the request out.
+    fn begin(progress: &Arc<Progress>) -> Self {
+        progress.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(progress.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let p = &self.0;
@@ -149,10 +157,10 @@ where
         if req.version() == http::Version::HTTP_2 {
             self.progress.http2.store(true, Ordering::Relaxed);
         }
-        self.progress.in_flight.fetch_add(1, Ordering::AcqRel);
+        let in_flight = InFlight::begin(&self.progress);
         WatchedFuture {
             inner: self.inner.call(req),
-            in_flight: Some(InFlight(self.progress.clone())),
+            in_flight: Some(in_flight),
         }
     }
 }
@@ -243,8 +251,7 @@ mod tests {
         });
         // A request from 4 s to 25 s: in progress across two of the timer's firings.
         tokio::time::sleep(Duration::from_secs(4)).await;
-        p.in_flight.fetch_add(1, Ordering::AcqRel);
-        let request = InFlight(p.clone());
+        let request = InFlight::begin(&p);
         tokio::time::sleep(Duration::from_secs(21)).await;
         drop(request);
         watching.await.unwrap();

@@ -616,6 +616,25 @@ impl Gateway {
     }
 }
 
+/// Writes `bytes` to `w` every `every`, at most `times` times, until a write fails; when it
+/// failed, if it did. A socket the gateway really closed answers writes with a reset, so this
+/// tells a closed socket from one still open (lingering) after the stream ended.
+pub async fn write_until_refused(
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes: &[u8],
+    every: Duration,
+    times: usize,
+) -> Option<std::time::Instant> {
+    use tokio::io::AsyncWriteExt;
+    for _ in 0..times {
+        if w.write_all(bytes).await.is_err() {
+            return Some(std::time::Instant::now());
+        }
+        tokio::time::sleep(every).await;
+    }
+    None
+}
+
 /// Starts a server with `yaml` (plus a temporary data dir) and returns its start-up error.
 /// Polls `cond` every 20 ms until it holds; fails the test, naming `what`, once `deadline`
 /// passes.

@@ -62,19 +62,8 @@ async fn a_connection_that_sends_nothing_or_stalls_in_the_preface_is_closed() {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut answered = Instant::now();
         for _ in 0..2 {
-            s.write_all(b"GET /-/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-                .await
-                .unwrap();
-            let mut buf = [0u8; 1024];
-            let n = tokio::time::timeout(WAIT, s.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                buf[..n].starts_with(b"HTTP/1.1 200"),
-                "{:?}",
-                String::from_utf8_lossy(&buf[..n])
-            );
+            let answer = exchange(&mut s, "/-/healthz").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
             answered = Instant::now();
             tokio::time::sleep(Duration::from_secs(6)).await;
         }
@@ -106,16 +95,10 @@ async fn a_stalled_connection_is_not_held_by_lingering() {
         .unwrap();
     s.write_all(b"GET /-/healthz HTTP/1.1\r\n").await.unwrap();
     let (mut rd, mut wr) = s.into_split();
+    // One header byte every 500 ms: never a whole head. Ends when the gateway has really
+    // closed the socket (a write fails), with the time of that failure.
     let trickle = tokio::spawn(async move {
-        // One header byte every 500 ms: never a whole head. Returns when the gateway has
-        // really closed the socket (a write fails), with the time of that failure.
-        for _ in 0..80 {
-            if wr.write_all(b"x").await.is_err() {
-                return Some(Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        None
+        write_until_refused(&mut wr, b"x", Duration::from_millis(500), 80).await
     });
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut buf))

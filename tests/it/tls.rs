@@ -260,15 +260,15 @@ async fn a_failed_handshake_closes_the_socket_without_lingering() {
         .expect("the handshake fails at once")
         .ok();
     let ended = std::time::Instant::now();
-    let mut failed = None;
-    for _ in 0..60 {
-        if s.write_all(b"more plaintext").await.is_err() {
-            failed = Some(ended.elapsed());
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let failed = failed.expect("a write failed: the socket was closed");
+    let failed = common::write_until_refused(
+        &mut s,
+        b"more plaintext",
+        std::time::Duration::from_millis(200),
+        60,
+    )
+    .await
+    .expect("a write failed: the socket was closed")
+    .duration_since(ended);
     assert!(
         failed < std::time::Duration::from_secs(4),
         "the socket stayed open {failed:?} after the handshake failed"
